@@ -1,0 +1,97 @@
+"""Backends: one module per device, each exposing the same table of kernel calls.
+
+A backend works on raw arrays (numpy for "cpu" and "cuda-sim", cupy for "cuda");
+it knows nothing of Tensor or autograd. `minicnn.functional` validates shapes and
+arguments, then calls these functions. Every array argument is C-contiguous and
+float32 (float64 is also accepted by the cpu and reference backends, for gradient
+checks). Integer arrays (targets, pooling indices) are int64 on input; a backend
+may keep its own index dtype for `idx` since only it reads it back.
+
+The table (N batch, C/F channels, H/W height and width, K classes):
+
+  xp                                   the array module: numpy or cupy
+  conv2d_forward(x, w, b, stride, padding) -> y
+        x (N,C,H,W), w (F,C,KH,KW), b (F,) or None, stride=(sh,sw), padding=(ph,pw)
+        y (N,F,Ho,Wo), Ho = (H + 2ph - KH)//sh + 1, Wo likewise
+  conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)) -> (gx, gw, gb)
+        gy (N,F,Ho,Wo); gx (N,C,H,W), gw (F,C,KH,KW), gb (F,); an entry is None
+        where needs[i] is False (needs = (input, weight, bias))
+  max_pool2d_forward(x, kernel, stride, padding) -> (y, idx)
+        x (N,C,H,W), y (N,C,Ho,Wo); padding is -inf; idx holds, per output, the flat
+        index h*W + w in its input plane of the first maximum in row-major window
+        order (PyTorch's return_indices); floor mode
+  max_pool2d_backward(gy, idx, x_shape) -> gx        gx[n,c].flat[idx] += gy
+  avg_pool2d_forward(x, kernel, stride, padding) -> y
+        mean over the window, zero padding counted in the divisor (PyTorch's
+        default count_include_pad=True); floor mode
+  avg_pool2d_backward(gy, x_shape, kernel, stride, padding) -> gx
+  relu_forward(x) -> y                      any shape
+  relu_backward(gy, y) -> gx                gx = gy where y > 0 else 0
+  sigmoid_forward(x) -> y                   any shape, stable for large |x|
+  sigmoid_backward(gy, y) -> gx             gx = gy * y * (1 - y)
+  linear_forward(x, w, b) -> y              x (N,In), w (Out,In), b (Out,) or None; y (N,Out)
+  linear_backward(x, w, gy, needs=(True, True, True)) -> (gx, gw, gb)
+  softmax_forward(x) -> y                   x (R,K): softmax along the last axis
+  softmax_backward(gy, y) -> gx             gx = y * (gy - sum(gy*y, axis=1))
+  log_softmax_forward(x) -> y               x (R,K)
+  log_softmax_backward(gy, y) -> gx         gx = gy - exp(y) * sum(gy, axis=1)
+  cross_entropy_forward(logits, target, weight, reduction) -> (loss, probs)
+        logits (N,K), target (N,) int64 in [0,K), weight (K,) or None,
+        reduction "mean" | "sum" | "none"; loss () or (N,); probs (N,K) softmax
+        "mean" with weights divides by sum_i weight[target_i], as PyTorch
+  cross_entropy_backward(probs, target, weight, reduction, gloss) -> glogits
+        gloss () or (N,) like loss; glogits (N,K)
+  sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
+        in place, PyTorch's SGD: g' = g + wd*p; buf = g' if first else
+        momentum*buf + (1-dampening)*g'; d = g' + momentum*buf if nesterov else buf
+        (d = g' when momentum == 0); p -= lr*d
+  adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step)
+        in place, PyTorch's Adam (L2 weight decay added to g, bias-corrected,
+        step counted from 1)
+
+Devices: "cpu" (numba kernels), "cuda" (CUDA C through cupy), "cuda-sim" (the
+same CUDA C on the CPU emulator). `use_cpu_kernels("reference")` swaps the cpu
+device's numba kernels for the plain numpy reference, for teaching and testing.
+"""
+import importlib
+
+DEVICES = ("cpu", "cuda", "cuda-sim")
+_MODULES = {"cpu": "cpu", "cuda": "cuda", "cuda-sim": "cuda_sim", "reference": "reference"}
+_loaded = {}
+_cpu_kernels = "cpu"
+
+
+def check_device(device):
+    """Return the canonical device name, or raise a clear error."""
+    if isinstance(device, str):
+        name = device.lower()
+        if name == "cuda:0":
+            name = "cuda"
+        if name in DEVICES:
+            return name
+    raise ValueError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+
+
+def use_cpu_kernels(kind):
+    """Choose what the "cpu" device runs: "numba" (default) or "reference" (plain numpy)."""
+    global _cpu_kernels
+    if kind not in ("numba", "reference"):
+        raise ValueError(f"use_cpu_kernels: expected 'numba' or 'reference', got {kind!r}")
+    _cpu_kernels = "cpu" if kind == "numba" else "reference"
+
+
+def array_module(device):
+    """numpy, or cupy for "cuda": the array library that holds a device's data."""
+    if check_device(device) == "cuda":
+        return get("cuda").xp
+    import numpy
+    return numpy
+
+
+def get(device):
+    """The backend module for a device, imported on first use."""
+    device = check_device(device)
+    key = _cpu_kernels if device == "cpu" else _MODULES[device]
+    if key not in _loaded:
+        _loaded[key] = importlib.import_module(f"minicnn.backends.{key}")
+    return _loaded[key]

@@ -1,0 +1,340 @@
+"""Tensor: an array (numpy or cupy) with a gradient and a place in the graph.
+
+A Tensor holds `.data` (the array), `.grad` (a Tensor, filled by backward),
+`.requires_grad`, and `.device` ("cpu", "cuda" or "cuda-sim"). Arithmetic builds
+the graph through the Functions in `tensor_ops`.
+"""
+import numpy as np
+
+from . import autograd, backends
+
+
+def _default_dtype(array):
+    if array.dtype == np.bool_:
+        return array.dtype
+    if np.issubdtype(array.dtype, np.integer):
+        return np.dtype(np.int64)
+    return np.dtype(np.float32)
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "requires_grad", "device", "_node", "__weakref__")
+    __array_priority__ = 1000  # numpy scalars/arrays on the left defer to Tensor's operators
+
+    def __init__(self, data, requires_grad=False, device="cpu", dtype=None):
+        device = backends.check_device(device)
+        if isinstance(data, Tensor):
+            data = data.data
+        xp = backends.array_module(device)
+        host = data if (device == "cuda" and type(data).__module__.startswith("cupy")) \
+            else np.asarray(data)
+        if dtype is None:
+            dtype = _default_dtype(host) if isinstance(host, np.ndarray) else host.dtype
+        array = xp.ascontiguousarray(xp.asarray(host, dtype=dtype))
+        if requires_grad and not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(f"tensor: only floating-point tensors can require grad, "
+                            f"got dtype {array.dtype}")
+        self.data = array
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.device = device
+        self._node = None
+
+    @classmethod
+    def _wrap(cls, array, device="cpu", requires_grad=False):
+        """Wrap an array that is already on `device`, without a copy."""
+        t = cls.__new__(cls)
+        t.data = array
+        t.grad = None
+        t.requires_grad = requires_grad
+        t.device = device
+        t._node = None
+        return t
+
+    # --- basic facts -------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return int(self.data.size)
+
+    @property
+    def xp(self):
+        return backends.array_module(self.device)
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        dev = "" if self.device == "cpu" else f", device='{self.device}'"
+        return f"tensor({np.array2string(self.numpy(), precision=4)}{dev}{extra})"
+
+    # --- moving data -------------------------------------------------------
+    def numpy(self):
+        """The values as a numpy array (copied from the GPU where needed)."""
+        data = self.data
+        return data.get() if hasattr(data, "get") and not isinstance(data, np.ndarray) else data
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: tensor has {self.data.size} elements, not one "
+                             f"(shape {self.shape})")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device):
+        """This tensor on another device; a leaf stays a leaf that keeps requires_grad."""
+        device = backends.check_device(device)
+        if device == self.device:
+            return self
+        host = self.numpy()
+        array = backends.array_module(device).asarray(host) if device == "cuda" else host.copy()
+        out = Tensor._wrap(array, device=device)
+        if self.requires_grad:
+            if self.is_leaf:
+                out.requires_grad = True
+            else:
+                from .tensor_ops import ToDevice
+                moved = ToDevice.apply(self, device=device)
+                moved.device = device
+                return moved
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def detach(self):
+        """The same values, cut from the graph."""
+        return Tensor._wrap(self.data, device=self.device)
+
+    def requires_grad_(self, flag=True):
+        if flag and not np.issubdtype(self.dtype, np.floating):
+            raise TypeError(f"requires_grad_: dtype {self.dtype} cannot require grad")
+        self.requires_grad = bool(flag)
+        return self
+
+    def zero_grad(self):
+        self.grad = None
+
+    def astype(self, dtype):
+        from .tensor_ops import Cast
+        return Cast.apply(self, dtype=np.dtype(dtype))
+
+    def float(self):
+        return self.astype(np.float32)
+
+    def double(self):
+        return self.astype(np.float64)
+
+    def long(self):
+        return Tensor._wrap(self.data.astype(np.int64), device=self.device)
+
+    # --- autograd ----------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        autograd.backward(self, grad, retain_graph=retain_graph)
+
+    # --- arithmetic (the Functions live in tensor_ops) -----------------------
+    def _lift(self, other):
+        if isinstance(other, Tensor):
+            return other
+        return Tensor._wrap(self.xp.asarray(other, dtype=self.dtype), device=self.device)
+
+    def __add__(self, other):
+        from .tensor_ops import Add
+        return Add.apply(self, self._lift(other))
+
+    def __radd__(self, other):
+        return self._lift(other).__add__(self)
+
+    def __sub__(self, other):
+        from .tensor_ops import Sub
+        return Sub.apply(self, self._lift(other))
+
+    def __rsub__(self, other):
+        return self._lift(other).__sub__(self)
+
+    def __mul__(self, other):
+        from .tensor_ops import Mul
+        return Mul.apply(self, self._lift(other))
+
+    def __rmul__(self, other):
+        return self._lift(other).__mul__(self)
+
+    def __truediv__(self, other):
+        from .tensor_ops import Div
+        return Div.apply(self, self._lift(other))
+
+    def __rtruediv__(self, other):
+        return self._lift(other).__truediv__(self)
+
+    def __neg__(self):
+        from .tensor_ops import Neg
+        return Neg.apply(self)
+
+    def __pow__(self, exponent):
+        from .tensor_ops import Pow
+        if isinstance(exponent, Tensor):
+            raise TypeError("pow: the exponent must be a Python number")
+        return Pow.apply(self, exponent=float(exponent))
+
+    def __matmul__(self, other):
+        from .tensor_ops import MatMul
+        return MatMul.apply(self, self._lift(other))
+
+    def __rmatmul__(self, other):
+        return self._lift(other).__matmul__(self)
+
+    def __getitem__(self, index):
+        from .tensor_ops import GetItem
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return GetItem.apply(self, index=index)
+
+    def exp(self):
+        from .tensor_ops import Exp
+        return Exp.apply(self)
+
+    def log(self):
+        from .tensor_ops import Log
+        return Log.apply(self)
+
+    def sqrt(self):
+        return self ** 0.5
+
+    def abs(self):
+        from .tensor_ops import Abs
+        return Abs.apply(self)
+
+    def sum(self, axis=None, keepdims=False):
+        from .tensor_ops import Sum
+        return Sum.apply(self, axis=_axes(axis), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        axes = _axes(axis)
+        count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        return self.sum(axis=axes, keepdims=keepdims) * (1.0 / count)
+
+    def var(self, axis=None, keepdims=False, unbiased=False):
+        axes = _axes(axis)
+        count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        centred = self - self.mean(axis=axes, keepdims=True)
+        total = (centred * centred).sum(axis=axes, keepdims=keepdims)
+        return total * (1.0 / (count - 1 if unbiased else count))
+
+    def max(self, axis=None, keepdims=False):
+        from .tensor_ops import Max
+        return Max.apply(self, axis=_axes(axis), keepdims=keepdims)
+
+    def argmax(self, axis=None):
+        return Tensor._wrap(self.xp.argmax(self.data, axis=axis), device=self.device)
+
+    def reshape(self, *shape):
+        from .tensor_ops import Reshape
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def transpose(self, *axes):
+        from .tensor_ops import Transpose
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if len(axes) == 2 and self.ndim != 2:  # PyTorch's transpose(dim0, dim1)
+            perm = list(range(self.ndim))
+            perm[axes[0]], perm[axes[1]] = perm[axes[1]], perm[axes[0]]
+            axes = tuple(perm)
+        return Transpose.apply(self, axes=axes or None)
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        nd = self.ndim
+        start, end = start_dim % nd, end_dim % nd
+        shape = self.shape[:start] + (int(np.prod(self.shape[start:end + 1])),) + self.shape[end + 1:]
+        return self.reshape(shape)
+
+    # comparisons give plain (non-differentiable) tensors
+    def _compare(self, other, op):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._wrap(op(self.data, other), device=self.device)
+
+    def __eq__(self, other):
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other):
+        return self._compare(other, lambda a, b: a != b)
+
+    def __lt__(self, other):
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other):
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other):
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other):
+        return self._compare(other, lambda a, b: a >= b)
+
+    __hash__ = object.__hash__
+
+
+def _axes(axis):
+    if axis is None:
+        return None
+    if isinstance(axis, (list, tuple)):
+        return tuple(int(a) for a in axis)
+    return (int(axis),)
+
+
+def tensor(data, requires_grad=False, device="cpu", dtype=None):
+    """Make a Tensor. Floating data becomes float32 and integers int64, unless dtype says."""
+    return Tensor(data, requires_grad=requires_grad, device=device, dtype=dtype)
+
+
+def zeros(*shape, requires_grad=False, device="cpu", dtype=np.float32):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return Tensor(np.zeros(shape, dtype=dtype), requires_grad=requires_grad, device=device)
+
+
+def ones(*shape, requires_grad=False, device="cpu", dtype=np.float32):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return Tensor(np.ones(shape, dtype=dtype), requires_grad=requires_grad, device=device)
+
+
+def randn(*shape, requires_grad=False, device="cpu"):
+    from .random import generator
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    data = generator().standard_normal(shape).astype(np.float32)
+    return Tensor(data, requires_grad=requires_grad, device=device)
