@@ -1,0 +1,113 @@
+"""`minicnn doctor`: what this machine has, and which devices work.
+
+Prints the versions of numpy, numba (and its threading layer), cupy; whether a
+GPU, NVRTC, nvcc and g++ are there; then tries a tiny conv2d on each device.
+"""
+import importlib
+import platform
+import shutil
+import subprocess
+
+
+def add_arguments(parser):
+    parser.add_argument("--no-devices", action="store_true",
+                        help="only report versions and tools; do not run a kernel on each device")
+
+
+def _version(name):
+    try:
+        return importlib.import_module(name).__version__
+    except Exception as exc:  # not installed, or broken install: both are worth showing
+        return f"not available ({type(exc).__name__})"
+
+
+def _numba_threading():
+    try:
+        import numba
+        from numba.np.ufunc import parallel
+
+        @numba.njit(parallel=True, cache=False)
+        def _touch(n):
+            s = 0
+            for i in numba.prange(n):
+                s += i
+            return s
+        _touch(4)
+        return f"{parallel.threading_layer()} ({numba.config.NUMBA_NUM_THREADS} threads)"
+    except Exception as exc:
+        return f"unknown ({exc})"
+
+
+def _cupy_gpu():
+    try:
+        import cupy
+    except Exception:
+        return "no (cupy not installed: pip install 'minicnn[cuda]')"
+    try:
+        if not cupy.cuda.is_available():
+            return "no (cupy installed, but no CUDA GPU or driver found)"
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        return f"yes: {name}"
+    except Exception as exc:
+        return f"no ({exc})"
+
+
+def _nvrtc():
+    try:
+        from cupy.cuda import nvrtc
+        major, minor = nvrtc.getVersion()
+        return f"{major}.{minor}"
+    except Exception as exc:
+        return f"not available ({type(exc).__name__}: install nvidia-cuda-nvrtc)"
+
+
+def _tool(name, flag="--version"):
+    path = shutil.which(name)
+    if path is None:
+        return "not found"
+    try:
+        out = subprocess.run([path, flag], capture_output=True, text=True, timeout=20).stdout
+        lines = [ln for ln in out.strip().splitlines() if ln.strip()]
+        return f"{path}: {lines[-1] if lines else 'found'}"
+    except Exception as exc:
+        return f"{path}: {exc}"
+
+
+def _try_device(device):
+    import numpy as np
+    import minicnn
+    from minicnn import functional as F
+    try:
+        x = minicnn.tensor(np.ones((1, 1, 5, 5), np.float32), device=device)
+        w = minicnn.tensor(np.ones((1, 1, 3, 3), np.float32), requires_grad=True, device=device)
+        y = F.conv2d(x, w, padding=1)
+        y.sum().backward()
+        value = float(y.numpy()[0, 0, 2, 2])
+        if value != 9.0:
+            return f"RUNS BUT WRONG: centre of a 3x3 box sum is {value}, expected 9"
+        return "works"
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"unavailable: {first}"
+
+
+def run(args):
+    rows = [
+        ("python", platform.python_version()),
+        ("numpy", _version("numpy")),
+        ("numba", _version("numba")),
+        ("numba threading", _numba_threading()),
+        ("cupy", _version("cupy")),
+        ("CUDA GPU", _cupy_gpu()),
+        ("NVRTC", _nvrtc()),
+        ("nvcc", _tool("nvcc")),
+        ("g++ (for cuda-sim)", _tool("g++")),
+    ]
+    if not getattr(args, "no_devices", False):
+        for device in ("cpu", "cuda-sim", "cuda"):
+            rows.append((f"device {device}", _try_device(device)))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
