@@ -1,0 +1,47 @@
+"""Sequential: layers applied one after another, output of each the input of the next."""
+from collections import OrderedDict
+
+from .module import Module
+
+
+class Sequential(Module):
+    """Sequential(layer0, layer1, ...) or Sequential(OrderedDict(name=layer, ...)).
+
+    Indexable (net[0], net[-1], net[1:3] is a Sequential), iterable, and len() works.
+    Children are named "0", "1", ... so parameters read "0.weight", "3.bias".
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            for name, layer in layers[0].items():
+                self.add_module(name, layer)
+        else:
+            for i, layer in enumerate(layers):
+                if not isinstance(layer, Module):
+                    raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, "
+                                    "not a Module (did you forget the parentheses, e.g. ReLU()?)")
+                self.add_module(str(i), layer)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        layers = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(layers[index]))
+        if not -len(layers) <= index < len(layers):
+            raise IndexError(f"Sequential: index {index} out of range for {len(layers)} layers")
+        return layers[index][1]
+
+    def append(self, layer):
+        self.add_module(str(len(self)), layer)
+        return self
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x

@@ -1,0 +1,88 @@
+"""Weight initialisation, as PyTorch's defaults (lesson 05).
+
+Conv2d and Linear start from kaiming_uniform_(a=sqrt(5)): each weight is drawn from
+U(-b, b) with
+    b = gain * sqrt(3 / fan_in),   gain = sqrt(2 / (1 + a^2)) = sqrt(1/3)
+which comes to b = 1 / sqrt(fan_in). The bias is drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+fan_in is the number of inputs one output sums over: in_features for Linear,
+in_channels * KH * KW for Conv2d. Keeping the bound ~ 1/sqrt(fan_in) keeps the
+outputs' variance from growing or shrinking layer after layer.
+
+Every draw comes from minicnn.random.generator(), so manual_seed(s) repeats them.
+The functions fill a Parameter in place (on its device) and return it.
+"""
+import math
+
+import numpy as np
+
+from ..random import generator
+
+
+def fan_in_and_fan_out(shape):
+    """(fan_in, fan_out) of a weight of shape (Out, In) or (F, C, KH, KW)."""
+    if len(shape) < 2:
+        raise ValueError(f"init: fan in/out needs a weight with at least 2 dimensions, got {shape}")
+    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _fill(param, values):
+    values = values.astype(param.dtype)
+    if isinstance(param.data, np.ndarray):
+        param.data[...] = values
+    else:
+        param.data[...] = param.xp.asarray(values)
+    return param
+
+
+def uniform_(param, low=0.0, high=1.0):
+    """Fill with draws from U(low, high)."""
+    return _fill(param, generator().uniform(low, high, size=param.shape))
+
+
+def normal_(param, mean=0.0, std=1.0):
+    """Fill with draws from N(mean, std^2)."""
+    return _fill(param, generator().normal(mean, std, size=param.shape))
+
+
+def zeros_(param):
+    return _fill(param, np.zeros(param.shape))
+
+
+def ones_(param):
+    return _fill(param, np.ones(param.shape))
+
+
+def calculate_gain(nonlinearity, param=None):
+    """The factor that keeps variance steady through a nonlinearity (PyTorch's table)."""
+    if nonlinearity in ("linear", "conv2d", "sigmoid"):
+        return 1.0
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else float(param)
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}")
+
+
+def kaiming_uniform_(param, a=0.0, nonlinearity="leaky_relu"):
+    """U(-b, b), b = gain * sqrt(3 / fan_in): He initialisation, uniform version."""
+    fan_in, _ = fan_in_and_fan_out(param.shape)
+    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / fan_in)
+    return uniform_(param, -bound, bound)
+
+
+def xavier_uniform_(param, gain=1.0):
+    """U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)): Glorot initialisation."""
+    fan_in, fan_out = fan_in_and_fan_out(param.shape)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return uniform_(param, -bound, bound)
+
+
+def default_init_(weight, bias=None):
+    """PyTorch's default for Conv2d and Linear: the weight, then the bias, drawn in that order."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = fan_in_and_fan_out(weight.shape)
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        uniform_(bias, -bound, bound)

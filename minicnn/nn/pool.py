@@ -1,0 +1,35 @@
+"""MaxPool2d and AvgPool2d: shrink each feature map by summarising windows (lesson 03).
+
+    max: y[n,c,i,j] = max  over (p,q) of x[n,c, i*s + p - pad, j*s + q - pad]
+    avg: y[n,c,i,j] = mean over (p,q) of the same window (zero padding counted)
+
+input (N, C, H, W) -> (N, C, (H + 2pad - k)//s + 1, (W + 2pad - k)//s + 1); the stride
+defaults to the kernel size, so windows tile the image without overlap.
+"""
+from .. import functional as F
+from .module import Module
+
+
+class _Pool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Largest value in each window; the gradient flows back to that one position."""
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean of each window; the gradient is shared equally by the window."""
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
