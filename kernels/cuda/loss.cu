@@ -1,0 +1,187 @@
+// Softmax, log-softmax and cross-entropy, forward and backward       lesson 10
+//                                                       (the maths: lesson 06)
+//   softmax:      y[r,k] = exp(x[r,k] - m_r) / s_r,    m_r = max_k x[r,k],
+//                                                      s_r = sum_k exp(x[r,k] - m_r)
+//                 gx[r,k] = y[r,k] * (gy[r,k] - sum_j gy[r,j] * y[r,j])
+//   log_softmax:  y[r,k] = x[r,k] - m_r - log s_r
+//                 gx[r,k] = gy[r,k] - exp(y[r,k]) * sum_j gy[r,j]
+//   Subtracting the row maximum m_r changes nothing in exact arithmetic and keeps
+//   every exp <= 1, so nothing overflows.
+//   cross-entropy, targets t_n, class weights wc:
+//                 loss_n = -wc[t_n] * log_softmax(x)[n, t_n]
+//                 "none": loss_n    "sum": sum_n loss_n
+//                 "mean": sum_n loss_n / sum_n wc[t_n]        (as PyTorch)
+//                 glogits[n,k] = wc[t_n] * (probs[n,k] - [k == t_n]) * scale_n,
+//                 scale_n = gloss[n] ("none"), gloss ("sum"), gloss / sum_n wc[t_n] ("mean")
+//
+// Index maps:
+//   per-row kernels (softmax*, log_softmax*, cross_entropy_rows): one block per row,
+//     r = blockIdx.x; thread k0 = threadIdx.x handles columns k0, k0 + BLOCK, ...;
+//     the row's max and sum are block reductions (below).
+//   ce_reduce, ce_weight_sum: a single block, threads stride over the N rows.
+//   cross_entropy_backward: one thread per element, t -> (n, k) = (t / K, t % K).
+//
+// Block reduction: each thread writes its partial value to a shared array; then at
+// each level the first half of the threads combines its slot with the slot `half`
+// places on; after log2(BLOCK) levels slot 0 holds the answer. A __syncthreads()
+// separates the levels: no thread may read a slot before its writer is done.
+// Cost: memory-bound; each row is read two or three times, mostly from cache.
+
+#define BLOCK 256   // threads per block (a power of two; the launcher uses the same)
+
+// Sum of v over the block's threads, returned to every thread.
+__device__ float block_sum(float v, float* buf)
+{
+    buf[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) buf[threadIdx.x] += buf[threadIdx.x + half];
+        __syncthreads();
+    }
+    float total = buf[0];
+    __syncthreads();   // everyone has read buf[0] before buf is used again
+    return total;
+}
+
+// Maximum of v over the block's threads, returned to every thread.
+__device__ float block_max(float v, float* buf)
+{
+    buf[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) buf[threadIdx.x] = fmaxf(buf[threadIdx.x], buf[threadIdx.x + half]);
+        __syncthreads();
+    }
+    float total = buf[0];
+    __syncthreads();
+    return total;
+}
+
+// m_r and s_r of row xr (length K), shared by the three forward kernels.
+__device__ void row_max_sum(const float* xr, int K, float* buf, float* m, float* s)
+{
+    float v = xr[0];   // every thread starts from an element of the row: no -inf needed
+    for (int k = threadIdx.x; k < K; k += blockDim.x) v = fmaxf(v, xr[k]);
+    *m = block_max(v, buf);
+    float e = 0.0f;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) e += expf(xr[k] - *m);
+    *s = block_sum(e, buf);
+}
+
+extern "C" __global__ void softmax_forward(const float* x, float* y, int R, int K)
+{
+    __shared__ float buf[BLOCK];
+    const float* xr = x + blockIdx.x * K;
+    float m, s;
+    row_max_sum(xr, K, buf, &m, &s);
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+        y[blockIdx.x * K + k] = expf(xr[k] - m) / s;
+}
+
+extern "C" __global__ void softmax_backward(const float* gy, const float* y, float* gx, int R, int K)
+{
+    __shared__ float buf[BLOCK];
+    int row = blockIdx.x * K;
+    float s = 0.0f;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) s += gy[row + k] * y[row + k];
+    float dot = block_sum(s, buf);
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+        gx[row + k] = y[row + k] * (gy[row + k] - dot);
+}
+
+extern "C" __global__ void log_softmax_forward(const float* x, float* y, int R, int K)
+{
+    __shared__ float buf[BLOCK];
+    const float* xr = x + blockIdx.x * K;
+    float m, s;
+    row_max_sum(xr, K, buf, &m, &s);
+    float logs = logf(s);
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+        y[blockIdx.x * K + k] = xr[k] - m - logs;
+}
+
+extern "C" __global__ void log_softmax_backward(const float* gy, const float* y, float* gx, int R, int K)
+{
+    __shared__ float buf[BLOCK];
+    int row = blockIdx.x * K;
+    float s = 0.0f;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) s += gy[row + k];
+    float total = block_sum(s, buf);
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+        gx[row + k] = gy[row + k] - expf(y[row + k]) * total;
+}
+
+// Per row n: probs[n,:] = softmax, losses[n] = -wc[t_n] * log_softmax[n, t_n],
+// wts[n] = wc[t_n]. A target outside [0, K) gives a NaN loss rather than a wild read.
+extern "C" __global__ void cross_entropy_rows(const float* logits, const long long* target,
+                                              const float* weight, float* probs,
+                                              float* losses, float* wts, int N, int K)
+{
+    __shared__ float buf[BLOCK];
+    int n = blockIdx.x;
+    const float* xr = logits + n * K;
+    float m, s;
+    row_max_sum(xr, K, buf, &m, &s);
+    float logs = logf(s);
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+        probs[n * K + k] = expf(xr[k] - m - logs);
+    if (threadIdx.x == 0) {
+        long long t = target[n];
+        if (t < 0 || t >= K) {
+            losses[n] = nanf("");
+            wts[n] = nanf("");
+        } else {
+            losses[n] = -weight[t] * (xr[t] - m - logs);
+            wts[n] = weight[t];
+        }
+    }
+}
+
+// out[0] = sum_n losses[n], divided by sum_n wts[n] when divide is 1 ("mean").
+extern "C" __global__ void ce_reduce(const float* losses, const float* wts, float* out,
+                                     int N, int divide)
+{
+    __shared__ float buf[BLOCK];
+    float sl = 0.0f, sw = 0.0f;
+    for (int n = threadIdx.x; n < N; n += blockDim.x) {
+        sl += losses[n];
+        sw += wts[n];
+    }
+    sl = block_sum(sl, buf);
+    sw = block_sum(sw, buf);
+    if (threadIdx.x == 0) out[0] = divide ? sl / sw : sl;
+}
+
+// out[0] = sum_n wc[t_n], the divisor of "mean".
+extern "C" __global__ void ce_weight_sum(const long long* target, const float* weight,
+                                         float* out, int N, int K)
+{
+    __shared__ float buf[BLOCK];
+    float s = 0.0f;
+    for (int n = threadIdx.x; n < N; n += blockDim.x) {
+        long long t = target[n];
+        s += (t >= 0 && t < K) ? weight[t] : nanf("");
+    }
+    s = block_sum(s, buf);
+    if (threadIdx.x == 0) out[0] = s;
+}
+
+// mode 0 "none" (gloss has N entries), 1 "sum", 2 "mean" (gloss has 1 entry;
+// wsum[0] from ce_weight_sum, read only for "mean").
+extern "C" __global__ void cross_entropy_backward(const float* probs, const long long* target,
+                                                  const float* weight, const float* gloss,
+                                                  const float* wsum, float* glogits,
+                                                  int N, int K, int mode)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= N * K) return;
+    int n = t / K, k = t % K;
+    long long tn = target[n];
+    if (tn < 0 || tn >= K) {
+        glogits[t] = nanf("");
+        return;
+    }
+    float scale = mode == 0 ? gloss[n] : (mode == 1 ? gloss[0] : gloss[0] / wsum[0]);
+    float onehot = (k == tn) ? 1.0f : 0.0f;
+    glogits[t] = weight[tn] * (probs[t] - onehot) * scale;
+}
