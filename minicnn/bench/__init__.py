@@ -1,0 +1,119 @@
+"""`minicnn bench`: how fast minicnn's kernels are, next to PyTorch on the same machine.
+
+    minicnn bench                  CPU: numba backend vs PyTorch (CPU), per op and per step
+    minicnn bench --quick          tiny sizes and few repetitions (a smoke test)
+    minicnn bench --device cuda    each CUDA kernel checked against numpy, then timed
+    minicnn bench --json out.json  also write a machine-readable report
+
+Ratios are minicnn/PyTorch throughput: above 1 means minicnn is faster. Each
+ratio is printed beside its target with PASS or BELOW; the targets are checked
+here, never by the timed-free test suite. PyTorch is optional: without it the
+bench prints minicnn's own figures.
+
+Modules: timing (fair A/B medians), trace (kernel calls of a step), ops (per-op
+cases), step (whole training step, PyTorch twin), breakdown (where a step's time
+goes), child + startup (fresh-process start-up and peak memory), machine
+(threads, BLAS), report (targets, tables, JSON), cpu and cuda (the two modes).
+"""
+import datetime
+
+PARTS = ("ops", "steps", "profile", "startup", "memory")
+DEFAULTS = {"sizes": "28,64,128,224rgb", "batch": "32,64", "reps": 10, "op_size": "64",
+            "memory_size": "224rgb", "startup_size": "28", "budget": 60.0}
+QUICK = {"sizes": "16,16rgb", "batch": "4", "reps": 3, "op_size": "16",
+         "memory_size": "32rgb", "startup_size": "16", "budget": 2.0}
+
+
+def add_arguments(parser):
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu: numba backend vs PyTorch CPU (default); cuda: the CUDA "
+                             "kernels vs cuBLAS and PyTorch (needs a GPU)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and few repetitions: checks that the bench runs")
+    parser.add_argument("--sizes", help="training-step inputs: image sizes, 'rgb' for 3 "
+                        f"channels (default {DEFAULTS['sizes']})")
+    parser.add_argument("--batch", help=f"batch sizes (default {DEFAULTS['batch']})")
+    parser.add_argument("--reps", type=int, help="timed repetitions per side, at most "
+                        f"(default {DEFAULTS['reps']}; fewer once --budget is spent)")
+    parser.add_argument("--budget", type=float, help="seconds of timing per case before "
+                        f"stopping early (default {DEFAULTS['budget']:g}; at least 3 reps)")
+    parser.add_argument("--op-size", help="input of the per-op cases and of the profile "
+                        f"(default {DEFAULTS['op_size']}, batch = the largest --batch)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"what to measure, any of {','.join(PARTS)} (default all)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+
+
+def _inputs(text, option):
+    """'28,64,224rgb' -> [(1, 28), (1, 64), (3, 224)]: (channels, size) pairs."""
+    from ..errors import UserError
+    out = []
+    for item in str(text).split(","):
+        item = item.strip().lower()
+        channels = 3 if item.endswith("rgb") else 1
+        digits = item[:-3] if item.endswith("rgb") else item
+        if not digits.isdigit() or int(digits) < 8:
+            raise UserError(f"bench: {option} takes image sizes of at least 8, like "
+                            f"'28,64,224rgb'; got {item!r}")
+        out.append((channels, int(digits)))
+    return out
+
+
+def _ints(text, option):
+    from ..errors import UserError
+    try:
+        values = [int(v) for v in str(text).split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UserError(f"bench: {option} takes positive integers like '32,64', got {text!r}")
+    return values
+
+
+def config(args):
+    """The settings of one run, from the options (and --quick's smaller defaults)."""
+    from ..errors import UserError
+    base = QUICK if args.quick else DEFAULTS
+    pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise UserError(f"bench: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    reps = int(pick("reps"))
+    if reps < 1:
+        raise UserError(f"bench: --reps must be at least 1, got {reps}")
+    return {"quick": bool(args.quick), "parts": parts, "reps": reps,
+            "warmup": 1 if args.quick else 2, "budget_s": float(pick("budget")),
+            "inputs": _inputs(pick("sizes"), "--sizes"),
+            "batches": _ints(pick("batch"), "--batch"),
+            "op_input": _inputs(pick("op_size"), "--op-size")[0],
+            "memory_input": _inputs(base["memory_size"], "memory")[0],
+            "startup_input": _inputs(base["startup_size"], "startup")[0]}
+
+
+def _say(text):
+    print(text, flush=True)  # flushed: progress lines on stderr interleave in order
+
+
+def run(args):
+    from . import machine, report
+    cfg = config(args)
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    if args.device == "cuda":
+        from . import cuda
+        sections = cuda.run(cfg, _say)
+        facts = machine.describe()
+    else:
+        from . import cpu
+        facts = machine.describe()
+        _say(machine.header(facts, cfg))
+        sections = cpu.run(cfg, _say)
+        facts = machine.describe()  # again: numba's threading layer is known once kernels ran
+    out = {"schema": "minicnn-bench/1", "device": args.device, "started": started,
+           "config": {k: v for k, v in cfg.items()}, "machine": facts, **sections}
+    out["targets"] = report.targets(out)
+    print(report.targets_text(out["targets"], facts))
+    if args.json:
+        report.write_json(out, args.json)
+        print(f"\nreport written to {args.json}")
+    return 0

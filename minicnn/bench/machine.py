@@ -1,0 +1,127 @@
+"""What the benchmark ran on: cores, load, thread counts, and which BLAS numpy uses.
+
+Both engines keep their default thread settings for the machine; this records
+them so that a reader can tell what was compared.
+"""
+import ctypes
+import os
+import platform
+
+
+def _openblas_runtime():
+    """Threads and core type of the OpenBLAS loaded into this process (Linux only)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        info = {"library": os.path.basename(path)}
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for suffix in ("64_", ""):
+                threads = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+                core = getattr(lib, f"{prefix}get_corename{suffix}", None)
+                if threads is not None:
+                    info["threads"] = int(threads())
+                if core is not None:
+                    core.restype = ctypes.c_char_p
+                    info["core"] = core().decode()
+                if "threads" in info:
+                    return info
+    return None
+
+
+def _numpy_blas():
+    import numpy
+    name = "unknown"
+    try:
+        config = numpy.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # numpy < 1.26 has no mode="dicts"
+        pass
+    runtime = _openblas_runtime()
+    if runtime:
+        name += f" ({runtime['threads']} threads, core {runtime.get('core', '?')})"
+    return name
+
+
+def _numba_threads():
+    import numba
+    layer = "not started yet"
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run in this process
+        pass
+    return f"{numba.get_num_threads()} threads, layer {layer}"
+
+
+def _torch_threads():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return f"{torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op threads"
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe():
+    """A dict of facts about this machine and both engines' thread settings."""
+    import numba
+    import numpy
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "load_average_1m": round(load[0], 2) if load else None,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "numpy_blas": _numpy_blas(),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "not set"),
+        "numba": numba.__version__,
+        "numba_threads": _numba_threads(),
+        "torch": torch_version,
+        "torch_threads": _torch_threads(),
+    }
+
+
+def header(facts, cfg):
+    """The lines printed before any figure: what is compared, on what, and how."""
+    torch = (f"PyTorch {facts['torch']} ({facts['torch_threads']})" if facts["torch"]
+             else "PyTorch is not installed: minicnn's figures alone, no ratios "
+                  "(pip install torch to compare)")
+    lines = [
+        "minicnn bench: minicnn's CPU backend (numba kernels + numpy's BLAS) beside PyTorch, "
+        "same process, same inputs",
+        f"machine: {facts['cpu']}, {facts['cores']} cores, load average {facts['load_average_1m']}"
+        + (" (busy: other processes share these cores, expect noise)"
+           if facts["load_average_1m"] and facts["load_average_1m"] > 0.5 else ""),
+        f"minicnn: numpy {facts['numpy']}, BLAS {facts['numpy_blas']}, "
+        f"OPENBLAS_CORETYPE {facts['OPENBLAS_CORETYPE']}; numba {facts['numba']} "
+        f"({facts['numba_threads']})",
+        torch,
+        "threads: both engines at their own defaults for this machine",
+        f"timing: {cfg['warmup']} warm-up calls, then up to {cfg['reps']} timed repetitions per "
+        f"side, A and B alternating, median reported (at most {cfg['budget_s']:g} s per case)",
+        "ratio = minicnn throughput / PyTorch throughput (>1: minicnn faster)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""Timing two implementations of the same work fairly, in one process.
+
+Both sides get the same inputs and the same warm-up. Repetitions alternate
+(A B, B A, A B, ...) so that drift on a shared machine (another process waking
+up, the CPU clocking down) falls on both sides alike, and the median of each
+side is reported: one slow outlier does not move it.
+
+A call that takes microseconds is timed in a loop of `inner` calls, chosen so
+that one sample lasts a few milliseconds; the figure is still per call.
+"""
+import math
+import statistics
+import time
+
+
+def _calls_per_sample(fn, target_s):
+    """How many calls of fn make one sample of about target_s seconds."""
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    return max(1, min(10_000, math.ceil(target_s / once)))
+
+
+def _sample(fn, inner):
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def compare(a, b=None, reps=10, warmup=2, budget_s=30.0, sample_s=0.005, min_reps=3):
+    """Median seconds per call of a() and of b() (None when b is None).
+
+    a, b: functions of no arguments doing the same work. Each runs `warmup`
+    times first (compilation, caches, allocator), then up to `reps` timed
+    samples each, alternating which goes first; stops early once `budget_s`
+    has passed and both have at least `min_reps` samples.
+    Returns {"a": seconds, "b": seconds or None, "reps": samples per side}.
+    """
+    sides = [f for f in (a, b) if f is not None]
+    for f in sides:
+        for _ in range(warmup):
+            f()
+    inner = [_calls_per_sample(f, sample_s) for f in sides]
+    times = [[] for _ in sides]
+    start = time.perf_counter()
+    for rep in range(reps):
+        order = range(len(sides)) if rep % 2 == 0 else reversed(range(len(sides)))
+        for k in order:
+            times[k].append(_sample(sides[k], inner[k]))
+        if rep + 1 >= min_reps and time.perf_counter() - start > budget_s:
+            break
+    medians = [statistics.median(t) for t in times]
+    return {"a": medians[0], "b": medians[1] if b is not None else None, "reps": len(times[0])}
