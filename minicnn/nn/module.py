@@ -205,6 +205,25 @@ class Module:
     def cuda(self):
         return self.to("cuda")
 
+    def _cast(self, dtype):
+        for param in self.parameters():
+            param.data = param.data.astype(dtype)
+            if param.grad is not None:
+                param.grad = Tensor._wrap(param.grad.data.astype(dtype), device=param.device)
+        for module in self.modules():
+            for name, buf in module._buffers.items():
+                if buf is not None and np.issubdtype(buf.dtype, np.floating):
+                    module._buffers[name] = buf.astype(dtype)
+        return self
+
+    def double(self):
+        """Parameters and floating buffers to float64, in place (for gradient checks); returns self."""
+        return self._cast(np.float64)
+
+    def float(self):
+        """Parameters and floating buffers to float32, in place; returns self."""
+        return self._cast(np.float32)
+
     @property
     def device(self):
         """The device of the first parameter ("cpu" for a module with none)."""
