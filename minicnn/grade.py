@@ -223,6 +223,80 @@ def grade_sgd_momentum(mod, rng):
             check_close("p_new", p, param.numpy(), case)
 
 
+# Two recording kernels: each thread writes its own (block, thread) into every element
+# it is responsible for, with the index maps of pool.cu (one thread per element) and
+# gemm.cu (64 x 64 tiles, 16 x 16 threads, 4 x 4 outputs each, spread by 16).
+_WHO_SOURCE = r"""
+extern "C" __global__ void who_elementwise(int* block_of, int* thread_of, int total)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= total) return;
+    block_of[t] = blockIdx.x;
+    thread_of[t] = threadIdx.x;
+}
+
+extern "C" __global__ void who_sgemm(int* owner, int M, int N)
+{
+    int m0 = blockIdx.y * 64, n0 = blockIdx.x * 64;
+    int me = ((blockIdx.y * gridDim.x + blockIdx.x) * blockDim.y + threadIdx.y) * blockDim.x
+             + threadIdx.x;
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+            int m = m0 + threadIdx.y + 16 * i, n = n0 + threadIdx.x + 16 * j;
+            if (m < M && n < N) owner[m * N + n] = me;
+        }
+}
+"""
+
+
+def grade_cuda_index_map(mod, rng):
+    from minicnn.kernels.cuda.emu import load_module
+    emu = None
+    for shape, block in [((2, 3, 5, 7), 64), ((1, 2, 3, 3), 8), ((3, 1, 4, 5), 32)]:
+        total = int(np.prod(shape))
+        blocks = -(-total // block)
+        answers = {(b, t): _call(mod, "thread_element", b, block, t, shape)
+                   for b in range(blocks) for t in range(block)}
+        emu = emu or load_module(_WHO_SOURCE)
+        block_of = np.full(total, -1, np.int32)
+        thread_of = np.full(total, -1, np.int32)
+        emu.get_function("who_elementwise")((blocks,), (block,), (block_of, thread_of, np.int32(total)))
+        expected = {(int(b), int(t)): tuple(int(i) for i in np.unravel_index(e, shape))
+                    for e, (b, t) in enumerate(zip(block_of, thread_of))}
+        for (b, t), got in answers.items():
+            check_equal(f"thread_element(block_idx={b}, block_dim={block}, thread_idx={t}, "
+                        f"shape={shape})", got, expected.get((b, t)),
+                        f"a 1-D launch of {blocks} blocks of {block} threads over {total} elements")
+    for M, N in [(70, 130), (20, 64), (64, 65)]:
+        grid = (-(-N // 64), -(-M // 64))
+        answers = {}
+        for bx in range(grid[0]):
+            for by in range(grid[1]):
+                for ty in range(16):
+                    for tx in range(16):
+                        got = _call(mod, "sgemm_elements", (bx, by), (tx, ty), M, N)
+                        try:
+                            answers[bx, by, tx, ty] = sorted(tuple(int(v) for v in e) for e in got)
+                        except (TypeError, ValueError):
+                            raise Wrong(f"sgemm_elements should return a list of (row, col) "
+                                        f"pairs, got {got!r}") from None
+        owner = np.full(M * N, -1, np.int32)
+        emu.get_function("who_sgemm")(grid, (16, 16), (owner, np.int32(M), np.int32(N)))
+        for (bx, by, tx, ty), got in answers.items():
+            me = ((by * grid[0] + bx) * 16 + ty) * 16 + tx
+            expected = [divmod(int(e), N) for e in np.flatnonzero(owner == me)]
+            if got != expected:
+                call = (f"sgemm_elements(block_idx=({bx}, {by}), thread_idx=({tx}, {ty}), "
+                        f"M={M}, N={N})")
+                extra = [e for e in got if e not in expected]
+                missing = [e for e in expected if e not in got]
+                what = (f"returned {extra[0]}, which another thread computes" if extra else
+                        f"left out {missing[0]}" if missing else "returned an element twice")
+                shown = ", ".join(map(str, expected[:5])) + (", ..." if len(expected) > 5 else "")
+                raise Wrong(f"{call} {what}; this thread computes {len(expected)} elements: "
+                            f"[{shown}] (a grid of {grid[0]} x {grid[1]} blocks of 16 x 16 threads)")
+
+
 def grade_weighted_loss(mod, rng):
     import minicnn
     from minicnn import functional as F
@@ -248,17 +322,17 @@ def grade_sensitivity_specificity(mod, rng):
         got = _pair(_call(mod, "sensitivity_specificity", y_true.copy(), y_pred.copy()),
                     "sensitivity_specificity", 2)
         from minicnn import metrics
+        engine = metrics.binary_metrics(y_true, y_pred, threshold=0.5)   # y_pred as 0/1 scores
         case = f"y_true {y_true.tolist()}, y_pred {y_pred.tolist()}"
-        check_close("sensitivity", got[0], metrics.sensitivity(y_true, y_pred), case)
-        check_close("specificity", got[1], metrics.specificity(y_true, y_pred), case)
+        check_close("sensitivity", got[0], engine["sensitivity"], case)
+        check_close("specificity", got[1], engine["specificity"], case)
     for N, target in [(20, 0.9), (30, 0.95), (15, 0.5)]:
         y_true = rng.integers(0, 2, N)
         y_true[:2] = (0, 1)
         scores = np.round(np.clip(0.35 * y_true + 0.65 * rng.random(N), 0, 1), 2)
         got = _call(mod, "threshold_for_sensitivity", y_true.copy(), scores.copy(), target)
-        candidates = [t for t in np.unique(scores)
-                      if metrics.sensitivity(y_true, (scores >= t).astype(np.int64)) >= target]
-        check_close("threshold", got, max(candidates),
+        _, tpr, thresholds = metrics.roc_curve(y_true, scores)       # thresholds decreasing
+        check_close("threshold", got, thresholds[np.argmax(tpr >= target)],
                     f"target sensitivity {target}, y_true {y_true.tolist()}, scores {scores.tolist()}")
 
 
@@ -270,6 +344,7 @@ EXERCISES = {
     "05_maxpool_backward": ("max-pool backward, ties and overlaps", grade_maxpool_backward),
     "06_softmax_cross_entropy": ("softmax cross-entropy and its gradient", grade_softmax_cross_entropy),
     "07_sgd_momentum": ("one SGD-with-momentum step", grade_sgd_momentum),
+    "08_cuda_index_map": ("CUDA index maps: elementwise and tiled sgemm", grade_cuda_index_map),
     "09_weighted_loss": ("class weights and the weighted loss", grade_weighted_loss),
     "10_sensitivity_specificity": ("sensitivity, specificity, a threshold", grade_sensitivity_specificity),
 }
@@ -310,10 +385,12 @@ def select(names, wanted):
 
 
 def _shown(path):
+    """The path relative to the current folder when it is inside it, else absolute."""
     try:
-        return os.path.relpath(path)
+        rel = os.path.relpath(path)
     except ValueError:   # another drive (Windows)
         return str(path)
+    return str(Path(path).resolve()) if rel.startswith("..") else rel
 
 
 def _load(path):

@@ -1,0 +1,145 @@
+# %% [markdown]
+# # Lesson 05 — Architecture: shapes, parameters, FLOPs
+#
+# **What this lesson teaches**
+# - how a CNN is put together from the layers of lessons 01–03: `minicnn.nn`'s
+#   `Conv2d`, `ReLU`, `MaxPool2d`, `Flatten`, `Linear`, in a `Sequential`;
+# - the two networks of `minicnn.nn.models`: `ChestXrayCNN` (the project's pneumonia
+#   classifier, 28 × 28 grey images) and `AlexNet` (227 × 227 colour images, 2012);
+# - the shape of the data after every layer, from the formula
+#   `Ho = (H + 2p − k) // s + 1`, checked by running the network;
+# - where the parameters are (mostly the fully connected layers) and where the work
+#   is (mostly the convolutions).
+#
+# Run it: `python lessons/05_architecture.py [--quick] [--out FOLDER]`.
+#
+# Counting: a `Conv2d(C, F, k)` has `F·C·k·k + F` parameters and does
+# `F·C·k·k` multiply-adds for each of its `Ho·Wo` output pixels. A `Linear(In, Out)`
+# has `Out·In + Out` parameters and does `Out·In` multiply-adds. One multiply-add is
+# two floating-point operations (FLOPs).
+
+# %%
+import numpy as np
+
+import minicnn
+from minicnn import nn
+from minicnn.nn.models import ChestXrayCNN, AlexNet
+
+from lesson_common import setup, save, plt
+
+args, OUT = setup("05_architecture", "Lesson 05: the layers of ChestXrayCNN and AlexNet")
+
+# %% [markdown]
+# ## Walking through a network, layer by layer
+#
+# Both models are `features` (the convolutional part) followed by `classifier`
+# (flatten and fully connected layers). We compute each layer's output shape from
+# its settings, count its parameters and multiply-adds, and — where cheap enough —
+# run an image through to check the shapes.
+
+# %%
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def layer_table(model, image_shape):
+    """One row per layer: name, output shape (C, H, W) or (features,), params, MACs."""
+    rows, shape = [], image_shape
+    for part in ("features", "classifier"):
+        for i, layer in enumerate(getattr(model, part)):
+            params = sum(p.numel() for p in layer.parameters())
+            macs = 0
+            if isinstance(layer, nn.Conv2d):
+                (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+                C, H, W = shape
+                shape = (layer.out_channels, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+                macs = layer.out_channels * C * kh * kw * shape[1] * shape[2]
+            elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+                (k, _), (s, _), (p, _) = _pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding)
+                C, H, W = shape
+                shape = (C, (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1)
+            elif isinstance(layer, nn.Flatten):
+                shape = (int(np.prod(shape)),)
+            elif isinstance(layer, nn.Linear):
+                shape = (layer.out_features,)
+                macs = layer.in_features * layer.out_features
+            rows.append((f"{part}.{i} {type(layer).__name__}", shape, params, macs))
+    return rows
+
+
+def print_table(title, rows):
+    print(f"\n{title}")
+    print(f"{'layer':28s} {'output shape':>16s} {'parameters':>12s} {'MFLOPs':>10s}")
+    for name, shape, params, macs in rows:
+        print(f"{name:28s} {str(shape):>16s} {params:12,d} {2 * macs / 1e6:10.2f}")
+    total_p = sum(r[2] for r in rows)
+    total_f = 2 * sum(r[3] for r in rows)
+    print(f"{'total':28s} {'':>16s} {total_p:12,d} {total_f / 1e6:10.2f}")
+    return total_p, total_f
+
+
+minicnn.manual_seed(0)
+chest = ChestXrayCNN(in_channels=1, num_classes=2, image_size=28)
+chest_rows = layer_table(chest, (1, 28, 28))
+print_table("ChestXrayCNN, input (1, 28, 28)", chest_rows)
+print("parameters (minicnn's own count):", f"{chest.num_parameters():,d}")
+
+with minicnn.no_grad():
+    x = minicnn.randn(2, 1, 28, 28)
+    h = chest.features(x)
+    print(f"\nrun it: features {x.shape} -> {h.shape}; classifier -> {chest.classifier(h).shape}")
+    assert h.shape[1:] == chest_rows[len(chest.features) - 1][1], "formula and run disagree"
+
+# %% [markdown]
+# AlexNet is much bigger. Its first convolution (11 × 11, stride 4) shrinks a
+# 227 × 227 image to 55 × 55 at once. Note how the three fully connected layers
+# hold almost all the parameters, while the convolutions do almost all the work.
+
+# %%
+alex = AlexNet(in_channels=3, num_classes=2, image_size=227)
+alex_rows = layer_table(alex, (3, 227, 227))
+alex_p, alex_f = print_table("AlexNet, input (3, 227, 227)", alex_rows)
+conv_share = sum(r[3] for r in alex_rows if "Conv2d" in r[0]) * 2 / alex_f
+fc_share = sum(r[2] for r in alex_rows if "Linear" in r[0]) / alex_p
+print(f"\nconvolutions do {conv_share:.0%} of AlexNet's FLOPs; "
+      f"linear layers hold {fc_share:.0%} of its parameters")
+if not args.quick:
+    with minicnn.no_grad():
+        h = alex.features(minicnn.randn(1, 3, 227, 227))
+    print(f"run it: AlexNet features (1, 3, 227, 227) -> {h.shape}")
+    assert h.shape[1:] == alex_rows[len(alex.features) - 1][1], "formula and run disagree"
+
+# %% [markdown]
+# ## The receptive field
+#
+# Each output pixel of a layer "sees" a square of the input image, which grows with
+# every convolution and pooling: `r_out = r_in + (k − 1)·j_in`, where `j` (the jump)
+# is the product of the strides so far.
+
+# %%
+def receptive_fields(model):
+    r, j, out = 1, 1, []
+    for i, layer in enumerate(model.features):
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s = _pair(layer.kernel_size)[0], _pair(layer.stride)[0]
+            r, j = r + (k - 1) * j, j * s
+            out.append((f"features.{i} {type(layer).__name__}", r))
+    return out
+
+
+for name, rf in receptive_fields(chest):
+    print(f"ChestXrayCNN {name:24s} sees {rf:3d} x {rf:<3d} input pixels")
+
+# %%
+fig, axes = plt.subplots(2, 2, figsize=(12, 7))
+for col, (title, rows) in enumerate([("ChestXrayCNN", chest_rows), ("AlexNet", alex_rows)]):
+    rows = [r for r in rows if r[2] or r[3]]                # layers that have weights
+    names = [r[0].split(" ")[0] + "\n" + r[0].split(" ")[1] for r in rows]
+    axes[0, col].bar(names, [r[2] for r in rows], color="#48c")
+    axes[0, col].set_title(f"{title}: parameters per layer")
+    axes[1, col].bar(names, [2 * r[3] / 1e6 for r in rows], color="#c84")
+    axes[1, col].set_title(f"{title}: MFLOPs per image, per layer")
+    for ax in axes[:, col]:
+        ax.tick_params(axis="x", labelsize=7)
+fig.tight_layout()
+save(fig, OUT, "params_and_flops.png")

@@ -1,0 +1,80 @@
+"""What every lesson script shares: its command line, where figures go, a stopwatch.
+
+Each lesson runs as `python lessons/NN_name.py [--quick] [--out FOLDER]`:
+  --quick   small sizes and few steps, so the lesson finishes in seconds
+  --out     where figures are saved (default ./lesson_out/NN_name)
+In Jupyter or VS Code the same file opens as a notebook; there the figures show
+inline as well as being saved.
+"""
+import argparse
+import os
+import sys
+import time
+
+import matplotlib
+
+if "ipykernel" not in sys.modules:      # a script: draw off-screen, save to files
+    matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+
+def setup(name, description, add_options=None):
+    """Parse the lesson's options; returns (args, out_folder) and makes the folder.
+
+    name: the lesson's file stem ("01_convolution"); add_options(parser) adds extras.
+    """
+    parser = argparse.ArgumentParser(prog=f"python lessons/{name}.py", description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, few steps: finishes in seconds")
+    parser.add_argument("--out", default=os.path.join("lesson_out", name),
+                        help="folder for the figures (default ./lesson_out/%(prog)s's name)")
+    if add_options is not None:
+        add_options(parser)
+    # parse_known_args: a notebook kernel passes its own arguments (-f kernel.json)
+    args, _ = parser.parse_known_args()
+    os.makedirs(args.out, exist_ok=True)
+    print(f"[{name}] {'quick mode, ' if args.quick else ''}figures go to {args.out}/")
+    return args, args.out
+
+
+def save(fig, out, filename):
+    """Save a figure as out/filename, say so, and close it (or show it in a notebook)."""
+    path = os.path.join(out, filename)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"saved figure: {path}")
+    if "ipykernel" in sys.modules:
+        plt.show()
+    plt.close(fig)
+    return path
+
+
+def best_time(fn, *args, repeat=3):
+    """The fastest of `repeat` runs of fn(*args), in seconds (the least disturbed run)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def medical_image(size=None):
+    """A real medical picture when one is installed, else the project's synthetic X-ray.
+
+    Returns (image (H, W) float32 scaled to [0, 1], a sentence saying what it is).
+    Uses pydicom's bundled CT slice (pip install pydicom) when available.
+    """
+    import numpy as np
+    try:
+        import pydicom
+        from pydicom.data import get_testdata_file
+        path = get_testdata_file("CT_small.dcm")
+        image = pydicom.dcmread(path).pixel_array.astype(np.float32)
+        what = "a real CT slice (pydicom's bundled test file CT_small.dcm, 128x128)"
+    except Exception:
+        from minicnn.data import synthetic
+        images, _ = synthetic.make_images(1, image_size=size or 128, seed=0)
+        image = images[0].astype(np.float32)
+        what = "a SYNTHETIC chest X-ray from minicnn's generator (pydicom is not installed)"
+    lo, hi = float(image.min()), float(image.max())
+    return (image - lo) / max(hi - lo, 1e-12), what
