@@ -5,17 +5,25 @@
 //         idx[n,c,i,j] = h*W + w of the FIRST maximum in row-major window order
 //   avg:  y[n,c,i,j] = sum over the window of x / (KH*KW)
 //         (padding counts as 0 and stays in the divisor: count_include_pad)
-//   backward, for every input pixel (h, w):
-//   max:  gx[n,c,h,w] = sum of gy[n,c,i,j] over the windows whose idx is h*W + w
+//   backward:
+//   max:  gx[n,c].flat[idx[n,c,i,j]] += gy[n,c,i,j]       (the winner takes the gradient)
 //   avg:  gx[n,c,h,w] = sum of gy[n,c,i,j] over the windows that contain (h, w), / (KH*KW)
 //
 // Index maps (t = blockIdx.x * blockDim.x + threadIdx.x, one thread per element):
-//   forward:  t -> output (n, c, i, j) = unravel(t, N, C, Ho, Wo)
-//   backward: t -> input  (n, c, h, w) = unravel(t, N, C, H, W)
-// The backward kernels GATHER: each input pixel visits the few windows that contain
-// it and adds up their gradients itself. Scattering instead (one thread per output,
-// gx[idx] += gy) would need atomicAdd wherever windows overlap (stride < kernel),
-// and floating-point atomics add in a different order on every run.
+//   max_pool2d_forward, avg_pool2d_forward, max_pool2d_backward:
+//             t -> output (n, c, i, j) = unravel(t, N, C, Ho, Wo)
+//   avg_pool2d_backward:
+//             t -> input  (n, c, h, w) = unravel(t, N, C, H, W)
+// max_pool2d_backward SCATTERS: the thread of output (i, j) adds its gradient to the
+// pixel its window picked. When windows overlap (stride < kernel) two threads can pick
+// the same pixel, and a plain `gx[k] += g` from both would lose one of the additions
+// (each reads the old value before the other writes): atomicAdd makes the
+// read-add-write one indivisible step. The order of the additions then varies from run
+// to run, so the last bits of gx can too.
+// avg_pool2d_backward GATHERS instead: each input pixel visits the few windows that
+// contain it and adds their gradients itself, so no two threads write the same address
+// and no atomics are needed. (Max pooling could gather the same way, but only knowing
+// the window geometry; its backward is given just the indices.)
 // The windows that contain row h are those with i*sh - ph <= h <= i*sh - ph + KH - 1:
 //   ceil((h + ph - KH + 1) / sh) <= i <= floor((h + ph) / sh), clipped to [0, Ho).
 // Cost: memory-bound, KH*KW reads per output.
@@ -62,22 +70,15 @@ extern "C" __global__ void max_pool2d_forward(const float* x, float* y, int* idx
     idx[t] = best_at;
 }
 
+// gx must hold zeros on entry; plane = n*C + c.
 extern "C" __global__ void max_pool2d_backward(const float* gy, const int* idx, float* gx,
-                                               int N, int C, int H, int W, int KH, int KW,
-                                               int sh, int sw, int ph, int pw, int Ho, int Wo)
+                                               int N, int C, int H, int W, int Ho, int Wo)
 {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= N * C * H * W) return;
-    int w = t % W, h = (t / W) % H, plane = t / (W * H);
-    int here = h * W + w;
-    const float* g = gy + plane * Ho * Wo;
-    const int* at = idx + plane * Ho * Wo;
-    float s = 0.0f;
-    int i_hi = last_window(h, ph, sh, Ho), j_hi = last_window(w, pw, sw, Wo);
-    for (int i = first_window(h, ph, KH, sh); i <= i_hi; ++i)
-        for (int j = first_window(w, pw, KW, sw); j <= j_hi; ++j)
-            if (at[i * Wo + j] == here) s += g[i * Wo + j];
-    gx[t] = s;
+    if (t >= N * C * Ho * Wo) return;
+    int plane = t / (Ho * Wo), k = idx[t];
+    if (k >= 0 && k < H * W)                    // never write outside the plane
+        atomicAdd(&gx[plane * H * W + k], gy[t]);
 }
 
 extern "C" __global__ void avg_pool2d_forward(const float* x, float* y,

@@ -1,0 +1,111 @@
+"""The CUDA C kernels on the CPU emulator (device "cuda-sim") against the numpy reference.
+
+Every entry of the backend table is checked, forward and backward, over settings drawn
+by hypothesis, each case in the three thread orders of the emulator (forward, reverse,
+shuffled); the checks themselves live in tests/cuda_cases.py, shared with
+test_cuda_gpu.py. Also here: the backend exposes exactly the table, the launch sizes
+agree with the constants of the .cu files, and mistakes give clear errors.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from cuda_cases import CASES, Runner, check_conv2d_layer, run_cases
+
+sim = pytest.importorskip("minicnn.backends.cuda_sim",
+                          reason="the CUDA emulator needs g++ (device 'cuda-sim')")
+
+from minicnn import backends  # noqa: E402
+from minicnn.backends import _cuda_glue as glue  # noqa: E402
+
+ORDERS = ("forward", "reverse", "shuffle")
+
+
+@pytest.fixture
+def run():
+    return Runner(sim, ORDERS, sim.set_thread_order)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel_matches_reference(run, name):
+    strategy, check = CASES[name]
+    run_cases(strategy, lambda case: check(run, case))
+
+
+def test_conv2d_first_layer_of_the_model(run):
+    check_conv2d_layer(run, seed=0)
+
+
+def _contract_names():
+    """The names listed in the table of minicnn/backends/__init__.py's docstring."""
+    return set(re.findall(r"^  (\w+)(?:\(| )", backends.__doc__, flags=re.M))
+
+
+def test_backend_exposes_exactly_the_table():
+    names = _contract_names()
+    assert "conv2d_forward" in names and "xp" in names, "could not read the table"
+    assert names == set(glue.TABLE) | {"xp"}, (
+        f"glue.TABLE and the contract differ: missing {names - set(glue.TABLE) - {'xp'}}, "
+        f"extra {set(glue.TABLE) - names}")
+    for name in glue.TABLE:
+        assert callable(getattr(sim, name, None)), f"cuda_sim has no {name}"
+    assert sim.xp is np
+    assert backends.get("cuda-sim") is sim
+
+
+def _define(family, name):
+    text = glue.kernel_path(family).read_text()
+    m = re.search(rf"^#define {name} (\d+)", text, flags=re.M)
+    assert m, f"{family}.cu defines no {name}"
+    return int(m.group(1))
+
+
+def test_launch_geometry_matches_the_kernel_files():
+    assert _define("gemm", "TILE") == glue.GEMM_TILE
+    assert _define("gemm", "THREADS_XY") == glue.GEMM_THREADS
+    assert _define("gemm", "PER_THREAD") * glue.GEMM_THREADS == glue.GEMM_TILE
+    assert _define("gemm", "BLOCK") == glue.THREADS
+    assert _define("loss", "BLOCK") == glue.THREADS
+    assert glue.THREADS & (glue.THREADS - 1) == 0, "tree reductions need a power of two"
+
+
+def test_thread_order_is_applied_and_checked():
+    try:
+        sim.set_thread_order("reverse")
+        sim.relu_forward(np.ones(3, np.float32))
+        assert sim.thread_order() == "reverse"
+        assert all(m.order == "reverse" for m in sim._kernels.loaded_modules())
+    finally:
+        sim.set_thread_order("forward")
+    with pytest.raises(ValueError, match="thread order"):
+        sim.set_thread_order("backwards")
+
+
+def test_float64_input_is_refused_in_words():
+    x = np.zeros((1, 1, 3, 3))
+    w = np.zeros((1, 1, 2, 2), np.float32)
+    with pytest.raises(TypeError, match=r"conv2d on device 'cuda-sim': input has dtype float64.*float32"):
+        sim.conv2d_forward(x, w, None, (1, 1), (0, 0))
+
+
+def test_empty_arrays_launch_nothing():
+    assert sim.relu_forward(np.zeros((0, 4), np.float32)).shape == (0, 4)
+    assert sim.softmax_forward(np.zeros((0, 3), np.float32)).shape == (0, 3)
+
+
+def test_max_pool2d_backward_adds_where_windows_overlap():
+    # 3x3 windows, stride 1: the centre pixel 9 wins all four windows of a 4x4 input
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 1] = 9.0
+    y, idx = sim.max_pool2d_forward(x, (3, 3), (1, 1), (0, 0))
+    assert np.array_equal(idx.reshape(-1), [5, 5, 5, 5])
+    gx = sim.max_pool2d_backward(np.arange(1, 5, dtype=np.float32).reshape(1, 1, 2, 2), idx,
+                                 x.shape)
+    assert gx[0, 0, 1, 1] == 10.0 and gx.sum() == 10.0
+
+
+def test_cross_entropy_bad_target_gives_nan_not_a_wild_read():
+    logits = np.zeros((2, 3), np.float32)
+    loss, _ = sim.cross_entropy_forward(logits, np.array([0, 7]), None, "none")
+    assert np.isfinite(loss[0]) and np.isnan(loss[1])
