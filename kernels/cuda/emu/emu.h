@@ -591,7 +591,7 @@ inline void run_block_plain() {
 inline thread_local char* altstack = nullptr;
 inline struct sigaction old_segv, old_bus, old_fpe, old_ill;
 
-inline void on_fault(int sig, siginfo_t* info, void*) {
+inline void on_fault(int sig, siginfo_t* info, void* uctx) {
     if (!R.in_launch) {  // not ours: put the old handler back and let it fault again
         sigaction(SIGSEGV, &old_segv, nullptr); sigaction(SIGBUS, &old_bus, nullptr);
         sigaction(SIGFPE, &old_fpe, nullptr); sigaction(SIGILL, &old_ill, nullptr);
@@ -605,6 +605,12 @@ inline void on_fault(int sig, siginfo_t* info, void*) {
     if (sig == SIGSEGV && R.stacks)
         for (int i = 0; i < R.capacity && !guard; ++i)
             guard = addr >= stack_of(i) - R.page && addr < stack_of(i);
+#if defined(__x86_64__)
+    if (sig == SIGSEGV && R.fibers && R.cur >= 0) {  // the thread's stack pointer left its stack
+        char* sp = (char*)((ucontext_t*)uctx)->uc_mcontext.gregs[REG_RSP];
+        guard = guard || sp < stack_of(R.cur);
+    }
+#endif
     if (guard)
         append("stack overflow: a thread used more than its %zu KiB of stack "
                "(large local arrays or deep recursion)", STACK_SIZE >> 10);

@@ -20,7 +20,7 @@ What the loader adds to the compiler:
   - sanitize=True compiles with AddressSanitizer and UBSan. Their runtime must be the
     first library of the process, so a sanitized module only loads in a Python started
     with LD_PRELOAD=libasan.so: use run_sanitized(code) or
-        python -m minicnn.kernels.cuda.emu.loader --sanitize -- python -m pytest tests/...
+        python -m minicnn.kernels.cuda.emu --sanitize -- python -m pytest tests/...
     which runs a command that way with MINICNN_EMU_SANITIZE=1 (every load_module call
     that does not say otherwise compiles sanitized).
 
@@ -48,7 +48,7 @@ _BLOCK_LIMITS = (1024, 1024, 64)
 # Bump when the generated wrapper changes shape, so old cached libraries are not used.
 _WRAPPER_VERSION = "1"
 _FLAGS = ["-x", "c++", "-std=c++17", "-fPIC", "-shared", "-fvisibility=hidden",
-          "-fno-strict-aliasing", "-ffp-contract=off"]
+          "-fno-strict-aliasing", "-ffp-contract=off", "-fstack-clash-protection"]
 _OPT_FLAGS = ["-O2"]
 _SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fsanitize-sections=emushared",
                    "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
@@ -216,11 +216,18 @@ def _local_includes(src, directory, seen=None):
 # ---- compiling --------------------------------------------------------------
 
 def cache_dir():
+    """Where compiled kernels are kept: $MINICNN_CACHE/emu, else ~/.cache/minicnn/emu
+    (or a temporary folder when neither can be written)."""
     root = os.environ.get("MINICNN_CACHE")
     base = Path(root) if root else Path.home() / ".cache" / "minicnn"
-    d = base / "emu"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    for d in (base / "emu", Path(tempfile.gettempdir()) / f"minicnn-emu-{os.getuid()}"):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            if os.access(d, os.W_OK):
+                return d
+        except OSError:
+            pass
+    raise EmulatorError(f"no writable cache folder for compiled kernels (tried {base / 'emu'})")
 
 
 _gxx_version = None
@@ -266,19 +273,24 @@ def _compile(cpp, include_dir, sanitize, includes=()):
     out = cache_dir() / f"{key}{'-asan' if sanitize else ''}.so"
     if out.exists():
         return out
-    src_path = out.with_suffix(".cpp")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
-    os.close(fd)
+    # Unique names while building, then atomic renames: parallel test workers may
+    # compile the same file at the same time.
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=key, suffix=".tmp.cpp")
+    with os.fdopen(fd, "w") as f:
+        f.write(cpp)
+    tmp_so = tmp[:-4] + ".so"
     try:
-        src_path.write_text(cpp)
-        cmd = [cxx, *flags, "-I", str(HERE), "-I", str(include_dir), str(src_path), "-o", tmp]
+        inc = ["-I", str(include_dir)] if include_dir is not None else []
+        cmd = [cxx, *flags, "-I", str(HERE), *inc, tmp, "-o", tmp_so]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise CompileError("g++ could not compile the kernel file:\n" + r.stderr.strip())
-        os.replace(tmp, out)
+        os.replace(tmp, out.with_suffix(".cpp"))  # kept next to the library, for reading
+        os.replace(tmp_so, out)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for t in (tmp, tmp_so):
+            if os.path.exists(t):
+                os.unlink(t)
     return out
 
 
@@ -535,7 +547,8 @@ def load_module(path_or_source, order="forward", seed=0, sanitize=None):
         label, include_dir = str(path), path.parent
     else:
         src = str(path_or_source)
-        label, include_dir = "<cuda source>", Path.cwd()
+        label = "<cuda source>"
+        include_dir = Path.cwd() if re.search(r"^\s*#\s*include", src, flags=re.M) else None
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     line = _dynamic_shared(src)
@@ -544,14 +557,14 @@ def load_module(path_or_source, order="forward", seed=0, sanitize=None):
                             f"not supported by the emulator; size __shared__ arrays with "
                             f"constants")
     kernels, mangled = parse_kernels(src)
-    includes = _local_includes(src, include_dir)
+    includes = _local_includes(src, include_dir) if include_dir is not None else []
     fibers = any(_BARRIER_RE.search(_strip_comments(t)) for t in [src, *includes])
     cpp = _wrapper(src, label, kernels)
     if sanitize and not _asan_loaded():
         raise EmulatorError(
             "a sanitized module needs the AddressSanitizer runtime loaded first: run Python "
             "with LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0, "
-            "e.g. python -m minicnn.kernels.cuda.emu.loader --sanitize -- python script.py, "
+            "e.g. python -m minicnn.kernels.cuda.emu --sanitize -- python script.py, "
             "or use minicnn.kernels.cuda.emu.run_sanitized(code)")
     so = _compile(cpp, include_dir, sanitize, includes)
     lib = _libraries.get(so)
@@ -564,15 +577,10 @@ def load_module(path_or_source, order="forward", seed=0, sanitize=None):
 
 
 def _main(argv):
-    """python -m minicnn.kernels.cuda.emu.loader --sanitize -- COMMAND...: run COMMAND
-    where load_module compiles sanitized and sanitized modules load."""
+    """python -m minicnn.kernels.cuda.emu --sanitize -- COMMAND...: run COMMAND where
+    load_module compiles sanitized and sanitized modules load."""
     if len(argv) < 3 or argv[0] != "--sanitize" or argv[1] != "--":
-        print("usage: python -m minicnn.kernels.cuda.emu.loader --sanitize -- COMMAND [ARGS...]",
+        print("usage: python -m minicnn.kernels.cuda.emu --sanitize -- COMMAND [ARGS...]",
               file=sys.stderr)
         return 2
-    env = sanitized_env()
-    os.execvpe(argv[2], argv[2:], env)
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    os.execvpe(argv[2], argv[2:], sanitized_env())
