@@ -72,9 +72,9 @@ def medical_image(size=None):
         image = pydicom.dcmread(path).pixel_array.astype(np.float32)
         what = "a real CT slice (pydicom's bundled test file CT_small.dcm, 128x128)"
     except Exception:
-        from minicnn.data import synthetic
-        images, _ = synthetic.make_images(1, image_size=size or 128, seed=0)
-        image = images[0].astype(np.float32)
+        from minicnn.data.synthetic import synthetic_split
+        images, _ = synthetic_split(1, size or 128, seed=0)
+        image = images[0, 0]
         what = "a SYNTHETIC chest X-ray from minicnn's generator (pydicom is not installed)"
     lo, hi = float(image.min()), float(image.max())
     return (image - lo) / max(hi - lo, 1e-12), what
