@@ -103,6 +103,7 @@ class CudaKernels:
         self.xp = xp
         self._load_module = load_module
         self._modules = {}
+        self._functions = {}
 
     # -- loading and launching
 
@@ -121,7 +122,10 @@ class CudaKernels:
         if 0 in grid:
             return                      # nothing to compute; CUDA refuses an empty grid
         _i32(*(g * b for g, b in zip(grid, block)))   # every thread index fits in an int
-        self.module(family).get_function(name)(grid, block, args)
+        kernel = self._functions.get((family, name))
+        if kernel is None:
+            kernel = self._functions[(family, name)] = self.module(family).get_function(name)
+        kernel(grid, block, args)
 
     # -- checking and allocating arrays
 
