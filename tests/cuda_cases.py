@@ -75,7 +75,7 @@ class Runner:
                 self._set_order(self._orders[0])
 
 
-def run_cases(strategy, body, max_examples=12):
+def run_cases(strategy, body, max_examples=20):
     """body(case) for cases drawn from strategy (MINICNN_EXAMPLES overrides the count)."""
     n = int(os.environ.get("MINICNN_EXAMPLES", max_examples))
 
