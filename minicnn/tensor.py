@@ -30,7 +30,9 @@ class Tensor:
             else np.asarray(data)
         if dtype is None:
             dtype = _default_dtype(host) if isinstance(host, np.ndarray) else host.dtype
-        array = xp.ascontiguousarray(xp.asarray(host, dtype=dtype))
+        # a fresh C-contiguous copy, as torch.tensor: later changes to `data` (or
+        # in-place optimiser steps on this tensor) must not reach the other one
+        array = xp.array(host, dtype=dtype, order="C")
         if requires_grad and not np.issubdtype(array.dtype, np.floating):
             raise TypeError(f"tensor: only floating-point tensors can require grad, "
                             f"got dtype {array.dtype}")
@@ -264,8 +266,8 @@ class Tensor:
     def transpose(self, *axes):
         from .tensor_ops import Transpose
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        if len(axes) == 2 and self.ndim != 2:  # PyTorch's transpose(dim0, dim1)
+            axes = tuple(axes[0])  # one sequence: a full permutation, as numpy
+        elif len(axes) == 2:  # two dims to swap, as PyTorch's transpose(dim0, dim1)
             perm = list(range(self.ndim))
             perm[axes[0]], perm[axes[1]] = perm[axes[1]], perm[axes[0]]
             axes = tuple(perm)

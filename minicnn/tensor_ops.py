@@ -13,6 +13,11 @@ def _xp(array):
     return np if isinstance(array, np.ndarray) or np.isscalar(array) else __import__("cupy")
 
 
+def _contiguous(a):
+    """a as a C-contiguous array; 0-d stays 0-d (ascontiguousarray would make it 1-d)."""
+    return _xp(a).asarray(a, order="C")
+
+
 def unbroadcast(grad, shape):
     """Sum grad over the axes numpy broadcasting stretched, so it matches `shape`."""
     while grad.ndim > len(shape):
@@ -94,6 +99,8 @@ class Pow(Function):
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
         p = a.dtype.type(ctx.exponent)
+        if p == 0:  # d(a**0)/da = 0 everywhere, also at a = 0 where 0 * a**-1 would be nan
+            return _xp(a).zeros_like(a)
         return g * p * a ** (p - 1)
 
 
@@ -148,11 +155,11 @@ class MatMul(Function):
         xp = _xp(a)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = xp.expand_dims(g2, -2)
+        g2 = g  # put back the axes a 1-D operand dropped: m (last) first, then n
         if b.ndim == 1:
             g2 = xp.expand_dims(g2, -1)
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
         ga = g2 @ xp.swapaxes(b2, -1, -2)
         gb = xp.swapaxes(a2, -1, -2) @ g2
         ga = unbroadcast(ga, a2.shape).reshape(a.shape)
@@ -215,20 +222,20 @@ class Transpose(Function):
     @staticmethod
     def forward(ctx, a, axes):
         ctx.axes = axes
-        return _xp(a).ascontiguousarray(a.transpose(axes))
+        return _contiguous(a.transpose(axes))
 
     @staticmethod
     def backward(ctx, g):
         if ctx.axes is None:
-            return _xp(g).ascontiguousarray(g.transpose())
-        return _xp(g).ascontiguousarray(g.transpose(np.argsort(ctx.axes)))
+            return _contiguous(g.transpose())
+        return _contiguous(g.transpose(np.argsort(ctx.axes)))
 
 
 class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
-        return _xp(a).ascontiguousarray(a[index])
+        return _contiguous(a[index])
 
     @staticmethod
     def backward(ctx, g):
