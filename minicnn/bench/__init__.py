@@ -21,7 +21,7 @@ PARTS = ("ops", "steps", "profile", "startup", "memory")
 DEFAULTS = {"sizes": "28,64,128,224rgb", "batch": "32,64", "reps": 10, "op_size": "64",
             "memory_size": "224rgb", "startup_size": "28", "budget": 60.0}
 QUICK = {"sizes": "16,16rgb", "batch": "4", "reps": 3, "op_size": "16",
-         "memory_size": "32rgb", "startup_size": "16", "budget": 2.0}
+         "memory_size": "32rgb", "startup_size": "16", "budget": 1.0}
 
 
 def add_arguments(parser):
@@ -84,6 +84,7 @@ def config(args):
         raise UserError(f"bench: --reps must be at least 1, got {reps}")
     return {"quick": bool(args.quick), "parts": parts, "reps": reps,
             "warmup": 1 if args.quick else 2, "budget_s": float(pick("budget")),
+            "sample_s": 0.001 if args.quick else 0.005,
             "inputs": _inputs(pick("sizes"), "--sizes"),
             "batches": _ints(pick("batch"), "--batch"),
             "op_input": _inputs(pick("op_size"), "--op-size")[0],
@@ -116,4 +117,4 @@ def run(args):
     if args.json:
         report.write_json(out, args.json)
         print(f"\nreport written to {args.json}")
-    return 0
+    return 1 if any(not c["ok"] for c in out.get("checks", [])) else 0

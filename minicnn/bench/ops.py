@@ -3,9 +3,13 @@
 The shapes are not written down here: one minicnn training step runs under
 `trace.record`, and every conv2d, max-pool, linear and cross-entropy call it
 makes becomes a case, with its own arguments. Each case has a minicnn side
-(the backend's kernel calls on numpy arrays) and, when PyTorch is installed, a
-PyTorch side (the ATen ops its autograd itself calls for that layer, on the
-same memory), so that neither side pays for an autograd graph.
+(the backend's kernel calls, on the device's arrays) and, when PyTorch is
+installed for that device, a PyTorch side (the ATen ops its autograd itself
+calls for that layer, on the same memory), so that neither side pays for an
+autograd graph.
+
+Memory-bound ops (pooling, the loss) carry a byte count instead of FLOPs: each
+array they read or write, counted once.
 """
 import numpy as np
 
@@ -17,37 +21,58 @@ ALL = (True, True, True)
 
 
 class Case:
-    """One op to time: name, layer, shape text, FLOPs, images per call, and the two sides."""
+    """One op to time: name, layer, shape text, FLOPs or bytes moved, images per call,
+    and the two sides (functions of no arguments; `theirs` None without PyTorch)."""
 
-    def __init__(self, op, layer, shape, flops, images, ours, theirs):
+    def __init__(self, op, layer, shape, flops, images, ours, theirs, nbytes=0):
         self.op, self.layer, self.shape, self.flops, self.images = op, layer, shape, flops, images
-        self.ours, self.theirs = ours, theirs
+        self.ours, self.theirs, self.nbytes = ours, theirs, nbytes
 
 
 def _shape(a):
     return "x".join(str(d) for d in a.shape)
 
 
-def _torch():
+class Sides:
+    """What the cases of one device share: the backend, its array module, and PyTorch
+    (None when it is missing or cannot use this device) with a zero-copy converter."""
+
+    def __init__(self, device, seed):
+        self.be = backends.get(device)
+        self.xp = self.be.xp
+        self.rng = np.random.default_rng(seed)
+        self.torch, self.as_torch = torch_for(device)
+
+    def randn(self, shape):
+        return self.xp.asarray(self.rng.standard_normal(shape, dtype=np.float32))
+
+
+def torch_for(device):
+    """(torch, array -> torch tensor sharing its memory), or (None, None)."""
     try:
         import torch
-        return torch
     except ImportError:
-        return None
+        return None, None
+    if device == "cpu":
+        return torch, torch.from_numpy
+    if device == "cuda" and torch.cuda.is_available():
+        return torch, torch.from_dlpack
+    return None, None
 
 
-def _conv_cases(k, call, be, torch, rng):
+def _conv_cases(k, call, sd):
+    be, torch, T = sd.be, sd.torch, sd.as_torch
     x, w, b, stride, padding = call.args[:5]
     hw = trace.conv_out_hw(x.shape, w.shape, stride, padding)
-    gy = rng.standard_normal((x.shape[0], w.shape[0]) + hw, dtype=np.float32)
+    gy = sd.randn((x.shape[0], w.shape[0]) + hw)
     fl = trace.conv_flops(x.shape, w.shape, hw)
     text = f"x {_shape(x)} w {_shape(w)} s{stride[0]} p{padding[0]}"
     fwd = lambda: be.conv2d_forward(x, w, b, stride, padding)
     bwd = lambda: be.conv2d_backward(x, w, gy, stride, padding, ALL)
     tfwd = tbwd = None
     if torch is not None:
-        tx, tw, tgy = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(gy)
-        tb = None if b is None else torch.from_numpy(b)
+        tx, tw, tgy = T(x), T(w), T(gy)
+        tb = None if b is None else T(b)
         conv_bwd = torch.ops.aten.convolution_backward
         tfwd = lambda: torch.nn.functional.conv2d(tx, tw, tb, stride, padding)
         tbwd = lambda: conv_bwd(tgy, tx, tw, [w.shape[0]], list(stride), list(padding), [1, 1],
@@ -56,32 +81,36 @@ def _conv_cases(k, call, be, torch, rng):
             Case("conv2d backward", f"conv{k}", text, 2 * fl, x.shape[0], bwd, tbwd)]
 
 
-def _pool_case(k, call, be, torch, rng):
+def _pool_case(k, call, sd):
+    be, torch, T = sd.be, sd.torch, sd.as_torch
     x, kernel, stride, padding = call.args[:4]
     kernel, stride, padding = (tuple(v) if isinstance(v, (tuple, list)) else (v, v)
                                for v in (kernel, stride, padding))
     y, _ = be.max_pool2d_forward(x, kernel, stride, padding)
-    gy = rng.standard_normal(y.shape, dtype=np.float32)
+    gy = sd.randn(y.shape)
 
     def ours():
         _, idx = be.max_pool2d_forward(x, kernel, stride, padding)
         be.max_pool2d_backward(gy, idx, x.shape)
     theirs = None
     if torch is not None:
-        tx, tgy = torch.from_numpy(x), torch.from_numpy(gy)
+        tx, tgy = T(x), T(gy)
         aten = torch.ops.aten
 
         def theirs():
             _, idx = aten.max_pool2d_with_indices(tx, kernel, stride, padding)
             aten.max_pool2d_with_indices_backward(tgy, tx, kernel, stride, padding, [1, 1],
                                                   False, idx)
+    # forward reads x, writes y and idx; backward reads gy and idx, writes gx
+    nbytes = 2 * x.nbytes + 2 * y.nbytes + 2 * y.size * 4
     return Case("max_pool2d fwd+bwd", f"pool{k}", f"x {_shape(x)} k{kernel[0]} s{stride[0]}",
-                0, x.shape[0], ours, theirs)
+                0, x.shape[0], ours, theirs, nbytes)
 
 
-def _linear_case(k, call, be, torch, rng):
+def _linear_case(k, call, sd):
+    be, torch, T = sd.be, sd.torch, sd.as_torch
     x, w, b = call.args[:3]
-    gy = rng.standard_normal((x.shape[0], w.shape[0]), dtype=np.float32)
+    gy = sd.randn((x.shape[0], w.shape[0]))
     fl = 2 * x.shape[0] * w.shape[0] * w.shape[1]
 
     def ours():
@@ -89,8 +118,8 @@ def _linear_case(k, call, be, torch, rng):
         be.linear_backward(x, w, gy, ALL)
     theirs = None
     if torch is not None:
-        tx, tw, tgy = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(gy)
-        tb = None if b is None else torch.from_numpy(b)
+        tx, tw, tgy = T(x), T(w), T(gy)
+        tb = None if b is None else T(b)
 
         def theirs():  # what autograd runs for linear: addmm forward, two mm and a sum back
             torch.nn.functional.linear(tx, tw, tb)
@@ -101,16 +130,17 @@ def _linear_case(k, call, be, torch, rng):
                 x.shape[0], ours, theirs)
 
 
-def _cross_entropy_case(call, be, torch):
+def _cross_entropy_case(call, sd):
+    be, torch, T = sd.be, sd.torch, sd.as_torch
     logits, target, weight, reduction = call.args[:4]
-    gloss = np.ones((), dtype=logits.dtype)
+    gloss = sd.xp.ones((), dtype=logits.dtype)
 
     def ours():
         _, probs = be.cross_entropy_forward(logits, target, weight, reduction)
         be.cross_entropy_backward(probs, target, weight, reduction, gloss)
     theirs = None
     if torch is not None:
-        tl, tt, tg = torch.from_numpy(logits), torch.from_numpy(target), torch.from_numpy(gloss)
+        tl, tt, tg = T(logits), T(target), T(gloss)
         aten = torch.ops.aten
 
         def theirs():  # cross_entropy = log_softmax + nll_loss, forward and backward
@@ -118,18 +148,20 @@ def _cross_entropy_case(call, be, torch):
             _, total = aten.nll_loss_forward(lsm, tt, None, 1, -100)
             g = aten.nll_loss_backward(tg, lsm, tt, None, 1, -100, total)
             aten._log_softmax_backward_data(g, lsm, 1, tl.dtype)
+    # logits in, probs out and back in, glogits out, targets read twice
+    nbytes = 4 * logits.nbytes + 2 * target.nbytes
     return Case("cross_entropy fwd+bwd", "loss", f"logits {_shape(logits)}", 0,
-                logits.shape[0], ours, theirs)
+                logits.shape[0], ours, theirs, nbytes)
 
 
-def cases(channels, size, batch, seed=0):
+def cases(channels, size, batch, seed=0, device="cpu"):
     """The op cases of one ChestXrayCNN training step at (batch, channels, size, size)."""
-    model = stepmod.make_model(channels, size, seed)
+    model = stepmod.make_model(channels, size, seed, device)
     x, t = stepmod.make_batch(batch, channels, size, seed)
     run_step = stepmod.minicnn_step(model, x, t)
-    with trace.record("cpu") as calls:
+    with trace.record(device) as calls:
         run_step()
-    be, torch, rng = backends.get("cpu"), _torch(), np.random.default_rng(seed + 1)
+    sd = Sides(device, seed + 1)
     out, counts = [], {}
     for call in calls:
         kind = call.name
@@ -138,11 +170,11 @@ def cases(channels, size, batch, seed=0):
             continue
         counts[kind] = k = counts.get(kind, 0) + 1
         if kind == "conv2d_forward":
-            out += _conv_cases(k, call, be, torch, rng)
+            out += _conv_cases(k, call, sd)
         elif kind == "max_pool2d_forward":
-            out.append(_pool_case(k, call, be, torch, rng))
+            out.append(_pool_case(k, call, sd))
         elif kind == "linear_forward":
-            out.append(_linear_case(k, call, be, torch, rng))
+            out.append(_linear_case(k, call, sd))
         else:
-            out.append(_cross_entropy_case(call, be, torch))
+            out.append(_cross_entropy_case(call, sd))
     return out

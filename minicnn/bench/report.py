@@ -66,9 +66,9 @@ def ops_text(section):
     rows = []
     for r in section["rows"]:
         rows.append([r["op"], r["layer"], r["shape"], _ms(r["minicnn_s"]),
-                     _num(r["minicnn_gflops"]), _ms(r["torch_s"]), _num(r["torch_gflops"]),
+                     r["minicnn_rate"] or "-", _ms(r["torch_s"]), r["torch_rate"] or "-",
                      _x(r["ratio"]), _target(r["target"]), r["status"] if r["target"] else ""])
-    head = ["op", "layer", "shape", "minicnn ms", "GFLOP/s", "torch ms", "GFLOP/s", "ratio",
+    head = ["op", "layer", "shape", "minicnn ms", "rate", "torch ms", "rate", "ratio",
             "target", "status"]
     return table(head, rows)
 
@@ -159,3 +159,16 @@ def targets_text(items, facts):
                      + (" (the machine was shared: treat small differences as noise)"
                         if load > 0.5 else ""))
     return "\n".join(lines)
+
+
+def checks_text(rows):
+    bad = [r for r in rows if not r["ok"]]
+    lines = [f"{len(rows) - len(bad)} of {len(rows)} kernel calls agree with the reference"]
+    lines += [f"  WRONG  {r['kernel']} {r['shape']}: {r['detail']}" for r in bad]
+    return "\n".join(lines)
+
+
+def gemm_text(rows):
+    body = [[f"{r['n']}x{r['n']}x{r['n']}", _ms(r["minicnn_s"]), _num(r["minicnn_gflops"], "{:.0f}"),
+             _ms(r["cublas_s"]), _num(r["cublas_gflops"], "{:.0f}"), _x(r["ratio"])] for r in rows]
+    return table(["shape", "sgemm ms", "GFLOP/s", "cuBLAS ms", "GFLOP/s", "ratio"], body)

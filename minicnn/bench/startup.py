@@ -1,5 +1,6 @@
 """Start-up cost (numba compiling on a cold cache, loading from a warm one) and the
-peak memory of a training step, each measured in a fresh Python process.
+peak memory of a training step, each measured in a fresh Python process
+(see child.py for what runs there).
 
 Cold start: NUMBA_CACHE_DIR points at a new empty folder, so every kernel is
 compiled; the child times `import minicnn` up to the end of its first training
@@ -31,27 +32,27 @@ def _child(code, env, timeout):
     return result
 
 
-class FreshCache:
-    """A temporary, empty NUMBA_CACHE_DIR, and the environment that points at it."""
+def startup_times(channels=1, size=28, batch=32, timeout=600):
+    """{"cold": child result, "warm": child result}: seconds to import + first step.
 
-    def __enter__(self):
-        self.path = tempfile.mkdtemp(prefix="minicnn-bench-numba-")
-        self.env = dict(os.environ, NUMBA_CACHE_DIR=self.path)
-        return self
-
-    def __exit__(self, *exc):
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def startup_times(cache, channels=1, size=28, batch=32, timeout=600):
-    """{"cold": child result, "warm": child result}: seconds to import + first step."""
+    Both children get NUMBA_CACHE_DIR = one new temporary folder, removed after.
+    """
     code = _STARTUP.format(channels=channels, size=size, batch=batch)
-    cold = _child(code, cache.env, timeout)
-    warm = _child(code, cache.env, timeout)
+    folder = tempfile.mkdtemp(prefix="minicnn-bench-numba-")
+    try:
+        env = dict(os.environ, NUMBA_CACHE_DIR=folder)
+        cold = _child(code, env, timeout)
+        warm = _child(code, env, timeout)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return {"cold": cold, "warm": warm, "size": size, "channels": channels, "batch": batch}
 
 
-def peak_memory(cache, engine, channels, size, batch, timeout=600):
-    """Child result of child.memory for engine "minicnn" or "torch"."""
+def peak_memory(engine, channels, size, batch, timeout=600):
+    """Child result of child.memory for engine "minicnn" or "torch".
+
+    The child uses numba's usual cache (filled by this process's own runs), and
+    its warm-up happens before the peak is reset, so compiling never counts.
+    """
     code = _MEMORY.format(engine=engine, channels=channels, size=size, batch=batch)
-    return _child(code, cache.env, timeout)
+    return _child(code, dict(os.environ), timeout)

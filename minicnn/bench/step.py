@@ -24,15 +24,18 @@ def make_batch(batch, channels, size, seed=0):
     return x, t
 
 
-def make_model(channels, size, seed=0):
+def make_model(channels, size, seed=0, device="cpu"):
     minicnn.manual_seed(seed)
-    return ChestXrayCNN(in_channels=channels, num_classes=2, image_size=size)
+    return ChestXrayCNN(in_channels=channels, num_classes=2, image_size=size).to(device)
 
 
 def minicnn_step(model, x, t):
-    """A function of no arguments that runs one minicnn training step on (x, t)."""
+    """A function of no arguments that runs one minicnn training step on (x, t).
+
+    x, t: numpy arrays, moved to the model's device once, here.
+    """
     opt = SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    xt, tt = minicnn.tensor(x), minicnn.tensor(t)
+    xt, tt = minicnn.tensor(x, device=model.device), minicnn.tensor(t, device=model.device)
 
     def step():
         opt.zero_grad()
@@ -84,16 +87,20 @@ def torch_twin(model):
     state = {k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}
     twin.load_state_dict(state, strict=True)
     twin.train(model.training)
-    return twin
+    return twin.to("cuda" if model.device == "cuda" else "cpu")
+
+
+def _torch_device(twin):
+    return next(twin.parameters()).device
 
 
 def check_twin(model, twin, x):
     """Raise if the twin's logits on x differ from minicnn's (float32 tolerance)."""
     import torch
     with minicnn.no_grad():
-        ours = model(minicnn.tensor(x)).numpy()
+        ours = model(minicnn.tensor(x, device=model.device)).numpy()
     with torch.no_grad():
-        theirs = twin(torch.from_numpy(x)).numpy()
+        theirs = twin(torch.from_numpy(x).to(_torch_device(twin))).cpu().numpy()
     err = np.abs(ours - theirs)
     tol = 1e-4 + 1e-3 * np.abs(theirs)
     if not np.all(err <= tol):
@@ -107,7 +114,8 @@ def torch_step(twin, x, t):
     """A function of no arguments that runs one PyTorch training step on (x, t)."""
     import torch
     opt = torch.optim.SGD(twin.parameters(), lr=LR, momentum=MOMENTUM)
-    xt, tt = torch.from_numpy(x), torch.from_numpy(t)
+    device = _torch_device(twin)
+    xt, tt = torch.from_numpy(x).to(device), torch.from_numpy(t).to(device)
 
     def step():
         opt.zero_grad()

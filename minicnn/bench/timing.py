@@ -13,42 +13,60 @@ import statistics
 import time
 
 
-def _calls_per_sample(fn, target_s):
+class WallClock:
+    """Seconds between start() and stop(), by the CPU's monotonic clock."""
+
+    def start(self):
+        self.t0 = time.perf_counter()
+
+    def stop(self):
+        return time.perf_counter() - self.t0
+
+
+def _calls_per_sample(fn, target_s, clock):
     """How many calls of fn make one sample of about target_s seconds."""
-    t0 = time.perf_counter()
+    clock.start()
     fn()
-    once = max(time.perf_counter() - t0, 1e-7)
+    once = max(clock.stop(), 1e-7)
     return max(1, min(10_000, math.ceil(target_s / once)))
 
 
-def _sample(fn, inner):
-    t0 = time.perf_counter()
+def _sample(fn, inner, clock):
+    clock.start()
     for _ in range(inner):
         fn()
-    return (time.perf_counter() - t0) / inner
+    return clock.stop() / inner
 
 
-def compare(a, b=None, reps=10, warmup=2, budget_s=30.0, sample_s=0.005, min_reps=3):
+def compare(a, b=None, reps=10, warmup=2, budget_s=30.0, sample_s=0.005, min_reps=3,
+            clock=None):
     """Median seconds per call of a() and of b() (None when b is None).
 
     a, b: functions of no arguments doing the same work. Each runs `warmup`
     times first (compilation, caches, allocator), then up to `reps` timed
     samples each, alternating which goes first; stops early once `budget_s`
-    has passed and both have at least `min_reps` samples.
-    Returns {"a": seconds, "b": seconds or None, "reps": samples per side}.
+    has passed and both have at least `min_reps` samples. `clock` times a sample
+    (WallClock by default; a GPU needs one that waits for its queue).
+    Returns {"a": seconds, "b": seconds or None, "reps": samples per side,
+    "a_min", "b_min": the fastest sample of each (a second opinion when the
+    machine is busy)}.
     """
+    clock = clock or WallClock()
     sides = [f for f in (a, b) if f is not None]
     for f in sides:
         for _ in range(warmup):
             f()
-    inner = [_calls_per_sample(f, sample_s) for f in sides]
+    inner = [_calls_per_sample(f, sample_s, clock) for f in sides]
     times = [[] for _ in sides]
     start = time.perf_counter()
     for rep in range(reps):
         order = range(len(sides)) if rep % 2 == 0 else reversed(range(len(sides)))
         for k in order:
-            times[k].append(_sample(sides[k], inner[k]))
+            times[k].append(_sample(sides[k], inner[k], clock))
         if rep + 1 >= min_reps and time.perf_counter() - start > budget_s:
             break
     medians = [statistics.median(t) for t in times]
-    return {"a": medians[0], "b": medians[1] if b is not None else None, "reps": len(times[0])}
+    best = [min(t) for t in times]
+    two = b is not None
+    return {"a": medians[0], "b": medians[1] if two else None, "reps": len(times[0]),
+            "a_min": best[0], "b_min": best[1] if two else None}

@@ -1,0 +1,166 @@
+"""`minicnn bench` runs and reports sanely (never how fast anything is: the bench
+itself checks its targets; a timed test on a shared machine would only be noise)."""
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import bench
+from minicnn.bench import cuda as bench_cuda
+from minicnn.bench import report, startup, trace
+from minicnn.errors import UserError
+from minicnn import functional as F
+
+
+def _run(argv):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return bench.run(parser.parse_args(argv))
+
+
+def _positive_finite(value, what):
+    assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, \
+        f"{what} should be a positive finite number, got {value!r}"
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    pytest.importorskip("torch")
+    path = tmp_path_factory.mktemp("bench") / "report.json"
+    code = _run(["--quick", "--parts", "ops,steps,profile,memory", "--json", str(path)])
+    return code, path
+
+
+def test_quick_report_has_every_part(quick_report):
+    code, path = quick_report
+    assert code == 0
+    rep = json.loads(path.read_text())
+    assert rep["schema"] == "minicnn-bench/1" and rep["device"] == "cpu"
+    assert [p for p in path.parent.iterdir() if p.name != "report.json"] == [], \
+        "the atomic write left a temporary file behind"
+    ops = {(r["op"], r["layer"]) for r in rep["ops"]["rows"]}
+    for op, layer in [("conv2d forward", "conv1"), ("conv2d backward", "conv3"),
+                      ("max_pool2d fwd+bwd", "pool2"), ("linear fwd+bwd", "fc1"),
+                      ("linear fwd+bwd", "fc2"), ("cross_entropy fwd+bwd", "loss")]:
+        assert (op, layer) in ops, f"no {op} case for {layer}; cases: {sorted(ops)}"
+    assert [(r["input"], r["batch"]) for r in rep["steps"]] == [("16x16x1", 4), ("16x16x3", 4)]
+    assert rep["memory"]["input"] == "32x32x3"
+    assert rep["machine"]["numba_threads"] and rep["machine"]["torch_threads"]
+    assert rep["machine"]["numpy_blas"]
+
+
+def test_quick_report_figures_are_positive_and_finite(quick_report):
+    rep = json.loads(quick_report[1].read_text())
+    ratios = report.finite_ratios(rep)
+    assert len(ratios) == len(rep["ops"]["rows"]) + len(rep["steps"]) + 1
+    for r in ratios:
+        _positive_finite(r, "a ratio")
+    for row in rep["ops"]["rows"] + rep["steps"]:
+        _positive_finite(row["minicnn_s"], f"minicnn time of {row}")
+        _positive_finite(row["torch_s"], f"PyTorch time of {row}")
+        assert row["reps"] >= 3
+    for row in rep["steps"]:
+        _positive_finite(row["flops"], "step FLOPs")
+        _positive_finite(row["minicnn_images_per_s"], "images/s")
+    prof = rep["profile"]
+    assert prof["kernels_s"] <= prof["step_s"] * 1.05
+    assert {r["kernel"] for r in prof["rows"]} >= {"conv2d_forward", "conv2d_backward", "sgd_step"}
+    for side in ("minicnn", "torch"):
+        _positive_finite(rep["memory"][side]["baseline_mib"], f"{side} baseline memory")
+
+
+def test_targets_are_judged_from_the_figures(quick_report):
+    rep = json.loads(quick_report[1].read_text())
+    conv = [r for r in rep["ops"]["rows"] if r["op"].startswith("conv2d")]
+    assert conv and all(r["target"] == report.CONV_TARGET for r in conv)
+    for r in conv:
+        assert r["status"] == ("PASS" if r["ratio"] >= report.CONV_TARGET else "BELOW")
+    assert all(r["target"] is None for r in rep["steps"])  # 16 px is not a target size
+    m = rep["memory"]
+    assert m["status"] == ("PASS" if m["ratio"] <= report.MEMORY_TARGET else "BELOW")
+    assert len(rep["targets"]) == len(conv) + 1
+
+
+def test_bench_without_pytorch_reports_minicnn_alone(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    path = tmp_path / "r.json"
+    assert _run(["--quick", "--parts", "ops,steps", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "PyTorch is not installed" in out
+    rep = json.loads(path.read_text())
+    assert rep["machine"]["torch"] is None
+    for row in rep["ops"]["rows"] + rep["steps"]:
+        assert row["torch_s"] is None and row["ratio"] is None
+        _positive_finite(row["minicnn_s"], "minicnn time")
+    assert {t["status"] for t in rep["targets"]} == {"n/a"}
+
+
+def test_bad_options_are_user_errors():
+    with pytest.raises(UserError, match="at least 8"):
+        _run(["--quick", "--sizes", "4"])
+    with pytest.raises(UserError, match="unknown part"):
+        _run(["--quick", "--parts", "ops,speed"])
+    with pytest.raises(UserError, match="positive integers"):
+        _run(["--quick", "--batch", "0"])
+
+
+def test_device_cuda_without_a_gpu_says_so():
+    cupy = pytest.importorskip("cupy")
+    if cupy.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match="bench --device cuda: .*GPU"):
+        _run(["--quick", "--device", "cuda"])
+
+
+def _cuda_sim_or_skip():
+    try:
+        from minicnn.backends import cuda_sim  # noqa: F401
+    except Exception as exc:
+        pytest.skip(f"cuda-sim backend unavailable: {exc}")
+
+
+def test_kernel_check_passes_the_cuda_kernels_on_the_emulator():
+    _cuda_sim_or_skip()
+    rows = bench_cuda.check_kernels("cuda-sim", 1, 8, 2)
+    assert {r["kernel"] for r in rows} >= {"conv2d_forward", "conv2d_backward",
+                                           "max_pool2d_backward", "linear_backward",
+                                           "cross_entropy_backward", "sgd_step"}
+    bad = [r for r in rows if not r["ok"]]
+    assert not bad, f"kernels disagree with the reference: {bad}"
+
+
+def test_kernel_check_catches_a_wrong_kernel(monkeypatch):
+    _cuda_sim_or_skip()
+    from minicnn import backends
+    be = backends.get("cuda-sim")
+    right = be.relu_backward
+    monkeypatch.setattr(be, "relu_backward", lambda gy, y: right(gy, y) * np.float32(1.01))
+    rows = bench_cuda.check_kernels("cuda-sim", 1, 8, 2)
+    wrong = [r for r in rows if not r["ok"]]
+    assert wrong and {r["kernel"] for r in wrong} == {"relu_backward"}, wrong
+    assert "vs reference" in wrong[0]["detail"]
+
+
+def test_flop_count_of_a_recorded_conv_and_linear():
+    x = minicnn.tensor(np.ones((2, 3, 8, 8), np.float32))
+    w = minicnn.tensor(np.ones((4, 3, 3, 3), np.float32), requires_grad=True)
+    lw = minicnn.tensor(np.ones((5, 4 * 4 * 4), np.float32), requires_grad=True)
+    with trace.record("cpu") as calls:
+        y = F.conv2d(x, w, stride=2, padding=1)          # (2, 4, 4, 4)
+        F.linear(y.reshape((2, 64)), lw).sum().backward()
+    by_name = {c.name: trace.flops(c) for c in calls}
+    conv = 2 * 2 * 4 * 3 * 3 * 3 * 4 * 4
+    assert by_name["conv2d_forward"] == conv
+    assert by_name["conv2d_backward"] == conv        # weight gradient only: x needs none
+    assert by_name["linear_forward"] == 2 * 2 * 64 * 5
+    assert by_name["linear_backward"] == 2 * (2 * 2 * 64 * 5)
+
+
+def test_child_process_failure_is_reported_with_its_last_line():
+    with pytest.raises(RuntimeError, match="ValueError: no such engine"):
+        startup._child("raise ValueError('no such engine')", None, 60)
+    assert startup._child("print('{\"seconds\": 1.5}')", None, 60)["seconds"] == 1.5
