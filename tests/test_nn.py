@@ -15,6 +15,16 @@ from minicnn.nn import models
 from minicnn.nn.init import fan_in_and_fan_out
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """torch's reference runs on one thread: on a shared 2-core machine more threads
+    fight each other and the rest of the test run (three times slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def assert_close(got, ref, atol, rtol, what):
     """|got - ref| <= atol + rtol*|ref| everywhere; on failure name the worst element."""
     got = np.asarray(got, dtype=np.float64)
@@ -173,6 +183,10 @@ def test_batchnorm_state_dict_has_buffers_like_torch():
         assert state[key].shape == tuple(value.shape), key
         assert state[key].dtype == t2n(value).dtype, key
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    ours.load_state_dict(ref.state_dict())  # torch tensors are read as arrays
+    assert np.array_equal(ours[0].weight.numpy(), t2n(ref[0].weight))
+    ours[1].running_mean = np.full(4, 2.0, np.float32)  # assigning to a buffer keeps it one
+    assert np.array_equal(ours.state_dict()["1.running_mean"], np.full(4, 2.0))
 
 
 def test_children_modules_zero_grad_and_modes():

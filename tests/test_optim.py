@@ -11,6 +11,16 @@ import minicnn
 from minicnn import nn, optim
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """torch's reference runs on one thread: on a shared 2-core machine more threads
+    fight each other and the rest of the test run (three times slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def assert_close(got, ref, atol, rtol, what):
     """|got - ref| <= atol + rtol*|ref| everywhere; on failure name the worst element."""
     got = np.asarray(got, dtype=np.float64)
