@@ -1,0 +1,20 @@
+"""minicnn.data: reading chest X-rays and feeding them to a network.
+
+    images.py      one file -> float32 (C, H, W) in [0, 1] (PNG, JPEG, 16-bit, DICOM)
+    synthetic.py   the SYNTHETIC chest X-ray generator (the default data set)
+    datasets.py    ImageFolder, MedMNIST .npz, synthetic -> train/val/test in memory
+    transforms.py  Resize, RandomAffine, RandomHorizontalFlip, ToTensor, Normalize
+    loader.py      DataLoader: reproducible mini-batches as Tensors
+    sampling.py    class weights and samplers for class imbalance
+"""
+from .datasets import (ArrayDataset, ImageFolder, MedMNIST, Splits, open_splits,
+                       synthetic_splits)
+from .images import read_image
+from .loader import DataLoader
+from .sampling import (OverSampler, UnderSampler, WeightedRandomSampler, balanced_sampler,
+                       class_weights)
+from . import transforms
+
+__all__ = ["ArrayDataset", "ImageFolder", "MedMNIST", "Splits", "open_splits",
+           "synthetic_splits", "read_image", "DataLoader", "OverSampler", "UnderSampler",
+           "WeightedRandomSampler", "balanced_sampler", "class_weights", "transforms"]

@@ -1,0 +1,74 @@
+"""The `minicnn` command: `minicnn COMMAND [options]`, e.g. `minicnn train`.
+
+Each command lives in its own module with `add_arguments(parser)` and
+`run(args) -> exit code`. Modules are imported only when their command runs, so
+one that cannot load (say, a missing optional package) breaks only itself.
+Problems with the user's input are minicnn.errors.UserError: printed as one clear
+message, without a traceback, with exit code 2.
+"""
+import argparse
+import importlib
+import sys
+
+from .errors import UserError
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "train": ("minicnn.commands.train", "train the chest X-ray pneumonia classifier"),
+    "evaluate": ("minicnn.commands.evaluate", "score a checkpoint on a data split"),
+    "predict": ("minicnn.commands.predict", "P(pneumonia) for chest X-ray image files"),
+    "download": ("minicnn.commands.download", "fetch PneumoniaMNIST (checked by MD5)"),
+    "bench": ("minicnn.bench", "time the kernels and a training step on each device"),
+    "doctor": ("minicnn.doctor", "what this machine has, and which devices work"),
+    "grade": ("minicnn.grade", "grade the lesson exercises"),
+}
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _top_parser():
+    from . import __version__
+    parser = argparse.ArgumentParser(
+        prog="minicnn", description="minicnn: a from-scratch CNN engine and a chest X-ray "
+        "pneumonia classifier (for learning; not for clinical use).",
+        epilog="Run `minicnn COMMAND --help` for a command's options.")
+    parser.add_argument("--version", action="version", version=f"minicnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        parser = _top_parser()
+        if not argv:
+            parser.print_help()
+            return 0
+        parser.parse_args(argv[:1])  # prints --help / --version, or an "invalid choice" error
+        return EXIT_USER_ERROR
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        print(f"minicnn {name}: this command is not available here ({err})", file=sys.stderr)
+        return EXIT_USER_ERROR
+    parser = argparse.ArgumentParser(prog=f"minicnn {name}", description=help_text[0].upper()
+                                     + help_text[1:] + ".")
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"minicnn {name}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"\nminicnn {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

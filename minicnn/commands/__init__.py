@@ -1,0 +1,1 @@
+"""The pipeline's commands: train, evaluate, predict, download (see minicnn.cli)."""

@@ -1,0 +1,59 @@
+"""`minicnn evaluate`: score a saved network on a split of a data set, at its saved threshold.
+
+    minicnn evaluate --checkpoint runs/pneumoniamnist/best.npz --data pneumoniamnist.npz
+"""
+import os
+
+from ..checkpoint import load_checkpoint
+from ..data.datasets import open_splits
+from ..errors import UserError
+from ..train import evaluate, write_json_atomic
+from .figures import SYNTHETIC_NOTE, evaluation_figures, note_for
+
+
+def add_arguments(parser):
+    a = parser.add_argument
+    a("--checkpoint", required=True, help="a .npz written by minicnn train (best.npz)")
+    a("--data", help="folder, .npz file or 'synthetic' (default: the data it was trained on)")
+    a("--split", choices=["test", "val", "train"], default="test", help="default: test")
+    a("--device", choices=["cpu", "cuda", "cuda-sim"], default="cpu")
+    a("--out", help="folder for the results and figures (default: next to the checkpoint, "
+      "in evaluate-<split>/)")
+    a("--no-figures", dest="figures", action="store_false")
+
+
+def run(args):
+    ck = load_checkpoint(args.checkpoint)
+    cfg = ck.train_config
+    data = args.data or cfg.get("data", "synthetic")
+    synthetic = data == "synthetic"
+    splits = open_splits(data, ck.image_size[0], ck.channels, seed=cfg.get("seed", 0) if synthetic else 0,
+                         synthetic_sizes=cfg.get("synthetic_sizes") if synthetic else None)
+    if list(splits.train.classes) != ck.classes:
+        raise UserError(f"{data}: its classes ({', '.join(splits.train.classes)}) are not those "
+                        f"the network in {args.checkpoint} was trained on ({', '.join(ck.classes)})")
+    dataset = splits[args.split]
+    model = ck.build_model(args.device)
+    m, probs = evaluate(model, dataset, ck.norm_mean, ck.norm_std, ck.positive_class,
+                        threshold=ck.threshold, device=args.device)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
+                                   f"evaluate-{args.split}")
+    result = {args.split: m, "checkpoint": os.path.abspath(args.checkpoint), "data": splits.info}
+    write_json_atomic(os.path.join(out, "metrics.json"), result)
+    note = note_for(splits.info)
+    print(f"{args.checkpoint}: {ck.describe()}")
+    print(f"{args.split} split of {data}, {m['n']} images{' — ' + SYNTHETIC_NOTE if note else ''}:")
+    if "sensitivity" in m:
+        print(f"  threshold {m['threshold']:.3f} (saved with the checkpoint)")
+        for key in ("accuracy", "auc", "sensitivity", "specificity", "precision", "f1"):
+            value = m[key]
+            print(f"  {key:<12} {'n/a' if value != value else f'{value:.4f}'}")
+        print(f"  TP {m['tp']}  FN {m['fn']}  FP {m['fp']}  TN {m['tn']}")
+    else:
+        print(f"  accuracy {m['accuracy']:.4f}  mean one-vs-rest ROC-AUC {m['auc']:.4f}")
+    print(f"Results: {os.path.join(out, 'metrics.json')}")
+    if args.figures:
+        for path in evaluation_figures(out, args.split, dataset, probs, ck.positive_class,
+                                       ck.threshold, note):
+            print(f"  {path}")
+    return 0

@@ -1,0 +1,69 @@
+"""The figures `minicnn train` and `minicnn evaluate` write, from a model and its scores."""
+import os
+
+import numpy as np
+
+from .. import metrics as M
+from .. import viz
+from ..train import normalise
+
+SYNTHETIC_NOTE = "SYNTHETIC data"
+
+
+def note_for(data_info):
+    return SYNTHETIC_NOTE if data_info.get("synthetic") else ""
+
+
+def pick(labels, positive, per_class, seed=0):
+    """Indices of up to per_class examples of each class (in data order), interleaved."""
+    groups = [np.flatnonzero(labels == k)[:per_class] for k in np.unique(labels)]
+    out = []
+    for i in range(per_class):
+        out += [int(g[i]) for g in groups if i < len(g)]
+    return np.array(out, dtype=np.int64)
+
+
+def evaluation_figures(folder, split, dataset, probs, positive, threshold, note, prefix=""):
+    """Confusion matrix, ROC curve with the operating point, and a grid of predictions."""
+    paths = []
+    labels = dataset.labels
+    classes = list(dataset.classes)
+    if probs.shape[1] == 2:
+        y = (labels == positive).astype(np.int64)
+        p = probs[:, positive]
+        pred = np.where(p >= threshold, positive, 1 - positive)
+        m = M.binary_metrics(y, p, threshold)
+        if np.isfinite(m["auc"]):
+            fpr, tpr, _ = M.roc_curve(y, p)
+            point = (1 - m["specificity"], m["sensitivity"], threshold)
+            paths.append(viz.roc_curve(fpr, tpr, m["auc"], os.path.join(folder, f"{prefix}roc.png"),
+                                       point, title=f"ROC curve, {split}", note=note))
+    else:
+        pred = probs.argmax(axis=1)
+        p = probs.max(axis=1)
+    cm = M.confusion_matrix(labels, pred, len(classes))
+    paths.append(viz.confusion_matrix(cm, classes, os.path.join(folder, f"{prefix}confusion_matrix.png"),
+                                      title=f"Confusion matrix, {split}", note=note))
+    if probs.shape[1] == 2:
+        idx = pick(labels, positive, 8)
+        paths.append(viz.prediction_grid(dataset.images[idx], labels[idx], p[idx], classes,
+                                         positive, threshold,
+                                         os.path.join(folder, f"{prefix}predictions.png"),
+                                         title=f"{split.capitalize()} X-rays", note=note))
+    return paths
+
+
+def model_figures(folder, model, dataset, mean, std, positive, device, note):
+    """The first layer's filters and Grad-CAM maps on a few images of each class."""
+    from ..gradcam import grad_cam
+    paths = []
+    first = next(p for name, p in model.named_parameters() if name.endswith("weight"))
+    paths.append(viz.filters(first.numpy(), os.path.join(folder, "filters.png"), note=note))
+    idx = pick(dataset.labels, positive, 4)
+    images = dataset.images[idx]
+    cams, probs = grad_cam(model, normalise(images, mean, std), positive, device=device)
+    paths.append(viz.gradcam_grid(images, cams, dataset.labels[idx], probs[:, positive],
+                                  list(dataset.classes), positive,
+                                  os.path.join(folder, "gradcam.png"),
+                                  title=f"Grad-CAM for {dataset.classes[positive]}", note=note))
+    return paths

@@ -1,0 +1,167 @@
+"""`minicnn train`: train the chest X-ray classifier, score it, draw the figures.
+
+    minicnn train                                   # SYNTHETIC X-rays, about a minute
+    minicnn train --data pneumoniamnist.npz         # the real MedMNIST file
+    minicnn train --data chest_xray/                # Kermany folders: train/ val/ test/
+    minicnn train --resume --out runs/pneumoniamnist  # go on after Ctrl-C
+"""
+import os
+
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..errors import UserError
+from ..train import DEFAULTS, TrainingInterrupted, fit, resolve_config
+from .figures import SYNTHETIC_NOTE, evaluation_figures, model_figures, note_for
+
+# settings that --resume may change; the others continue as saved
+RESUMABLE_OVERRIDES = ("epochs", "device")
+
+
+def add_arguments(parser):
+    a = parser.add_argument
+    a("--data", help="a folder with train/, val/, test/ (one sub-folder per class), a MedMNIST "
+      ".npz file, or 'synthetic' (default: synthetic, generated here, no download)")
+    a("--model", choices=["chestxray", "alexnet"], help="network (default: chestxray)")
+    a("--epochs", type=int, help="passes over the training set (default: 4 on synthetic, 15 "
+      "otherwise)")
+    a("--batch-size", type=int, help=f"images per step (default: {DEFAULTS['batch_size']})")
+    a("--image-size", type=int, help="input size in pixels (default: the file's own size for "
+      ".npz, 28 for synthetic, 64 for folders, 227 for alexnet)")
+    a("--optimizer", choices=["sgd", "adam"], help="default: adam")
+    a("--lr", type=float, help="learning rate (default: 0.001 for adam, 0.01 for sgd); it "
+      "follows a cosine schedule down to 0 over the epochs")
+    a("--weight-decay", type=float, help="L2 weight decay (default: 0)")
+    a("--device", choices=["cpu", "cuda", "cuda-sim"], help="default: cpu")
+    a("--balance", choices=["none", "weights", "sampler"],
+      help="class imbalance: weighted loss, balanced batches, or none (default: none)")
+    a("--no-augment", dest="augment", action="store_false", default=None,
+      help="train without random flips, rotations, shifts and zooms")
+    a("--seed", type=int, help="seed of every random choice (default: 0)")
+    a("--out", help="output folder (default: runs/<name of the data>)")
+    a("--resume", action="store_true", help="continue the run saved in --out (last.npz)")
+    a("--overwrite", action="store_true", help="start afresh in an --out folder that holds a run")
+    a("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
+    a("--quiet", action="store_true", help="no progress bars")
+
+
+def default_out(data):
+    if data in (None, "synthetic"):
+        return os.path.join("runs", "synthetic")
+    name = os.path.basename(os.path.normpath(os.fspath(data)))
+    return os.path.join("runs", name[:-4] if name.lower().endswith(".npz") else name)
+
+
+def _given(args):
+    keys = ("data", "model", "epochs", "batch_size", "image_size", "optimizer", "lr",
+            "weight_decay", "device", "balance", "augment", "seed")
+    given = {k: getattr(args, k, None) for k in keys}
+    if given["data"] not in (None, "synthetic"):
+        given["data"] = os.path.abspath(given["data"])
+    return given
+
+
+def _resume_config(args, out, given):
+    last = os.path.join(out, "last.npz")
+    if not os.path.exists(last):
+        raise UserError(f"nothing to resume in {out}: there is no last.npz (start without "
+                        "--resume, or give the --out folder of the run to continue)")
+    ck = load_checkpoint(last)
+    saved = dict(ck.train_config)
+    if given["model"] is not None and given["model"] != saved.get("model"):
+        raise CheckpointError(f"{last}: holds a {ck.describe()}, not a {given['model']} model; "
+                              "resume with the same --model, or start a new run in another --out")
+    for key, value in given.items():
+        if value is None or key in RESUMABLE_OVERRIDES:
+            continue
+        if value != saved.get(key):
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{last}: this run was started with {flag} {saved.get(key)!r}; "
+                            f"--resume continues it with its own settings (only --epochs and "
+                            f"--device may change), so {flag} {value!r} cannot apply")
+    for key in RESUMABLE_OVERRIDES:
+        if given[key] is not None:
+            saved[key] = given[key]
+    saved["out"] = out
+    return saved
+
+
+def run(args):
+    out = args.out or default_out(args.data)
+    given = _given(args)
+    if args.resume:
+        cfg = _resume_config(args, out, given)
+    else:
+        last = os.path.join(out, "last.npz")
+        if os.path.exists(last) and not args.overwrite:
+            raise UserError(f"{out} already holds a training run ({last}); continue it with "
+                            f"--resume, choose another --out folder, or replace it with --overwrite")
+        cfg = dict({k: v for k, v in given.items() if v is not None}, out=out)
+    cfg = resolve_config(**cfg)
+    _say_data(cfg)
+    try:
+        result = fit(cfg, progress=not args.quiet, resume=args.resume)
+    except TrainingInterrupted as stop:
+        print(f"\nInterrupted. A resumable checkpoint is saved: {stop.path} "
+              f"(epoch {stop.epoch + 1}, after batch {stop.batch}).\n"
+              f"To continue exactly where it stopped:\n"
+              f"  minicnn train --resume --out {out}")
+        return 130
+    figures = _figures(result, cfg, out) if args.figures else []
+    _report(result, out, figures)
+    return 0
+
+
+def _say_data(cfg):
+    if cfg["data"] == "synthetic":
+        print("Data: SYNTHETIC chest X-rays drawn by minicnn's generator (not real patients). "
+              "For real X-rays: minicnn download pneumoniamnist, then "
+              "minicnn train --data <the .npz file>.")
+    else:
+        print(f"Data: {cfg['data']}")
+
+
+def _figures(result, cfg, out):
+    folder = os.path.join(out, "figures")
+    note = note_for(result.metrics["data"])
+    from .. import viz
+    paths = [viz.training_curves(result.metrics["epochs"], os.path.join(folder, "curves.png"),
+                                 note=note)]
+    test = result.splits.test
+    paths += evaluation_figures(folder, "test", test, result.test_probs, result.positive,
+                                result.metrics["test"].get("threshold", 0.5), note)
+    paths += model_figures(folder, result.model, test, result.mean, result.std,
+                           result.positive, cfg["device"], note)
+    return paths
+
+
+def _fmt(value, digits=3):
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _report(result, out, figures):
+    m = result.metrics
+    synthetic = m["data"].get("synthetic")
+    test, val = m["test"], m["val"]
+    classes = m["data"]["classes"]
+    print()
+    if "sensitivity" in test:
+        print(f"Best epoch {m['best_epoch']} (highest validation ROC-AUC {_fmt(val['auc'], 4)}); "
+              f"decision threshold {test['threshold']:.3f} chosen on validation (Youden's J).")
+        print(f"Test set, {test['n']} images{' — ' + SYNTHETIC_NOTE if synthetic else ''}:")
+        print(f"  accuracy    {_fmt(test['accuracy'])}     ROC-AUC     {_fmt(test['auc'])}")
+        print(f"  sensitivity {_fmt(test['sensitivity'])}     specificity {_fmt(test['specificity'])}"
+              f"   ({test['fn']} missed {classes[result.positive]}, {test['fp']} false alarms)")
+        print(f"  precision   {_fmt(test['precision'])}     F1          {_fmt(test['f1'])}")
+    else:
+        print(f"Test set, {test['n']} images: accuracy {_fmt(test['accuracy'])}, "
+              f"mean one-vs-rest ROC-AUC {_fmt(test['auc'])}")
+    if synthetic:
+        print("  These numbers are on SYNTHETIC images: they show that the pipeline works, "
+              "not how it would do on real X-rays.")
+    print(f"\nOutputs in {out}/:")
+    print(f"  {os.path.join(out, 'best.npz')}   the chosen network "
+          f"(minicnn evaluate / predict --checkpoint ...)")
+    print(f"  {os.path.join(out, 'last.npz')}   the latest state (minicnn train --resume --out {out})")
+    print(f"  {os.path.join(out, 'metrics.json')}")
+    for path in figures:
+        print(f"  {path}")
+    print("minicnn is for learning and research; it is not a medical device.")

@@ -1,0 +1,156 @@
+"""Reading one image file into numbers: PNG, JPEG (and whatever else Pillow reads), DICOM.
+
+Every reader returns the same thing, whatever the file held:
+
+    float32 array (C, H, W), values in [0, 1], C = the channels asked for (1 or 3)
+
+How the file's values become [0, 1]:
+  8-bit (Pillow modes L, RGB, P, ...)   / 255
+  16-bit grayscale (mode I;16 / I)      / 65535
+  32-bit float (mode F)                 kept if already in [0, 1], else min-max scaled
+  DICOM                                 stored value * RescaleSlope + RescaleIntercept,
+                                        inverted for MONOCHROME1 (where bright means
+                                        "less X-ray", the opposite of MONOCHROME2),
+                                        then min-max scaled to [0, 1]
+Colour to gray uses the ITU-R 601 luma weights (0.299 R + 0.587 G + 0.114 B), as
+Pillow does; gray to colour repeats the gray plane. An alpha channel is dropped.
+
+DICOM needs the optional pydicom package: pip install "minicnn[dicom]".
+"""
+import os
+
+import numpy as np
+
+from ..errors import UserError
+
+# files with these endings are never images: an ImageFolder skips them (and says so)
+NOT_IMAGE_SUFFIXES = (".txt", ".md", ".csv", ".json", ".xml", ".html", ".pdf", ".db",
+                      ".ini", ".py", ".zip", ".npz", ".npy", ".log", ".yaml", ".yml")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def is_dicom(path):
+    """True for a .dcm/.dicom file, or any file with the DICOM marker "DICM" at byte 128."""
+    if str(path).lower().endswith(DICOM_SUFFIXES):
+        return True
+    try:
+        with open(path, "rb") as f:
+            f.seek(128)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def read_image(path, channels=1):
+    """The image in `path` as float32 (channels, H, W) in [0, 1] (see the module docstring).
+
+    Raises UserError naming the file when it is missing, not an image, or damaged.
+    """
+    path = os.fspath(path)
+    if channels not in (1, 3):
+        raise ValueError(f"read_image: channels must be 1 or 3, got {channels!r}")
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a folder, not an image file")
+    if is_dicom(path):
+        plane = _read_dicom(path)
+    else:
+        plane = _read_pillow(path)
+    return to_channels(plane, channels)
+
+
+def to_channels(image, channels):
+    """(H, W) or (H, W, 3) float32 -> (channels, H, W): gray<->RGB as in the module docstring."""
+    if image.ndim == 2:
+        chw = image[None]
+        return np.repeat(chw, 3, axis=0) if channels == 3 else np.ascontiguousarray(chw)
+    rgb = image[..., :3]
+    if channels == 3:
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+    return np.ascontiguousarray((rgb @ LUMA)[None], dtype=np.float32)
+
+
+# --- Pillow: PNG, JPEG, BMP, TIFF, ... ---------------------------------------------------
+
+def _read_pillow(path):
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: a truncated file fails here, not later
+            img = ImageOps.exif_transpose(img)  # phone photos of films carry a rotation tag
+            return pillow_to_array(img, path)
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image file that can be read (Pillow does not "
+                        "recognise its format); remove it or convert it to PNG") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UserError(f"{path}: the image file is damaged or truncated ({err}); "
+                        "remove it or replace it with a good copy") from None
+
+
+def pillow_to_array(img, name="image"):
+    """A Pillow image -> float32 (H, W) or (H, W, 3) in [0, 1]."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(img).astype(np.float32)
+        if a.min() < 0 or a.max() > 65535:
+            return _minmax(a)
+        return a / 65535.0
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(a).all():
+            raise UserError(f"{name}: the image holds NaN or infinite values")
+        return a if (a.min() >= 0 and a.max() <= 1) else _minmax(a)
+    if mode in ("L", "1"):
+        return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    if mode == "LA":
+        return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0  # RGB, RGBA, P, CMYK, ...
+
+
+def _minmax(a):
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return np.zeros(a.shape, np.float32)
+    return ((a - lo) / (hi - lo)).astype(np.float32)
+
+
+# --- DICOM ---------------------------------------------------------------------------------
+
+def _read_dicom(path):
+    try:
+        import pydicom
+    except ImportError:
+        raise UserError(f"{path}: reading DICOM files needs the pydicom package; install it "
+                        'with: pip install "minicnn[dicom]"') from None
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as err:  # pydicom raises several kinds for a file that is not DICOM
+        raise UserError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err})") from None
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:  # no pixel data, or a compression pydicom cannot decode here
+        raise UserError(f"{path}: the DICOM file has no pixel data minicnn can decode "
+                        f"({err}); compressed files may need extra decoders "
+                        "(pip install pylibjpeg pylibjpeg-libjpeg)") from None
+    return dicom_to_array(ds, pixels, path)
+
+
+def dicom_to_array(ds, pixels, name="DICOM"):
+    """A DICOM dataset's pixels -> float32 (H, W) or (H, W, 3) in [0, 1]."""
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    color = photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+    if frames > 1 or pixels.ndim == (4 if color else 3):
+        raise UserError(f"{name}: a DICOM file with {frames} frames (a series or cine loop); "
+                        "minicnn reads single images such as a chest radiograph")
+    a = pixels.astype(np.float32)
+    if color:
+        return a / 255.0 if pixels.dtype == np.uint8 else _minmax(a)
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    a = a * slope + intercept
+    if photometric == "MONOCHROME1":  # low values are bright: turn it into MONOCHROME2
+        a = a.max() + a.min() - a
+    return _minmax(a)

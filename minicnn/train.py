@@ -1,0 +1,435 @@
+"""Training and evaluation: fit() runs the whole recipe, evaluate() scores a network.
+
+fit(config) does, in order:
+  1. open the data (train / val / test), compute the normalisation on train
+  2. build the model, the optimiser (SGD or Adam) and a cosine learning-rate schedule
+  3. each epoch: mini-batches of augmented training images -> cross-entropy (class
+     weighted, or balanced batches, if asked) -> backward -> optimiser step; then
+     score the validation split; keep the epoch with the best validation ROC-AUC
+     (best.npz) and the latest state (last.npz, for resuming)
+  4. on the best network: choose the decision threshold on validation (Youden's J),
+     then score the test split once, at that threshold, and write metrics.json
+
+The test split is touched once, at the end: nothing is chosen by looking at it.
+
+Stopping and resuming: Ctrl-C stops after the current batch and saves a checkpoint
+(last.npz) from which `--resume` continues to the very weights an uninterrupted run
+reaches: the batches' order and augmentation come from (seed, epoch, batch) alone
+(see minicnn.data.loader), and the checkpoint holds the optimiser, the schedule and
+the engine's random state. A NaN loss stops training without saving, so the last
+checkpoint on disk is the last good one.
+"""
+import json
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+
+from . import functional as F
+from . import metrics as M
+from . import random as engine_random
+from .autograd import no_grad
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_npz_atomic
+from .data.datasets import open_splits
+from .data.loader import DataLoader
+from .data.sampling import balanced_sampler, class_weights
+from .data.transforms import Compose, Normalize, augmentation
+from .errors import UserError
+from .tensor import Tensor
+
+DEFAULTS = {
+    "data": "synthetic", "model": "chestxray", "epochs": None, "batch_size": 64,
+    "image_size": None, "optimizer": "adam", "lr": None, "momentum": 0.9, "weight_decay": 0.0,
+    "schedule": "cosine", "device": "cpu", "balance": "none", "augment": True, "seed": 0,
+    "dropout": 0.0, "out": "runs/latest", "synthetic_sizes": None,
+}
+DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
+DEFAULT_EPOCHS = {"synthetic": 4, "other": 15}
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: a resumable checkpoint was saved at `path`."""
+
+    def __init__(self, path, epoch, batch):
+        super().__init__(f"stopped at epoch {epoch + 1}, batch {batch}; saved {path}")
+        self.path, self.epoch, self.batch = path, epoch, batch
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite: training stopped, nothing was saved over."""
+
+
+def resolve_config(**given):
+    """DEFAULTS updated with the given values; None means "use the default"."""
+    cfg = dict(DEFAULTS)
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    unknown = set(given) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"fit: unknown settings {sorted(unknown)}")
+    if cfg["optimizer"] not in DEFAULT_LR:
+        raise UserError(f"--optimizer must be sgd or adam, got {cfg['optimizer']!r}")
+    if cfg["lr"] is None:
+        cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
+    if cfg["epochs"] is None:
+        cfg["epochs"] = DEFAULT_EPOCHS["synthetic" if cfg["data"] == "synthetic" else "other"]
+    if cfg["model"] == "alexnet" and cfg["image_size"] is None:
+        cfg["image_size"] = 227
+    for key in ("epochs", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be a positive integer, got {cfg[key]!r}")
+    if not (isinstance(cfg["lr"], (int, float)) and np.isfinite(cfg["lr"]) and cfg["lr"] > 0):
+        raise UserError(f"--lr must be a positive number, got {cfg['lr']!r}")
+    if cfg["balance"] not in ("none", "weights", "sampler"):
+        raise UserError(f"--balance must be none, weights or sampler, got {cfg['balance']!r}")
+    if cfg["schedule"] not in ("cosine", "none"):
+        raise UserError(f"schedule must be cosine or none, got {cfg['schedule']!r}")
+    if cfg["data"] != "synthetic":
+        cfg["data"] = os.fspath(cfg["data"])
+    return cfg
+
+
+# --- scoring -----------------------------------------------------------------------------------------
+
+def positive_index(classes):
+    """The class called positive: PNEUMONIA where there is one, else class 1."""
+    upper = [c.upper() for c in classes]
+    return upper.index("PNEUMONIA") if "PNEUMONIA" in upper else min(1, len(classes) - 1)
+
+
+def normalise(images, mean, std):
+    """images float32 (N, C, H, W) -> (images - mean[c]) / std[c]."""
+    return ((images - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)).astype(np.float32)
+
+
+def predict(model, images, batch_size=256, device="cpu"):
+    """Class probabilities and log-probabilities of normalised images.
+
+    images float32 (N, C, H, W) -> (probs (N, K), log_probs (N, K)) float64 numpy
+    """
+    model.eval()
+    logps = []
+    with no_grad():
+        for i in range(0, images.shape[0], batch_size):
+            x = Tensor(images[i:i + batch_size], device=device)
+            logps.append(F.log_softmax(model(x), dim=1).numpy().astype(np.float64))
+    logp = np.concatenate(logps) if logps else np.zeros((0, 2))
+    return np.exp(logp), logp
+
+
+def score(probs, logp, labels, positive, threshold=None):
+    """Metrics of one split: binary ones at `threshold` (Youden's J on these data when
+    None) for two classes, accuracy and mean one-vs-rest AUC otherwise; plus the loss."""
+    loss = float(-logp[np.arange(labels.size), labels].mean()) if labels.size else float("nan")
+    if probs.shape[1] == 2:
+        y = (labels == positive).astype(np.int64)
+        p = probs[:, positive]
+        if threshold is None:
+            threshold = M.youden_threshold(y, p)
+        out = M.binary_metrics(y, p, threshold)
+    else:
+        out = M.multiclass_metrics(labels, probs)
+    out["loss"] = loss
+    return out
+
+
+def evaluate(model, dataset, mean, std, positive, threshold=None, batch_size=256, device="cpu"):
+    """(metrics, probs) of `model` on an ArrayDataset (see score())."""
+    probs, logp = predict(model, normalise(dataset.images, mean, std), batch_size, device)
+    if not np.isfinite(probs).all():
+        raise NonFiniteLoss(f"the network's outputs on {dataset.name} are NaN or infinite")
+    return score(probs, logp, dataset.labels, positive, threshold), probs
+
+
+# --- stopping with Ctrl-C ------------------------------------------------------------------------------
+
+class _StopRequest:
+    """While active, the first Ctrl-C asks training to stop after the current batch;
+    a second one stops at once (KeyboardInterrupt)."""
+
+    def __init__(self, log):
+        self.requested, self.log, self.previous = False, log, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.log("\nCtrl-C: stopping after this batch and saving a checkpoint "
+                 "(press Ctrl-C again to stop at once)")
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+# --- the training run -----------------------------------------------------------------------------------
+
+class Run:
+    """Everything fit() builds: data, model, optimiser, schedule, loader, and history."""
+
+    def __init__(self, cfg, log=print, progress=True):
+        from .nn import models
+        from .optim import SGD, Adam, CosineAnnealingLR
+        self.cfg, self.log, self.progress = cfg, log, progress
+        self.out = cfg["out"]
+        self.last_path = os.path.join(self.out, "last.npz")
+        self.best_path = os.path.join(self.out, "best.npz")
+        channels = 3 if cfg["model"] == "alexnet" else 1
+        self.splits = open_splits(cfg["data"], cfg["image_size"], channels, seed=cfg["seed"],
+                                  synthetic_sizes=cfg["synthetic_sizes"], progress=progress)
+        train = self.splits.train
+        self.classes = list(train.classes)
+        self.positive = positive_index(self.classes)
+        self.mean = train.images.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+        self.std = train.images.std(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+        self.std = np.where(self.std > 1e-6, self.std, 1.0).astype(np.float32)
+        info = self.splits.info
+        self.min_input_size = info.get("native_size", train.image_shape[1])
+
+        engine_random.manual_seed(cfg["seed"])
+        self.model = models.build(cfg["model"], in_channels=channels,
+                                  num_classes=len(self.classes),
+                                  image_size=list(train.image_shape[1:]), dropout=cfg["dropout"])
+        self.model.to(cfg["device"])
+        if cfg["optimizer"] == "adam":
+            self.optimizer = Adam(self.model.parameters(), lr=cfg["lr"],
+                                  weight_decay=cfg["weight_decay"])
+        else:
+            self.optimizer = SGD(self.model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
+                                 weight_decay=cfg["weight_decay"])
+        self.scheduler = CosineAnnealingLR(self.optimizer, T_max=cfg["epochs"]) \
+            if cfg["schedule"] == "cosine" else None
+
+        steps = augmentation("default" if cfg["augment"] else "none")
+        train_set = train.with_transform(Compose(steps + [Normalize(self.mean, self.std)]))
+        sampler = balanced_sampler(train.labels) if cfg["balance"] == "sampler" else None
+        self.loader = DataLoader(train_set, batch_size=cfg["batch_size"], shuffle=sampler is None,
+                                 seed=cfg["seed"], sampler=sampler, device=cfg["device"])
+        self.loss_weight = None
+        if cfg["balance"] == "weights":
+            w = class_weights(train.labels, len(self.classes))
+            self.loss_weight = Tensor(w, device=cfg["device"])
+        self.history = []
+        self.best = {"score": -np.inf, "epoch": None, "threshold": 0.5}
+        self.start_epoch, self.start_batch, self.partial = 0, 0, None
+
+    # checkpoints ---------------------------------------------------------------------------
+    def _save(self, path, epoch, batch, threshold=0.5, partial=None):
+        save_checkpoint(path, self.model, norm_mean=self.mean, norm_std=self.std,
+                        classes=self.classes, positive_class=self.positive, threshold=threshold,
+                        min_input_size=self.min_input_size, optimizer=self.optimizer,
+                        scheduler=self.scheduler, epoch=epoch, batch=batch,
+                        train_config=self.cfg, history=self.history,
+                        progress={"best": self.best, "partial": partial},
+                        data_info=self.splits.info)
+
+    def resume(self):
+        """Load last.npz from the output folder and continue where it stopped."""
+        ck = load_checkpoint(self.last_path)
+        ck.check_matches(self.model.name, self.model.config())
+        saved, now = ck.data_info, self.splits.info
+        for key in ("split_sizes", "class_counts"):
+            if saved.get(key) != now.get(key):
+                raise CheckpointError(f"{self.last_path}: was trained on other data ({key}: saved "
+                                      f"{saved.get(key)}, now {now.get(key)}); resume needs the "
+                                      "same data")
+        self.model.load_state_dict(ck.weights)
+        if ck.optimizer_name != type(self.optimizer).__name__:
+            raise CheckpointError(f"{self.last_path}: was trained with {ck.optimizer_name}, "
+                                  f"not {type(self.optimizer).__name__}")
+        self.optimizer.load_state_dict(ck.optimizer_state)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(ck.scheduler_state)
+        engine_random.set_state(ck.rng_engine)
+        self.history = ck.history
+        self.best = ck.progress.get("best", self.best)
+        if self.best.get("score") is None:
+            self.best["score"] = -np.inf
+        self.partial = ck.progress.get("partial")
+        self.start_epoch, self.start_batch = ck.epoch, ck.batch
+        self.mean, self.std = ck.norm_mean, ck.norm_std
+        where = f"epoch {ck.epoch + 1}, batch {ck.batch + 1}" if ck.batch else f"epoch {ck.epoch + 1}"
+        if ck.epoch >= self.cfg["epochs"]:
+            self.log(f"{self.last_path}: already trained {ck.epoch} epochs (of "
+                     f"{self.cfg['epochs']}); scoring the best network again")
+        else:
+            self.log(f"resuming from {self.last_path} at {where}")
+
+    # one epoch -----------------------------------------------------------------------------
+    def train_epoch(self, epoch, stop, on_batch_end=None):
+        from tqdm import tqdm
+        model, opt, cfg = self.model, self.optimizer, self.cfg
+        model.train()
+        start = self.start_batch if epoch == self.start_epoch else 0
+        acc = dict(self.partial) if (start and self.partial) else \
+            {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        bar = tqdm(total=len(self.loader), initial=start, desc=f"epoch {epoch + 1}/{cfg['epochs']}",
+                   unit="batch", disable=not self.progress, leave=True, dynamic_ncols=True)
+        t0 = time.perf_counter() - acc["seconds"]
+        # `done`: batches finished (model, optimiser and counters all updated);
+        # `clean`: False while a step is half-way (an interrupt there cannot be saved)
+        done, clean = start, True
+        try:
+            for b, (x, y) in enumerate(self.loader.batches(epoch, start), start=start):
+                clean = False
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, weight=self.loss_weight)
+                value = loss.item()
+                if not np.isfinite(value):
+                    raise NonFiniteLoss(self._nan_message(epoch, b, value))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                n = y.shape[0]
+                acc["loss_sum"] += value * n
+                acc["correct"] += int((logits.numpy().argmax(axis=1) == y.numpy()).sum())
+                acc["seen"] += n
+                acc["seconds"] = time.perf_counter() - t0
+                done, clean = b + 1, True
+                bar.update(1)
+                bar.set_postfix(loss=f"{acc['loss_sum'] / acc['seen']:.4f}",
+                                acc=f"{acc['correct'] / acc['seen']:.3f}",
+                                img_s=f"{acc['seen'] / max(acc['seconds'], 1e-9):.0f}")
+                if on_batch_end is not None:
+                    on_batch_end(epoch, b)
+                if stop.requested:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            bar.close()
+            if clean and done > start:
+                self._save(self.last_path, epoch, done, partial=acc)
+                raise TrainingInterrupted(self.last_path, epoch, done) from None
+            if os.path.exists(self.last_path):  # the checkpoint of the epoch's start stands
+                ck = load_checkpoint(self.last_path)
+                raise TrainingInterrupted(self.last_path, ck.epoch, ck.batch) from None
+            raise
+        bar.close()
+        self.partial = None
+        return {"train_loss": acc["loss_sum"] / max(acc["seen"], 1),
+                "train_acc": acc["correct"] / max(acc["seen"], 1), "seconds": acc["seconds"],
+                "images_per_s": acc["seen"] / max(acc["seconds"], 1e-9)}
+
+    def _nan_message(self, epoch, batch, value):
+        kept = (f"The last good checkpoint is {self.last_path} (after epoch "
+                f"{len(self.history)})") if os.path.exists(self.last_path) else \
+            "No checkpoint was written yet"
+        lr = self.optimizer.param_groups[0]["lr"]
+        return (f"training stopped: the loss became {value} at epoch {epoch + 1}, batch "
+                f"{batch + 1}, so the weights would be ruined. {kept}; nothing was saved over "
+                f"it. The learning rate ({lr:g}) is probably too high: try a smaller --lr.")
+
+    # the whole run ---------------------------------------------------------------------------
+    def fit(self, on_batch_end=None):
+        cfg, splits = self.cfg, self.splits
+        with _StopRequest(self.log) as stop:
+            for epoch in range(self.start_epoch, cfg["epochs"]):
+                lr = self.optimizer.param_groups[0]["lr"]
+                record = {"epoch": epoch + 1, "lr": lr}
+                record.update(self.train_epoch(epoch, stop, on_batch_end))
+                t = time.perf_counter()
+                val, probs = evaluate(self.model, splits.val, self.mean, self.std, self.positive,
+                                      device=cfg["device"])
+                record.update({"val_loss": val["loss"], "val_auc": val["auc"],
+                               "val_acc": _accuracy_at_argmax(probs, splits.val.labels)})
+                record["seconds"] += time.perf_counter() - t
+                self.history.append(record)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                key = val["auc"] if np.isfinite(val["auc"]) else -val["loss"]
+                improved = key > self.best["score"]
+                if improved:
+                    self.best = {"score": float(key), "epoch": epoch + 1,
+                                 "threshold": float(val.get("threshold", 0.5))}
+                    self._save(self.best_path, epoch + 1, 0, threshold=self.best["threshold"])
+                self._save(self.last_path, epoch + 1, 0)
+                self.log(_epoch_line(record, improved, self.out))
+                if stop.requested and epoch + 1 < cfg["epochs"]:
+                    raise TrainingInterrupted(self.last_path, epoch + 1, 0)
+        return self.finish()
+
+    def finish(self):
+        """Best network -> threshold on val -> one score on test -> metrics.json."""
+        ck = load_checkpoint(self.best_path)
+        model = ck.build_model(self.cfg["device"])
+        val, val_probs = evaluate(model, self.splits.val, ck.norm_mean, ck.norm_std,
+                                  self.positive, device=self.cfg["device"])
+        threshold = val.get("threshold", 0.5)
+        if threshold != ck.threshold:  # only if the device computes it differently
+            arrays = dict(ck.arrays, threshold=np.array(float(threshold)))
+            write_npz_atomic(self.best_path, arrays)
+        test, test_probs = evaluate(model, self.splits.test, ck.norm_mean, ck.norm_std,
+                                    self.positive, threshold=threshold, device=self.cfg["device"])
+        result = {
+            "test": _public(test), "val": _public(val), "epochs": self.history,
+            "best_epoch": ck.epoch, "checkpoint": self.best_path,
+            "data": self.splits.info, "config": self.cfg,
+            "model": {"name": ck.model_name, "config": ck.model_config,
+                      "parameters": int(model.num_parameters())},
+        }
+        write_json_atomic(os.path.join(self.out, "metrics.json"), result)
+        return FitResult(result, model, self.splits, val_probs, test_probs, self.positive,
+                         ck.norm_mean, ck.norm_std)
+
+
+def _accuracy_at_argmax(probs, labels):
+    return float((probs.argmax(axis=1) == labels).mean()) if labels.size else float("nan")
+
+
+def _public(m):
+    keys = ("accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "threshold",
+            "loss", "tp", "fp", "tn", "fn", "n")
+    return {k: m[k] for k in keys if k in m}
+
+
+def _epoch_line(r, improved, out):
+    best = "  * best so far (val AUC), saved best.npz" if improved else ""
+    return (f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} acc {r['train_acc']:.3f} | "
+            f"val loss {r['val_loss']:.4f} AUC {r['val_auc']:.4f} acc {r['val_acc']:.3f} | "
+            f"lr {r['lr']:.2g} | {r['seconds']:.1f}s{best}")
+
+
+def write_json_atomic(path, obj):
+    """json.dump to a temporary file, then rename: a reader never sees half a file."""
+    import tempfile
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(M.json_safe(obj), f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class FitResult:
+    """What fit() returns: metrics (as in metrics.json) and what the figures need."""
+
+    def __init__(self, metrics, model, splits, val_probs, test_probs, positive, mean, std):
+        self.metrics, self.model, self.splits = metrics, model, splits
+        self.val_probs, self.test_probs, self.positive = val_probs, test_probs, positive
+        self.mean, self.std = mean, std
+
+
+def fit(config=None, log=print, progress=True, resume=False, on_batch_end=None, **settings):
+    """Train as described in the module docstring; returns a FitResult.
+
+    settings: see DEFAULTS (data, model, epochs, batch_size, image_size, optimizer, lr,
+    momentum, weight_decay, schedule, device, balance, augment, seed, dropout, out).
+    on_batch_end(epoch, batch): called after every training step (for tests and tools).
+    """
+    cfg = resolve_config(**dict(config or {}, **settings))
+    os.makedirs(cfg["out"], exist_ok=True)
+    run = Run(cfg, log=log, progress=progress)
+    if resume:
+        run.resume()
+    return run.fit(on_batch_end=on_batch_end)
