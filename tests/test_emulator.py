@@ -98,6 +98,18 @@ extern "C" __global__ void swap_pairs(const float* x, float* y, int* count) {
     int c = __syncthreads_count(x[i] > 0.0f);
     if (threadIdx.x == 0) count[blockIdx.x] = c;
 }
+// y[0] = sum of x[0..n), n <= 32: lanes past n exit, the others shuffle among themselves
+extern "C" __global__ void partial_warp_sum(const float* x, float* y, int n) {
+    int i = threadIdx.x;
+    if (i >= n) return;
+    unsigned int m = __activemask();
+    float v = x[i];
+    for (int d = 16; d > 0; d /= 2) {
+        float o = __shfl_down_sync(m, v, d);
+        if (i + d < n) v += o;
+    }
+    if (i == 0) y[0] = v;
+}
 """
 
 
@@ -197,6 +209,9 @@ def test_warp_shuffles_ballot_and_syncthreads_count():
         mod.get_function("swap_pairs")(2, 128, (x, y, count))
         assert_close(y, x.reshape(-1, 2)[:, ::-1].reshape(-1), f"shfl_xor ({order})", 0, 0)
         assert count.tolist() == [(x[:128] > 0).sum(), (x[128:] > 0).sum()]
+        y = np.zeros(1, np.float32)
+        mod.get_function("partial_warp_sum")(1, 32, (x, y, np.int32(20)))
+        assert_close(y, [x[:20].astype(np.float64).sum()], f"partial warp sum ({order})")
 
 
 # ---- the broken kernels -------------------------------------------------------

@@ -5,16 +5,18 @@
 // launcher per kernel that plays the part of the GPU:
 //
 //   for each block of the grid, one after another:
-//       poison every __shared__ array (0x7FC00000 words: NaN as float)
+//       poison every __shared__ array (0x7FC00000 words: NaN as a float,
+//       2143289344 as an int)
 //       run the block's threads:
 //         - as plain calls, one thread after another, when the file has no
 //           barrier (__syncthreads, __syncwarp, __shfl_*_sync, __ballot_sync ...);
-//         - otherwise as fibers (glibc ucontext): each thread runs until it
-//           reaches a barrier and parks there; when every thread of the block
-//           has parked at the same __syncthreads() they all go on together.
+//         - otherwise as fibers, one per thread, each on its own stack: a thread
+//           runs until it reaches a barrier and parks there; when every thread
+//           of the block has parked at the same __syncthreads() they all go on
+//           together (a warp operation waits for the lanes of its mask only).
 //       The order the threads are started or resumed in, in every phase between
 //       two barriers (and the order of the blocks), is forward, reverse or a
-//       seeded shuffle: a kernel that is right only in one order has a race.
+//       seeded shuffle: a kernel that is right in one order only has a race.
 //
 // What it catches:
 //   - a missing __syncthreads(): some order reads a tile before it is written;
@@ -24,18 +26,18 @@
 //   - invalid memory accesses: a crash becomes an error naming block and
 //     thread; compiled with sanitize=True (AddressSanitizer + UBSan), out-of-
 //     bounds reads and writes of global and shared memory are reported with the
-//     .cu file and line (see loader.run_sanitized);
+//     .cu file and line (python -m minicnn.kernels.cuda.emu --sanitize -- ...);
 //   - kernel arguments of the wrong type (a Python float where the kernel takes
 //     float): the loader checks every argument against the kernel's signature.
 //
-// What it cannot catch (be honest about it):
+// What it cannot catch (its honest limits):
 //   - races between blocks on global memory: blocks run one by one, so a
 //     missing atomicAdd between blocks still gives the right answer here;
-//   - races between threads of a block that touch global memory with no
-//     barrier between them, when no thread order shows them;
-//   - anything about speed: coalescing, bank conflicts, occupancy.
-//   - dynamic shared memory (extern __shared__) is not supported: size the
-//     arrays with constants.
+//   - races between threads of a block through global memory, unless one of
+//     the three orders happens to show them;
+//   - anything about speed: coalescing, bank conflicts, occupancy, registers.
+// Not supported: dynamic shared memory (extern __shared__; size the arrays with
+// constants), textures, cooperative groups, half precision.
 //
 // Atomics are trivially atomic: only one thread runs at a time.
 #pragma once
@@ -178,12 +180,12 @@ namespace emu_rt {
 
 enum State { RUNNABLE, AT_BARRIER, AT_WARP, DONE, ABORTED };
 enum Op { OP_NONE, OP_SYNCWARP, OP_SHFL_IDX, OP_SHFL_UP, OP_SHFL_DOWN, OP_SHFL_XOR,
-          OP_BALLOT, OP_ANY, OP_ALL, OP_BAR, OP_BAR_COUNT, OP_BAR_AND, OP_BAR_OR };
+          OP_BALLOT, OP_ANY, OP_ALL, OP_ACTIVE, OP_BAR, OP_BAR_COUNT, OP_BAR_AND, OP_BAR_OR };
 enum Order { FORWARD = 0, REVERSE = 1, SHUFFLE = 2 };
 
 static const char* const OP_NAMES[] = {
     "", "__syncwarp", "__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync",
-    "__ballot_sync", "__any_sync", "__all_sync", "__syncthreads", "__syncthreads_count",
+    "__ballot_sync", "__any_sync", "__all_sync", "__activemask", "__syncthreads", "__syncthreads_count",
     "__syncthreads_and", "__syncthreads_or"};
 
 struct Thread {
@@ -318,8 +320,8 @@ inline bool reserve_stacks() {
 
 // Fibers. Thread i of a block always runs on slot i: its own stack with a fiber
 // that runs one CUDA thread after another (one per block). The fiber is made
-// once with makecontext; the switches are _setjmp/_longjmp, which, unlike
-// swapcontext, make no system call (about 20x faster).
+// once with glibc's makecontext; the switches are _setjmp/_longjmp, which, unlike
+// swapcontext, make no system call (about 20 times faster).
 //
 // From a thread back to the launcher; returns when the launcher resumes it.
 inline void park() {
@@ -403,7 +405,7 @@ inline uint64_t arrive(int op, const char* file, int line, uint64_t val,
     t.state = (op >= OP_BAR) ? AT_BARRIER : AT_WARP;
     t.op = op; t.file = file; t.line = line; t.val = val;
     t.mask = mask; t.arg = arg; t.width = width;
-    if (op < OP_BAR) {
+    if (op < OP_ACTIVE) {
         if (width <= 0 || width > 32 || (width & (width - 1)))
             thread_fail("%s at %s:%d: width %d is not a power of 2 in [1, 32]",
                         OP_NAMES[op], base_name(file), line, width);
@@ -432,6 +434,19 @@ inline bool resolve_warps() {
         for (int l = 0; l < wn; ++l) {
             Thread& t = R.threads[w0 + l];
             if (t.state != AT_WARP) continue;
+            if (t.op == OP_ACTIVE) {
+                // Nothing can run any more: the lanes here now are the active ones.
+                unsigned here = 0;
+                for (int m = 0; m < wn; ++m) {
+                    const Thread& u = R.threads[w0 + m];
+                    if (u.state == AT_WARP && u.op == OP_ACTIVE && u.line == t.line && u.file == t.file)
+                        here |= 1u << m;
+                }
+                for (int m = 0; m < wn; ++m)
+                    if (here >> m & 1u) { R.threads[w0 + m].result = here; R.threads[w0 + m].state = RUNNABLE; }
+                progress = true;
+                continue;
+            }
             unsigned need = t.mask & exists;
             bool ready = true;
             for (int m = 0; m < wn; ++m) {
@@ -679,7 +694,7 @@ inline int launch(const char* kernel, const unsigned* grid, const unsigned* bloc
     }
     R.n = (int)nt;
     int* bperm = nullptr;
-    if (order != FORWARD && nb > 1) {
+    if (order != FORWARD && nb > 1 && nb <= (1ull << 26)) {  // huge grids: blocks in order
         bperm = (int*)malloc(sizeof(int) * nb);
         if (!bperm) { begin_error(); append("out of memory for %llu blocks", nb); return 1; }
         make_order(bperm, (long)nb);
@@ -722,6 +737,7 @@ inline T shfl(int op, const char* file, int line, unsigned mask, T var, int arg,
 
 }  // namespace emu_rt
 
+#define __activemask() ((unsigned)emu_rt::arrive(emu_rt::OP_ACTIVE, __FILE__, __LINE__, 0))
 #define __syncthreads() emu_rt::arrive(emu_rt::OP_BAR, __FILE__, __LINE__, 0)
 #define __syncthreads_count(p) ((int)emu_rt::arrive(emu_rt::OP_BAR_COUNT, __FILE__, __LINE__, (p) != 0))
 #define __syncthreads_and(p) ((int)emu_rt::arrive(emu_rt::OP_BAR_AND, __FILE__, __LINE__, (p) != 0))

@@ -55,7 +55,7 @@ _SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fsanitize-sect
 # Calls that make threads wait for one another: a file with none of them runs its
 # threads as plain calls, one after another (much faster than fibers).
 _BARRIER_RE = re.compile(r"\b(__syncthreads\w*|__syncwarp|__shfl\w*_sync|__ballot_sync|"
-                         r"__any_sync|__all_sync)\b")
+                         r"__any_sync|__all_sync|__activemask)\b")
 
 
 class EmulatorError(RuntimeError):
