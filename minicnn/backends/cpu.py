@@ -1,0 +1,34 @@
+"""Device "cpu": the numba kernels of kernels/cpu, with BLAS for matrix products.
+
+Arrays are numpy, C-contiguous, float32 (float64 also works, for gradient checks).
+Each kernel is compiled by numba the first time it meets a dtype and cached on disk
+(next to its source, or in numba's cache folder), so later runs start quickly.
+The table is described in minicnn/backends/__init__.py.
+"""
+import numpy
+
+from minicnn.kernels.cpu.activation import (  # noqa: F401  (the table)
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+)
+from minicnn.kernels.cpu.conv import conv2d_backward, conv2d_forward  # noqa: F401
+from minicnn.kernels.cpu.linear import linear_backward, linear_forward  # noqa: F401
+from minicnn.kernels.cpu.loss import (  # noqa: F401
+    cross_entropy_backward,
+    cross_entropy_forward,
+    log_softmax_backward,
+    log_softmax_forward,
+    softmax_backward,
+    softmax_forward,
+)
+from minicnn.kernels.cpu.optim import adam_step, sgd_step  # noqa: F401
+from minicnn.kernels.cpu.pool import (  # noqa: F401
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+xp = numpy
