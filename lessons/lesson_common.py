@@ -48,6 +48,15 @@ def save(fig, out, filename):
     return path
 
 
+def saved(path):
+    """Announce a figure that minicnn.viz wrote (and show it in a notebook)."""
+    print(f"saved figure: {path}")
+    if "ipykernel" in sys.modules:
+        from IPython.display import Image, display
+        display(Image(filename=path))
+    return path
+
+
 def best_time(fn, *args, repeat=3):
     """The fastest of `repeat` runs of fn(*args), in seconds (the least disturbed run)."""
     best = float("inf")

@@ -188,3 +188,15 @@ def test_check_close_reports_the_first_wrong_element_in_row_major_order():
                                           r"2 of 6 elements are wrong \(case\)"):
         grade.check_close("a", got, expected, "case")
     grade.check_close("a", expected + 1e-9, expected, "case")      # within tolerance
+
+
+def test_minicnn_grade_command(capsys):
+    from minicnn import cli
+    code = cli.main(["grade", "04", "--solutions", "--dir", str(EXERCISES)])
+    out = capsys.readouterr().out
+    assert code == 0 and re.search(r"PASS\s+04_relu_backward", out), out
+    code = cli.main(["grade", "04", "--dir", str(EXERCISES)])
+    out = capsys.readouterr().out
+    assert code == 1 and "not started: fill in the TODO" in out, out
+    code = cli.main(["grade", "--dir", "/nonexistent/exercises"])
+    assert code == 2 and "no exercises folder at /nonexistent/exercises" in capsys.readouterr().err

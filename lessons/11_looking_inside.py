@@ -1,0 +1,153 @@
+# %% [markdown]
+# # Lesson 11 — Looking inside: feature maps and Grad-CAM
+#
+# **What this lesson teaches**
+# - feature maps: what each convolutional stage of a trained ChestXrayCNN outputs
+#   for one X-ray — edges first, then larger, more abstract patterns at lower
+#   resolution;
+# - Grad-CAM (`minicnn.gradcam`): which regions of the image drove the pneumonia
+#   score, from the gradient of that score with respect to the last feature maps;
+# - occlusion: the same question answered by brute force — cover a patch, see how
+#   much the score drops — as a check on Grad-CAM.
+#
+# Neither proves the network is right. They show where it looked, which is how one
+# catches a network that learned a hospital's text marker instead of the lungs.
+#
+# Run it: `python lessons/11_looking_inside.py [--quick] [--out FOLDER] [--data pneumoniamnist.npz]`.
+# It first trains a small ChestXrayCNN with `minicnn.train.fit` (SYNTHETIC data by
+# default: the pictures show synthetic opacities, not patients).
+
+# %%
+import numpy as np
+
+import minicnn
+from minicnn import viz
+from minicnn.gradcam import grad_cam, split_at_last_conv
+from minicnn.train import fit, normalise
+
+from lesson_common import setup, save, saved, plt
+
+
+def options(parser):
+    parser.add_argument("--data", default="synthetic",
+                        help="'synthetic' (default) or a MedMNIST .npz such as pneumoniamnist.npz")
+    parser.add_argument("--epochs", type=int, default=None, help="default 1 quick, 4 full")
+
+
+args, OUT = setup("11_looking_inside", "Lesson 11: feature maps, Grad-CAM and occlusion", options)
+
+# %%
+result = fit(data=args.data, epochs=args.epochs or (1 if args.quick else 4), image_size=28,
+             synthetic_sizes={"train": 128, "val": 48, "test": 48} if args.quick else None,
+             batch_size=32 if args.quick else 64, balance="weights", out=f"{OUT}/run",
+             progress=False)
+if args.quick:
+    print("quick mode: the network has barely trained; run without --quick for real maps")
+model, test, positive = result.model, result.splits.test, result.positive
+note = "SYNTHETIC data" if result.splits.info["synthetic"] else ""
+model.eval()
+sick = np.flatnonzero(test.labels == positive)
+image = test.images[sick[0]]                                  # (1, 28, 28) in [0, 1]
+x = normalise(image[None], result.mean, result.std)           # as the network was trained
+
+# %% [markdown]
+# ## Feature maps
+#
+# Run the image through `model.features` one layer at a time and keep what each
+# ReLU puts out. Stage 1 (28 × 28, 16 maps) responds to edges and brightness;
+# stage 3 (7 × 7, 64 maps) to larger regions. Bright = strongly active.
+
+# %%
+stages = []
+h = minicnn.tensor(x)
+with minicnn.no_grad():
+    for i, layer in enumerate(model.features):
+        h = layer(h)
+        if type(layer).__name__ == "ReLU":
+            stages.append((f"after features.{i} (ReLU)", h.numpy()[0]))
+for name, maps in stages:
+    active = (maps > 0).mean()
+    print(f"{name}: {maps.shape[0]} maps of {maps.shape[1]}x{maps.shape[2]}, {active:.0%} of values > 0")
+
+show = 8
+fig, axes = plt.subplots(len(stages), show + 1, figsize=(1.6 * (show + 1), 1.8 * len(stages)))
+for row, (name, maps) in enumerate(stages):
+    axes[row, 0].imshow(image[0], cmap="gray", vmin=0, vmax=1)
+    axes[row, 0].set_title("input" if row == 0 else "", fontsize=8)
+    strongest = np.argsort(maps.reshape(len(maps), -1).mean(axis=1))[::-1][:show]
+    for col, k in enumerate(strongest, start=1):
+        axes[row, col].imshow(maps[k], cmap="magma")
+        axes[row, col].set_title(f"{name.split(' ')[1]} map {k}", fontsize=7)
+    for ax in axes[row]:
+        ax.axis("off")
+fig.suptitle(f"the {show} most active feature maps of each stage {('(' + note + ')') if note else ''}",
+             fontsize=10)
+save(fig, OUT, "feature_maps.png")
+
+# %% [markdown]
+# ## Grad-CAM
+#
+# For the pneumonia score y (a logit) and the last convolutional layer's maps A_k:
+#
+#     alpha_k = mean over (i, j) of  dy / dA_k[i, j]     how much map k pushes y up
+#     cam     = ReLU( Σ_k alpha_k · A_k )                 where those maps are active
+#
+# then enlarged to the image size. `minicnn.gradcam.grad_cam` gets dy/dA from the
+# engine's own autograd: it cuts the network after the last convolution (below),
+# makes A a leaf that requires grad, runs the rest and calls `backward()`.
+
+# %%
+head, tail = split_at_last_conv(model)
+print(f"cut after the last conv: head has {len(head)} layers, tail {len(tail)}, then the classifier")
+count = 4 if args.quick else 8
+picks = np.concatenate([sick[:count // 2], np.flatnonzero(test.labels != positive)[:count // 2]])
+batch = normalise(test.images[picks], result.mean, result.std)
+cams, probs = grad_cam(model, batch, target_class=positive)
+for k, i in enumerate(picks):
+    hot = (cams[k] > 0.5).mean()
+    print(f"test image {i:3d} ({test.classes[test.labels[i]]:9s}): P(pneumonia) "
+          f"{probs[k, positive]:.2f}; {hot:.0%} of the image is above half the map's peak")
+saved(viz.gradcam_grid(test.images[picks], cams, test.labels[picks], probs[:, positive],
+                       test.classes, positive, f"{OUT}/gradcam.png", note=note))
+
+# %% [markdown]
+# ## Occlusion: a check that needs no gradients
+#
+# Slide a grey square over the image; wherever covering the image lowers the
+# pneumonia probability most, the network relied on what was there. It costs one
+# forward pass per position, so it is slow for big images — Grad-CAM needs one
+# forward and one backward — but it makes no assumptions.
+
+# %%
+patch, step = 7, (4 if args.quick else 2)
+positions = [(r, c) for r in range(0, 28 - patch + 1, step) for c in range(0, 28 - patch + 1, step)]
+covered = np.repeat(image[None], len(positions), axis=0)
+for k, (r, c) in enumerate(positions):
+    covered[k, 0, r:r + patch, c:c + patch] = float(image.mean())
+with minicnn.no_grad():
+    base = minicnn.functional.softmax(model(minicnn.tensor(x)), dim=1).numpy()[0, positive]
+    scores = minicnn.functional.softmax(
+        model(minicnn.tensor(normalise(covered, result.mean, result.std))), dim=1).numpy()[:, positive]
+drop = np.zeros((28, 28))
+hits = np.zeros((28, 28))
+for (r, c), s in zip(positions, scores):
+    drop[r:r + patch, c:c + patch] += base - s
+    hits[r:r + patch, c:c + patch] += 1
+drop /= np.maximum(hits, 1)
+cam0 = grad_cam(model, x, target_class=positive)[0][0]
+print(f"P(pneumonia) {base:.2f}; the largest drop when a patch is covered: {drop.max():.3f}")
+if cam0.std() > 0 and drop.std() > 0:
+    agree = np.corrcoef(drop.ravel(), cam0.ravel())[0, 1]
+    print(f"correlation of the occlusion map with Grad-CAM: {agree:+.2f}")
+else:
+    print("one of the maps is flat (an untrained network looks nowhere in particular): "
+          "train longer, without --quick")
+
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+for ax, pic, title in zip(axes, [image[0], cam0, drop], ["X-ray", "Grad-CAM", "occlusion: score drop"]):
+    ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+    if title != "X-ray":
+        ax.imshow(pic, cmap="jet", alpha=0.45)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+save(fig, OUT, "occlusion.png")
