@@ -121,7 +121,7 @@ def backward(root, grad=None, retain_graph=False):
                 "pass a gradient of the same shape, e.g. y.backward(grad)")
         grad = xp.ones_like(root.data)
     else:
-        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.data.dtype)
+        grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.data.dtype)
         if tuple(grad.shape) != tuple(root.shape):
             raise ValueError(f"backward: gradient has shape {tuple(grad.shape)} but the "
                              f"output has shape {tuple(root.shape)}")

@@ -36,11 +36,11 @@ def _need_float(x, op, name="input"):
         raise TypeError(f"{op}: {name} must be floating point, got dtype {x.dtype}")
 
 
-def _backend(*tensors):
+def _backend(op, *tensors):
     devices = {t.device for t in tensors if t is not None}
     if len(devices) > 1:
-        raise RuntimeError(f"tensors are on different devices ({', '.join(sorted(devices))}); "
-                           "move them with .to(device) first")
+        raise RuntimeError(f"{op}: tensors are on different devices "
+                           f"({', '.join(sorted(devices))}); move them with .to(device) first")
     return backends.get(devices.pop())
 
 
@@ -101,7 +101,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0):
         raise ValueError(f"{op}: kernel {KH}x{KW} is larger than the padded input "
                          f"{H + 2 * padding[0]}x{W + 2 * padding[1]} (input shape {input.shape}, "
                          f"padding {padding})")
-    _backend(input, weight, bias)
+    _backend(op, input, weight, bias)
     if input.dtype != weight.dtype:
         raise TypeError(f"{op}: input is {input.dtype} but weight is {weight.dtype}")
     return Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding)
@@ -249,7 +249,7 @@ def linear(input, weight, bias=None):
         _as_tensor(bias, op, "bias")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-    _backend(input, weight, bias)
+    _backend(op, input, weight, bias)
     if input.ndim == 1:
         return LinearFn.apply(input.reshape((1, -1)), weight, bias).reshape((weight.shape[0],))
     return LinearFn.apply(input, weight, bias)
@@ -368,7 +368,7 @@ def cross_entropy(input, target, weight=None, reduction="mean"):
         if weight.shape != (K,):
             raise ValueError(f"{op}: weight must have one entry per class, shape ({K},), got {weight.shape}")
         weight = weight.detach().astype(input.dtype) if weight.dtype != input.dtype else weight.detach()
-    _backend(input, target, weight)
+    _backend(op, input, target, weight)
     target = target.long() if target.dtype != np.int64 else target
     return CrossEntropyFn.apply(input, target, weight, reduction=reduction)
 
@@ -415,7 +415,16 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     _as_tensor(input, "batch_norm")
     if input.ndim not in (2, 4):
         raise ValueError(f"batch_norm: input must be (N, C) or (N, C, H, W), got {input.shape}")
+    _need_float(input, "batch_norm")
     C = input.shape[1]
+    for name, value in (("running_mean", running_mean), ("running_var", running_var),
+                        ("weight", weight), ("bias", bias)):
+        if value is not None and tuple(value.shape) != (C,):
+            raise ValueError(f"batch_norm: {name} must have shape ({C},), one entry per channel "
+                             f"of input {input.shape}, got {tuple(value.shape)}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: evaluation (training=False) needs running_mean and "
+                         "running_var")
     axes = (0,) if input.ndim == 2 else (0, 2, 3)
     shape = (1, C) if input.ndim == 2 else (1, C, 1, 1)
     if training:

@@ -84,6 +84,14 @@ class Tensor:
     def __len__(self):
         return self.shape[0]
 
+    def __bool__(self):
+        # as PyTorch: `if t == 0:` must not be silently True for a whole tensor
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor with {self.data.size} elements "
+                             f"(shape {self.shape}) is ambiguous; test t.numpy().all() or "
+                             "t.numpy().any() instead")
+        return bool(self.item())
+
     def __repr__(self):
         extra = ", requires_grad=True" if self.requires_grad else ""
         dev = "" if self.device == "cpu" else f", device='{self.device}'"
@@ -162,7 +170,11 @@ class Tensor:
     def _lift(self, other):
         if isinstance(other, Tensor):
             return other
-        return Tensor._wrap(self.xp.asarray(other, dtype=self.dtype), device=self.device)
+        # a float tensor keeps its dtype (x * 0.5 stays float32); an integer or bool
+        # tensor must not truncate a float (mask.mean() is not 0)
+        dtype = self.dtype if np.issubdtype(self.dtype, np.floating) \
+            else _default_dtype(np.asarray(other))
+        return Tensor._wrap(self.xp.asarray(other, dtype=dtype), device=self.device)
 
     def __add__(self, other):
         from .tensor_ops import Add

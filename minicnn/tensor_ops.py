@@ -146,6 +146,13 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: operands need at least one dimension, got shapes "
+                             f"{tuple(a.shape)} and {tuple(b.shape)}; use * to scale")
+        k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        if a.shape[-1] != k_b:
+            raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not line "
+                             f"up: {a.shape[-1]} columns on the left, {k_b} rows on the right")
         ctx.save_for_backward(a, b)
         return a @ b
 

@@ -375,3 +375,12 @@ def test_dropout_mask_is_the_same_on_every_device(backend):
     here = F.dropout(minicnn.tensor(x, device=backend), 0.5).numpy()
     assert np.array_equal(on_cpu, here)
 
+
+
+def test_integer_and_bool_tensors_with_float_numbers():
+    """A float must not be truncated to the tensor's integer dtype: accuracy = mask.mean()."""
+    mask = minicnn.tensor([1.0, 2.0, 3.0, 4.0]) > 2.5
+    assert mask.mean().item() == 0.5
+    assert np.allclose((minicnn.tensor([1, 2]) * 0.5).numpy(), [0.5, 1.0])
+    assert (minicnn.tensor([1, 2]) + 1).dtype == np.int64
+    assert (minicnn.tensor([1.0, 2.0]) * 0.5).dtype == np.float32, "float32 stays float32"
