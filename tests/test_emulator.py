@@ -139,7 +139,7 @@ def test_tiled_sgemm_128_in_every_order(sgemm):
         f((blocks(n, 16), blocks(m, 16)), (16, 16), (a, b, c, np.int32(m), np.int32(n), np.int32(k)))
         elapsed = time.perf_counter() - t0
         assert_close(c, a.astype(np.float64) @ b, f"sgemm 128^3 ({order})", atol=1e-4, rtol=1e-4)
-        assert elapsed < 5.0, f"sgemm 128^3 ({order}) took {elapsed:.2f} s"
+        assert sgemm.sanitize or elapsed < 5.0, f"sgemm 128^3 ({order}) took {elapsed:.2f} s"
 
 
 def test_sgemm_ragged_sizes(sgemm):
@@ -168,7 +168,8 @@ def test_elementwise_million_runs_as_plain_calls(elementwise):
         f(blocks(n, 256), 256, (x, y, np.float32(0.5), np.int64(n)))
         elapsed = time.perf_counter() - t0
         assert_close(y, np.float32(0.5) * x + y0, f"saxpy ({order})", atol=0, rtol=0)
-        assert elapsed < 5.0, f"saxpy over 1e6 ({order}) took {elapsed:.2f} s"
+        assert elementwise.sanitize or elapsed < 5.0, \
+            f"saxpy over 1e6 ({order}) took {elapsed:.2f} s"
 
 
 def test_thread_orders(elementwise):
@@ -396,6 +397,8 @@ def test_compile_error_names_the_cu_line(tmp_path):
         load_module(path)
 
 
+@pytest.mark.skipif(loader._asan_loaded(), reason="under AddressSanitizer a bad access "
+                    "is the sanitizer's report, not an EmulatorError")
 def test_invalid_access_is_an_error_not_a_crash(elementwise):
     f = elementwise.get_function("write_to")
     elementwise.order = "forward"

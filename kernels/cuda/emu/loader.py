@@ -116,8 +116,7 @@ class Param:
         self.vector = _VECTOR_TYPES.get(self.ctype) if self.pointer == 1 else None
         if self.vector:
             self.dtype = self.vector[0]
-        self.supported = (self.pointer == 0 and self.dtype is not None) or \
-                         (self.pointer == 1 and self.dtype is not None)
+        self.supported = self.dtype is not None and self.pointer <= 1
         self.size = 8 if self.pointer else (np.dtype(self.dtype).itemsize if self.dtype else None)
 
     def __repr__(self):
@@ -125,6 +124,8 @@ class Param:
 
 
 class Kernel:
+    """An extern "C" kernel: its name, its Params, the line it is declared on."""
+
     def __init__(self, name, params, line):
         self.name, self.params, self.line = name, params, line
 
@@ -406,9 +407,9 @@ class Function:
                 hint = ""
                 if isinstance(a, (float, np.floating)) and want in (np.float32, np.float64):
                     hint = " (cupy would silently pass a double)" if want is np.float32 else ""
-                elif isinstance(a, (int, np.integer)):
+                elif isinstance(a, (int, np.integer)) and want is not np.int64:
                     hint = " (cupy would silently pass a 64-bit long long)" \
-                        if isinstance(a, int) and want is not np.int64 else ""
+                        if isinstance(a, int) or a.dtype.itemsize == 8 else ""
                 raise KernelArgumentError(
                     f"{self._where(p)}: expected numpy.{np.dtype(want).name}, got "
                     f"{_type_name(a)}; pass np.{np.dtype(want).name}(...){hint}")
