@@ -244,3 +244,35 @@ def test_scheduler_state_dict_resumes(tmp_path):
         assert sched2.get_last_lr() == sched.get_last_lr()
     with pytest.raises(ValueError, match="step_size"):
         optim.StepLR(opt, step_size=0)
+
+
+@pytest.mark.parametrize("optimiser,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
+                                              ("Adam", dict(lr=1e-2))])
+def test_module_to_device_then_train_matches_torch(backend, optimiser, kwargs):
+    # model.to(device) moves parameters in place, so an optimiser made before the move
+    # updates them on the device: a tiny conv net trained there agrees with torch
+    T = torch.nn
+    ref = T.Sequential(T.Conv2d(1, 2, 3), T.ReLU(), T.MaxPool2d(2), T.Flatten(), T.Linear(16, 2))
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(16, 2))
+    net.load_state_dict(ref.state_dict())
+    opt = getattr(optim, optimiser)(net.parameters(), **kwargs)
+    topt = getattr(torch.optim, optimiser)(ref.parameters(), **kwargs)
+    assert net.to(backend) is net and net.device == backend
+    rng = np.random.default_rng(3)
+    for step in range(3):
+        x = rng.standard_normal((2, 1, 6, 10)).astype(np.float32)
+        y = np.array([0, 1])
+        opt.zero_grad()
+        loss = minicnn.functional.cross_entropy(net(minicnn.tensor(x, device=backend)),
+                                                minicnn.tensor(y, device=backend))
+        loss.backward()
+        opt.step()
+        topt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(ref(torch.tensor(x)), torch.tensor(y))
+        tloss.backward()
+        topt.step()
+        assert_close(loss.item(), tloss.item(), 0, 1e-5, f"loss at step {step} on {backend}")
+    net.to("cpu")
+    for name, value in ref.state_dict().items():
+        assert_close(net.state_dict()[name], value.numpy(), 1e-6, 1e-5, f"{name} on {backend}")
