@@ -279,8 +279,9 @@ class Run:
         try:
             for b, (x, y) in enumerate(self.loader.batches(epoch, start), start=start):
                 clean = False
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, weight=self.loss_weight)
+                with np.errstate(over="ignore", invalid="ignore"):  # a NaN is reported below
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y, weight=self.loss_weight)
                 value = loss.item()
                 if not np.isfinite(value):
                     raise NonFiniteLoss(self._nan_message(epoch, b, value))
@@ -298,7 +299,7 @@ class Run:
                                 acc=f"{acc['correct'] / acc['seen']:.3f}",
                                 img_s=f"{acc['seen'] / max(acc['seconds'], 1e-9):.0f}")
                 if on_batch_end is not None:
-                    on_batch_end(epoch, b)
+                    on_batch_end(epoch, b, self)
                 if stop.requested:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
@@ -425,7 +426,8 @@ def fit(config=None, log=print, progress=True, resume=False, on_batch_end=None, 
 
     settings: see DEFAULTS (data, model, epochs, batch_size, image_size, optimizer, lr,
     momentum, weight_decay, schedule, device, balance, augment, seed, dropout, out).
-    on_batch_end(epoch, batch): called after every training step (for tests and tools).
+    on_batch_end(epoch, batch, run): called after every training step with the Run (its
+    .model, .optimizer, ...), for tests and tools.
     """
     cfg = resolve_config(**dict(config or {}, **settings))
     os.makedirs(cfg["out"], exist_ok=True)

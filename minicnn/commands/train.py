@@ -35,6 +35,8 @@ def add_arguments(parser):
       help="class imbalance: weighted loss, balanced batches, or none (default: none)")
     a("--no-augment", dest="augment", action="store_false", default=None,
       help="train without random flips, rotations, shifts and zooms")
+    a("--synthetic-size", type=int, metavar="N", help="with synthetic data: N training images, "
+      "N/4 each for val and test (default: 1200)")
     a("--seed", type=int, help="seed of every random choice (default: 0)")
     a("--out", help="output folder (default: runs/<name of the data>)")
     a("--resume", action="store_true", help="continue the run saved in --out (last.npz)")
@@ -56,6 +58,13 @@ def _given(args):
     given = {k: getattr(args, k, None) for k in keys}
     if given["data"] not in (None, "synthetic"):
         given["data"] = os.path.abspath(given["data"])
+    n = getattr(args, "synthetic_size", None)
+    if n is not None:
+        if n < 8:
+            raise UserError(f"--synthetic-size must be at least 8, got {n}")
+        given["synthetic_sizes"] = {"train": n, "val": max(n // 4, 4), "test": max(n // 4, 4)}
+    else:
+        given["synthetic_sizes"] = None
     return given
 
 

@@ -105,9 +105,13 @@ class Splits:
 
 
 def frame(image, image_size, min_size=None, source="image"):
-    """(C, H, W) float32 -> (C, image_size, image_size): centre square, then resize."""
-    image = CenterSquare()(image)
-    return Resize(image_size, min_size=min_size)(image, source=source)
+    """(C, H, W) float32 -> (C, image_size, image_size): centre square, then resize.
+
+    min_size: a UserError naming `source` if the image's short side is smaller.
+    """
+    if min_size is not None:  # checked on the whole image, so the message gives its real size
+        Resize(image_size, min_size=min_size)._check(image, source)
+    return Resize(image_size)(CenterSquare()(image))
 
 
 # --- folders of image files ------------------------------------------------------------------

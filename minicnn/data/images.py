@@ -9,9 +9,10 @@ How the file's values become [0, 1]:
   16-bit grayscale (mode I;16 / I)      / 65535
   32-bit float (mode F)                 kept if already in [0, 1], else min-max scaled
   DICOM                                 stored value * RescaleSlope + RescaleIntercept,
-                                        inverted for MONOCHROME1 (where bright means
-                                        "less X-ray", the opposite of MONOCHROME2),
-                                        then min-max scaled to [0, 1]
+                                        through the file's display window (WindowCenter,
+                                        WindowWidth) if it has one, else min-max scaled,
+                                        then inverted for MONOCHROME1 (where bright
+                                        means "less X-ray", the opposite of MONOCHROME2)
 Colour to gray uses the ITU-R 601 luma weights (0.299 R + 0.587 G + 0.114 B), as
 Pillow does; gray to colour repeats the gray plane. An alpha channel is dropped.
 
@@ -137,8 +138,21 @@ def _read_dicom(path):
     return dicom_to_array(ds, pixels, path)
 
 
+def _first(value):
+    """A DICOM number that may be multi-valued (e.g. two windows): its first value."""
+    try:
+        return float(value[0])
+    except (TypeError, IndexError):
+        return float(value)
+
+
 def dicom_to_array(ds, pixels, name="DICOM"):
-    """A DICOM dataset's pixels -> float32 (H, W) or (H, W, 3) in [0, 1]."""
+    """A DICOM dataset's pixels -> float32 (H, W) or (H, W, 3) in [0, 1].
+
+    Grayscale: v = stored * RescaleSlope + RescaleIntercept; then the file's own display
+    window (WindowCenter c, WindowWidth w: [c - w/2, c + w/2] -> [0, 1], clipped) when
+    it has one, else min-max; then 1 - v for MONOCHROME1.
+    """
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
     color = photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
@@ -151,6 +165,12 @@ def dicom_to_array(ds, pixels, name="DICOM"):
     slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
     intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
     a = a * slope + intercept
+    center, width = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
+    if center is not None and width is not None and _first(width) > 0:
+        lo = _first(center) - _first(width) / 2.0
+        a = np.clip((a - lo) / _first(width), 0.0, 1.0).astype(np.float32)
+    else:
+        a = _minmax(a)
     if photometric == "MONOCHROME1":  # low values are bright: turn it into MONOCHROME2
-        a = a.max() + a.min() - a
-    return _minmax(a)
+        a = 1.0 - a
+    return a.astype(np.float32)

@@ -104,16 +104,20 @@ class Resize:
         self.min_size = min_size
 
     def __call__(self, image, rng=None, source="image"):
+        self._check(image, source)
+        _, h, w = image.shape
+        if (h, w) == self.size:
+            return image
+        th, tw = self.size
+        return _per_channel(image, lambda im: im.resize((tw, th), Image.Resampling.BILINEAR))
+
+    def _check(self, image, source):
         _check_chw(image, "Resize")
         _, h, w = image.shape
         if self.min_size is not None and min(h, w) < self.min_size:
             raise UserError(f"{source}: {h}x{w} pixels is smaller than the {self.min_size}x"
                             f"{self.min_size} pixels needed; use a larger image (or train "
                             "with a smaller --image-size)")
-        if (h, w) == self.size:
-            return image
-        th, tw = self.size
-        return _per_channel(image, lambda im: im.resize((tw, th), Image.Resampling.BILINEAR))
 
     def __repr__(self):
         return f"Resize({self.size})"
