@@ -235,8 +235,12 @@ def test_scheduler_state_dict_resumes(tmp_path):
     for _ in range(4):
         sched.step()
     np.savez(tmp_path / "s.npz", **sched.state_dict())
+    np.savez(tmp_path / "o.npz", **opt.state_dict())  # holds the lr the schedule has set
     opt2 = optim.SGD(ours, lr=0.1)
     sched2 = optim.CosineAnnealingLR(opt2, T_max=10)
+    with np.load(tmp_path / "o.npz") as saved:
+        opt2.load_state_dict(dict(saved))
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"] < 0.1
     with np.load(tmp_path / "s.npz") as saved:
         sched2.load_state_dict(dict(saved))
     for _ in range(3):
