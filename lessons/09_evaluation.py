@@ -126,20 +126,21 @@ saved(viz.roc_curve(fpr, tpr, auc, f"{OUT}/roc.png",
 grid = np.linspace(0.0, 1.0, 41 if args.quick else 101)
 curves = np.array([[metrics.binary_metrics(y_val, p_val, threshold=t)[k]
                     for k in ("sensitivity", "specificity")] + [cost(t)] for t in grid])
-fig, ax = plt.subplots(figsize=(7, 3.8))
-ax.plot(grid, curves[:, 0], label="sensitivity")
-ax.plot(grid, curves[:, 1], label="specificity")
+fig, ax = plt.subplots(figsize=(9, 3.8))
+ax.plot(grid, curves[:, 0], lw=2, label="sensitivity")
+ax.plot(grid, curves[:, 1], lw=2, label="specificity")
+for (name, t), colour in zip(rules.items(), ["C2", "C3", "C4", "gray"]):
+    ax.axvline(t, color=colour, ls=":", lw=1.5, label=f"{name}: {t:.2f}")
 ax.set_xlabel("threshold on P(pneumonia)")
 ax.set_ylim(-0.02, 1.02)
 twin = ax.twinx()
 twin.plot(grid, curves[:, 2], "k--", lw=1, label="cost 10*FN + FP")
 twin.set_ylabel("expected cost (validation)")
-for name, t in rules.items():
-    ax.axvline(t, color="gray", lw=0.6)
-    ax.text(t, 1.03, name.split(" ")[0], rotation=90, fontsize=7, va="bottom")
-ax.legend(loc="center left")
-twin.legend(loc="center right")
-ax.set_title(f"choosing a threshold on validation {('(' + note + ')') if note else ''}", fontsize=10)
+lines = ax.get_legend_handles_labels()
+more = twin.get_legend_handles_labels()
+ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left",
+          bbox_to_anchor=(1.12, 1.0))
+ax.set_title("choosing a threshold on validation" + (f" ({note})" if note else ""), fontsize=10)
 save(fig, OUT, "thresholds.png")
 
 # %% [markdown]

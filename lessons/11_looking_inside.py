@@ -113,8 +113,9 @@ saved(viz.gradcam_grid(test.images[picks], cams, test.labels[picks], probs[:, po
 # %% [markdown]
 # ## Occlusion: a check that needs no gradients
 #
-# Slide a grey square over the image; wherever covering the image lowers the
-# pneumonia probability most, the network relied on what was there. It costs one
+# Slide a square over the image, replacing what it covers by its average (the
+# detail goes, the brightness stays); wherever that lowers the pneumonia
+# probability most, the network relied on what was there. It costs one
 # forward pass per position, so it is slow for big images — Grad-CAM needs one
 # forward and one backward — but it makes no assumptions.
 
@@ -123,7 +124,8 @@ patch, step = 7, (4 if args.quick else 2)
 positions = [(r, c) for r in range(0, 28 - patch + 1, step) for c in range(0, 28 - patch + 1, step)]
 covered = np.repeat(image[None], len(positions), axis=0)
 for k, (r, c) in enumerate(positions):
-    covered[k, 0, r:r + patch, c:c + patch] = float(image.mean())
+    # fill with the patch's own mean: the detail goes, the brightness stays
+    covered[k, 0, r:r + patch, c:c + patch] = image[0, r:r + patch, c:c + patch].mean()
 with minicnn.no_grad():
     base = minicnn.functional.softmax(model(minicnn.tensor(x)), dim=1).numpy()[0, positive]
     scores = minicnn.functional.softmax(
@@ -151,3 +153,14 @@ for ax, pic, title in zip(axes, [image[0], cam0, drop], ["X-ray", "Grad-CAM", "o
     ax.set_title(title, fontsize=9)
     ax.axis("off")
 save(fig, OUT, "occlusion.png")
+
+# %% [markdown]
+# ## Reading the maps with care
+#
+# Grad-CAM here is a 7 × 7 map blown up to 28 × 28: it points at regions, not
+# pixels. Where it and the occlusion map agree, and both sit on the lung opacities,
+# the network is using what a radiologist would. Where they light up outside the
+# lungs — the heart, the diaphragm, a corner — the network has found some other
+# difference between the classes in this data set, and that is worth knowing before
+# anyone trusts its score. On real X-rays the classic finding is a network that
+# reads the hospital's text marker or the portable-film look of sicker patients.

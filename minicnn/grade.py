@@ -3,8 +3,9 @@
 Each exercise in lessons/exercises/ is a Python file holding a few functions a
 student fills in (conv2d by loops, im2col, conv backward, ...). The grader loads
 the file, runs its functions on random cases, and compares the answers with what
-minicnn itself computes (the numpy reference kernels, autograd, the optimiser,
-the metrics). For each exercise it prints PASS, or FAIL with a hint: the first
+minicnn itself computes (the numpy reference kernels, functional.cross_entropy,
+optim.SGD, data.class_weights, metrics, and small kernels run on the CUDA
+emulator). For each exercise it prints PASS, or FAIL with a hint: the first
 wrong element (its index, the expected value and the value returned), or, for an
 untouched file, which TODO to fill in.
 
