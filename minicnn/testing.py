@@ -1,7 +1,7 @@
 """Helpers for checking numbers: comparisons that explain themselves, numerical gradients.
 
     assert_close(actual, expected, atol, rtol, name)   fails naming the worst element
-    rel_error(a, b)                                     max |a - b| / max(|a|, |b|), elementwise
+    rel_error(a, b)                                     max |a - b| / max(|a|, |b|) over all elements
     numerical_grad(f, x, eps)                           central differences of a scalar f
 
 Used by the tests, the lessons and the exercise grader; plain numpy, no test framework.
@@ -40,7 +40,8 @@ def assert_close(actual, expected, atol=1e-6, rtol=1e-5, name="value"):
         tol = atol + rtol * np.abs(np.where(np.isfinite(e64), e64, 0.0))
     bad = err > tol
     if bad.any():
-        ratio = np.where(bad, err / tol, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(bad, err / tol, 0.0)
         worst = np.unravel_index(int(np.argmax(ratio)), a.shape) if a.ndim else ()
         raise AssertionError(
             f"{name}: {int(bad.sum())} of {a.size} elements differ beyond atol={atol:g} + "
@@ -50,13 +51,22 @@ def assert_close(actual, expected, atol=1e-6, rtol=1e-5, name="value"):
 
 
 def rel_error(a, b):
-    """max over elements of |a - b| / max(|a|, |b|), with 0/0 counted as 0."""
+    """max |a - b| / max(max |a|, max |b|): the worst difference, relative to the largest
+    value (0 when both are all zeros).
+
+    Measured against the largest value rather than element by element, so that a
+    gradient element that is tiny by cancellation does not turn the rounding of the
+    central differences into a large "relative" error; a wrong formula still shows as
+    an error of order 1.
+    """
     a = _as_numpy(a).astype(np.float64)
     b = _as_numpy(b).astype(np.float64)
-    den = np.maximum(np.abs(a), np.abs(b))
-    num = np.abs(a - b)
-    r = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    return float(r.max()) if r.size else 0.0
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error: shapes {a.shape} and {b.shape} differ")
+    if a.size == 0:
+        return 0.0
+    scale = max(float(np.abs(a).max()), float(np.abs(b).max()))
+    return float(np.abs(a - b).max()) / scale if scale > 0 else 0.0
 
 
 def numerical_grad(f, x, eps=1e-6):

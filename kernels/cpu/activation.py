@@ -45,7 +45,7 @@ def sigmoid_bwd(gy, y, gx):
 
 def relu_forward(x):
     """x any shape -> y same shape."""
-    x = np.ascontiguousarray(x)
+    x = np.asarray(x, order="C")
     y = np.empty(x.shape, dtype=x.dtype)
     relu_fwd(x.reshape(-1), y.reshape(-1))
     return y
@@ -53,7 +53,7 @@ def relu_forward(x):
 
 def relu_backward(gy, y):
     """gy, y any shape -> gx same shape."""
-    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gy, y = np.asarray(gy, order="C"), np.asarray(y, order="C")
     gx = np.empty(gy.shape, dtype=gy.dtype)
     relu_bwd(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
     return gx
@@ -61,7 +61,7 @@ def relu_backward(gy, y):
 
 def sigmoid_forward(x):
     """x any shape -> y same shape."""
-    x = np.ascontiguousarray(x)
+    x = np.asarray(x, order="C")
     y = np.empty(x.shape, dtype=x.dtype)
     sigmoid_fwd(x.reshape(-1), y.reshape(-1))
     return y
@@ -69,7 +69,7 @@ def sigmoid_forward(x):
 
 def sigmoid_backward(gy, y):
     """gy, y any shape -> gx same shape."""
-    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gy, y = np.asarray(gy, order="C"), np.asarray(y, order="C")
     gx = np.empty(gy.shape, dtype=gy.dtype)
     sigmoid_bwd(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
     return gx

@@ -89,7 +89,7 @@ def ce_rows_bwd(probs, target, scale, g):
 
 def softmax_forward(x):
     """x (R,K) -> y (R,K)."""
-    x = np.ascontiguousarray(x)
+    x = np.asarray(x, order="C")
     y = np.empty(x.shape, dtype=x.dtype)
     softmax_rows(x, y, False)
     return y
@@ -97,7 +97,7 @@ def softmax_forward(x):
 
 def softmax_backward(gy, y):
     """gy, y (R,K) -> gx (R,K)."""
-    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gy, y = np.asarray(gy, order="C"), np.asarray(y, order="C")
     gx = np.empty(gy.shape, dtype=gy.dtype)
     softmax_rows_bwd(gy, y, gx, False)
     return gx
@@ -105,7 +105,7 @@ def softmax_backward(gy, y):
 
 def log_softmax_forward(x):
     """x (R,K) -> y (R,K)."""
-    x = np.ascontiguousarray(x)
+    x = np.asarray(x, order="C")
     y = np.empty(x.shape, dtype=x.dtype)
     softmax_rows(x, y, True)
     return y
@@ -113,7 +113,7 @@ def log_softmax_forward(x):
 
 def log_softmax_backward(gy, y):
     """gy, y (R,K) -> gx (R,K)."""
-    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gy, y = np.asarray(gy, order="C"), np.asarray(y, order="C")
     gx = np.empty(gy.shape, dtype=gy.dtype)
     softmax_rows_bwd(gy, y, gx, True)
     return gx
@@ -128,7 +128,7 @@ def _target_weights(target, weight, n):
 
 def cross_entropy_forward(logits, target, weight, reduction):
     """logits (N,K), target (N,) int64, weight (K,) or None -> (loss () or (N,), probs (N,K))."""
-    logits = np.ascontiguousarray(logits)
+    logits = np.asarray(logits, order="C")
     target = np.ascontiguousarray(target, dtype=np.int64)
     N = logits.shape[0]
     nll = np.empty(N, dtype=np.float64)
@@ -147,7 +147,7 @@ def cross_entropy_forward(logits, target, weight, reduction):
 
 def cross_entropy_backward(probs, target, weight, reduction, gloss):
     """probs (N,K), target (N,), weight (K,) or None, gloss () or (N,) -> glogits (N,K)."""
-    probs = np.ascontiguousarray(probs)
+    probs = np.asarray(probs, order="C")
     target = np.ascontiguousarray(target, dtype=np.int64)
     N = probs.shape[0]
     wt = _target_weights(target, weight, N)
