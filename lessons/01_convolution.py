@@ -141,6 +141,14 @@ ax.set_title(f"conv2d forward, x {shape_x}, w {shape_w}")
 save(fig, OUT, "conv_timings.png")
 
 # %% [markdown]
+# The loops lose by two to three orders of magnitude everywhere: Python pays for
+# every single multiply-add. Between numpy and numba the ranking depends on the
+# sizes and the machine: the reference kernel hands whole arrays to numpy for each
+# kernel tap, and the numba kernel spreads im2col over threads and hands one big
+# matrix product to BLAS, whose threads cost time to start and compete when the
+# cores are busy. Measure before believing either (`minicnn bench` does it
+# properly, op by op).
+#
 # ## Edge filters on a medical image
 #
 # The Sobel kernels are the worked example's kernel with the middle row counted

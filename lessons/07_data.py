@@ -22,13 +22,7 @@ from minicnn.data import (DataLoader, balanced_sampler, class_weights, open_spli
 
 from lesson_common import setup, save, plt
 
-
-def options(parser):
-    parser.add_argument("--data", default="synthetic",
-                        help="'synthetic' (default) or a MedMNIST .npz such as pneumoniamnist.npz")
-
-
-args, OUT = setup("07_data", "Lesson 07: data sets, augmentation and class imbalance", options)
+args, OUT = setup("07_data", "Lesson 07: data sets, augmentation and class imbalance", data=True)
 
 # %% [markdown]
 # ## The data set

@@ -34,13 +34,12 @@ from lesson_common import setup, saved
 
 
 def options(parser):
-    parser.add_argument("--data", default="synthetic",
-                        help="'synthetic' (default) or a MedMNIST .npz such as pneumoniamnist.npz")
     parser.add_argument("--epochs", type=int, default=None, help="default 2 quick, 6 full")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda-sim or cuda")
 
 
-args, OUT = setup("08_training", "Lesson 08: training the chest X-ray classifier", options)
+args, OUT = setup("08_training", "Lesson 08: training the chest X-ray classifier",
+                  options, data=True)
 epochs = args.epochs or (2 if args.quick else 6)
 minicnn.manual_seed(0)
 

@@ -29,12 +29,11 @@ from lesson_common import setup, save, saved, plt
 
 
 def options(parser):
-    parser.add_argument("--data", default="synthetic",
-                        help="'synthetic' (default) or a MedMNIST .npz such as pneumoniamnist.npz")
     parser.add_argument("--epochs", type=int, default=None, help="default 1 quick, 4 full")
 
 
-args, OUT = setup("11_looking_inside", "Lesson 11: feature maps, Grad-CAM and occlusion", options)
+args, OUT = setup("11_looking_inside", "Lesson 11: feature maps, Grad-CAM and occlusion",
+                  options, data=True)
 
 # %%
 result = fit(data=args.data, epochs=args.epochs or (1 if args.quick else 4), image_size=28,

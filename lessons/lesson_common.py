@@ -18,16 +18,21 @@ if "ipykernel" not in sys.modules:      # a script: draw off-screen, save to fil
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
-def setup(name, description, add_options=None):
+def setup(name, description, add_options=None, data=False):
     """Parse the lesson's options; returns (args, out_folder) and makes the folder.
 
-    name: the lesson's file stem ("01_convolution"); add_options(parser) adds extras.
+    name: the lesson's file stem ("01_convolution"); add_options(parser) adds extras;
+    data=True adds --data (the data set: "synthetic" or a MedMNIST .npz file).
     """
     parser = argparse.ArgumentParser(prog=f"python lessons/{name}.py", description=description)
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, few steps: finishes in seconds")
     parser.add_argument("--out", default=os.path.join("lesson_out", name),
-                        help="folder for the figures (default ./lesson_out/%(prog)s's name)")
+                        help=f"folder for the figures (default ./lesson_out/{name})")
+    if data:
+        parser.add_argument("--data", default="synthetic",
+                            help="'synthetic' (default: minicnn's generated X-rays) or a MedMNIST "
+                                 ".npz file such as pneumoniamnist.npz")
     if add_options is not None:
         add_options(parser)
     # parse_known_args: a notebook kernel passes its own arguments (-f kernel.json)
