@@ -200,3 +200,17 @@ def test_minicnn_grade_command(capsys):
     assert code == 1 and "not started: fill in the TODO" in out, out
     code = cli.main(["grade", "--dir", "/nonexistent/exercises"])
     assert code == 2 and "no exercises folder at /nonexistent/exercises" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stub_and_solution_have_the_same_functions(name):
+    import inspect
+    stub = grade._load(EXERCISES / f"{name}.py")
+    solution = grade._load(EXERCISES / "solutions" / f"{name}.py")
+
+    def functions(module):
+        return {n: str(inspect.signature(f)) for n, f in vars(module).items()
+                if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == module.__name__}
+    assert functions(stub) == functions(solution)
+    assert functions(stub), f"{name} defines no function to fill in"
+    assert "TODO" in (EXERCISES / f"{name}.py").read_text()
