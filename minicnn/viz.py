@@ -47,6 +47,9 @@ def training_curves(history, path, note=""):
              label="val ROC-AUC")
     ax2.set_xlabel("epoch")
     ax2.set_ylim(0, 1.02)
+    from matplotlib.ticker import MaxNLocator
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.legend(loc="lower right")
     ax2.grid(alpha=0.3)
     return _save(fig, path, "Training curves", note)
@@ -162,4 +165,25 @@ def gradcam_grid(images, cams, labels, scores, classes, positive, path,
         b.imshow(cams[k], cmap="jet", alpha=0.45, vmin=0, vmax=1)
         a.set_title(f"{classes[labels[k]][:9]}", fontsize=8)
         b.set_title(f"P({classes[positive][:9]})={scores[k]:.2f}", fontsize=8)
+    return _save(fig, path, title, note)
+
+
+def feature_maps(image, maps, path, title="First-layer feature maps", note=""):
+    """image (C, H, W) in [0, 1] and maps (F, h, w): what each first-layer filter
+    responds to in one X-ray (after its ReLU: bright = strong response)."""
+    count = maps.shape[0] + 1
+    cols = min(9, count)
+    rows = int(np.ceil(count / cols))
+    fig = _figure(1.3 * cols, 1.4 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    _show(axes[0], image)
+    axes[0].set_title("input", fontsize=8)
+    for k, ax in enumerate(axes[1:]):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k < maps.shape[0]:
+            ax.imshow(maps[k], cmap="magma")
+            ax.set_title(f"{k}", fontsize=7)
+        else:
+            ax.axis("off")
     return _save(fig, path, title, note)

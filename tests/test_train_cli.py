@@ -64,7 +64,8 @@ def test_train_writes_metrics_checkpoints_and_figures(trained):
     best = load_checkpoint(out / "best.npz")
     assert best.epoch == m["best_epoch"] and best.threshold == pytest.approx(m["test"]["threshold"])
     assert load_checkpoint(out / "last.npz").epoch == 2
-    for name in ("curves", "confusion_matrix", "roc", "predictions", "filters", "gradcam"):
+    for name in ("curves", "confusion_matrix", "roc", "predictions", "filters", "gradcam",
+                 "feature_maps"):
         path = out / "figures" / f"{name}.png"
         assert path.exists() and path.stat().st_size > 1000, f"missing figure {path}"
         assert str(path) in stdout, "the CLI says where each figure is"

@@ -61,9 +61,23 @@ def model_figures(folder, model, dataset, mean, std, positive, device, note):
     paths.append(viz.filters(first.numpy(), os.path.join(folder, "filters.png"), note=note))
     idx = pick(dataset.labels, positive, 4)
     images = dataset.images[idx]
+    paths.append(viz.feature_maps(images[-1], _first_maps(model, normalise(images[-1:], mean, std),
+                                                        device),
+                                  os.path.join(folder, "feature_maps.png"), note=note))
     cams, probs = grad_cam(model, normalise(images, mean, std), positive, device=device)
     paths.append(viz.gradcam_grid(images, cams, dataset.labels[idx], probs[:, positive],
                                   list(dataset.classes), positive,
                                   os.path.join(folder, "gradcam.png"),
                                   title=f"Grad-CAM for {dataset.classes[positive]}", note=note))
     return paths
+
+
+def _first_maps(model, image, device):
+    """The activations after the first conv layer and its ReLU: (F, H, W)."""
+    from ..autograd import no_grad
+    from ..nn import Conv2d
+    from ..tensor import Tensor
+    layers = list(model.features)
+    first = next(i for i, layer in enumerate(layers) if isinstance(layer, Conv2d))
+    with no_grad():
+        return model.features[:first + 2](Tensor(image, device=device)).numpy()[0]

@@ -36,7 +36,7 @@ def add_arguments(parser):
     a("--no-augment", dest="augment", action="store_false", default=None,
       help="train without random flips, rotations, shifts and zooms")
     a("--synthetic-size", type=int, metavar="N", help="with synthetic data: N training images, "
-      "N/4 each for val and test (default: 1200)")
+      "N/4 each for val and test (default: 1000)")
     a("--seed", type=int, help="seed of every random choice (default: 0)")
     a("--out", help="output folder (default: runs/<name of the data>)")
     a("--resume", action="store_true", help="continue the run saved in --out (last.npz)")
