@@ -145,12 +145,15 @@ else:
           "train longer, without --quick")
 
 fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-for ax, pic, title in zip(axes, [image[0], cam0, drop], ["X-ray", "Grad-CAM", "occlusion: score drop"]):
+for ax in axes:
     ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
-    if title != "X-ray":
-        ax.imshow(pic, cmap="jet", alpha=0.45)
-    ax.set_title(title, fontsize=9)
     ax.axis("off")
+axes[0].set_title("X-ray", fontsize=9)
+axes[1].imshow(cam0, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+axes[1].set_title("Grad-CAM", fontsize=9)
+lim = max(np.abs(drop).max(), 1e-6)
+axes[2].imshow(drop, cmap="RdBu_r", alpha=0.6, vmin=-lim, vmax=lim)
+axes[2].set_title("occlusion: score drop (red) or rise (blue)", fontsize=9)
 save(fig, OUT, "occlusion.png")
 
 # %% [markdown]
