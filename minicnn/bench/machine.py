@@ -8,6 +8,10 @@ import os
 import platform
 
 
+def _threads(n):
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def _openblas_runtime():
     """Threads and core type of the OpenBLAS loaded into this process (Linux only)."""
     try:
@@ -46,7 +50,7 @@ def _numpy_blas():
         pass
     runtime = _openblas_runtime()
     if runtime:
-        name += f" ({runtime['threads']} threads, core {runtime.get('core', '?')})"
+        name += f" ({_threads(runtime['threads'])}, core {runtime.get('core', '?')})"
     return name
 
 
@@ -57,7 +61,7 @@ def _numba_threads():
         layer = numba.threading_layer()
     except ValueError:  # no parallel kernel has run in this process
         pass
-    return f"{numba.get_num_threads()} threads, layer {layer}"
+    return f"{_threads(numba.get_num_threads())}, layer {layer}"
 
 
 def _torch_threads():
@@ -65,7 +69,13 @@ def _torch_threads():
         import torch
     except ImportError:
         return None
-    return f"{torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op threads"
+    return (f"{_threads(torch.get_num_threads())} intra-op, "
+            f"{_threads(torch.get_num_interop_threads())} inter-op")
+
+
+# environment variables that change either engine's thread count
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")
 
 
 def _cpu_model():
@@ -101,6 +111,7 @@ def describe():
         "numba_threads": _numba_threads(),
         "torch": torch_version,
         "torch_threads": _torch_threads(),
+        "thread_settings": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
     }
 
 
@@ -119,7 +130,9 @@ def header(facts, cfg):
         f"OPENBLAS_CORETYPE {facts['OPENBLAS_CORETYPE']}; numba {facts['numba']} "
         f"({facts['numba_threads']})",
         torch,
-        "threads: both engines at their own defaults for this machine",
+        "threads: " + (", ".join(f"{k}={v}" for k, v in facts["thread_settings"].items())
+                       + " set in the environment" if facts["thread_settings"]
+                       else "both engines at their own defaults for this machine"),
         f"timing: {cfg['warmup']} warm-up calls, then up to {cfg['reps']} timed repetitions per "
         f"side, A and B alternating, median reported (at most {cfg['budget_s']:g} s per case)",
         "ratio = minicnn throughput / PyTorch throughput (>1: minicnn faster)",

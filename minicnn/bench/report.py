@@ -153,6 +153,8 @@ def targets_text(items, facts):
     for t in below:
         value = "-" if t["value"] is None else f"{t['value']:.2f}"
         lines.append(f"  BELOW  {t['what']}: {value} (target {t['target']})")
+    lines.append(f"threads at the end: numba {facts['numba_threads']}; numpy BLAS "
+                 f"{facts['numpy_blas']}; PyTorch {facts['torch_threads'] or 'not installed'}")
     load = facts.get("load_average_1m")
     if load is not None:
         lines.append(f"load average at the end: {load} on {facts['cores']} cores"

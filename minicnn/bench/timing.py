@@ -6,7 +6,8 @@ up, the CPU clocking down) falls on both sides alike, and the median of each
 side is reported: one slow outlier does not move it.
 
 A call that takes microseconds is timed in a loop of `inner` calls, chosen so
-that one sample lasts a few milliseconds; the figure is still per call.
+that one sample lasts a few milliseconds (sample_s); the figure is still per
+call. With sample_s=0 every sample is one call (for calls that take seconds).
 """
 import math
 import statistics
@@ -56,7 +57,7 @@ def compare(a, b=None, reps=10, warmup=2, budget_s=30.0, sample_s=0.005, min_rep
     for f in sides:
         for _ in range(warmup):
             f()
-    inner = [_calls_per_sample(f, sample_s, clock) for f in sides]
+    inner = [_calls_per_sample(f, sample_s, clock) if sample_s > 0 else 1 for f in sides]
     times = [[] for _ in sides]
     start = time.perf_counter()
     for rep in range(reps):
