@@ -51,7 +51,7 @@ minicnn.manual_seed(0)
 # `ChestXrayCNN` (lesson 05): three conv–ReLU–maxpool stages and two linear layers.
 
 # %%
-sizes = {"train": 160, "val": 64, "test": 64} if args.quick else None
+sizes = {"train": 96, "val": 48, "test": 48} if args.quick else None
 splits = open_splits(args.data, image_size=28, synthetic_sizes=sizes)
 train, val = splits.train, splits.val
 kind = "SYNTHETIC" if splits.info["synthetic"] else "real"
