@@ -69,19 +69,11 @@ for name, maps in stages:
     print(f"{name}: {maps.shape[0]} maps of {maps.shape[1]}x{maps.shape[2]}, {active:.0%} of values > 0")
 
 show = 8
-fig, axes = plt.subplots(len(stages), show + 1, figsize=(1.6 * (show + 1), 1.8 * len(stages)))
-for row, (name, maps) in enumerate(stages):
-    axes[row, 0].imshow(image[0], cmap="gray", vmin=0, vmax=1)
-    axes[row, 0].set_title("input" if row == 0 else "", fontsize=8)
+for stage, (name, maps) in enumerate(stages, start=1):
     strongest = np.argsort(maps.reshape(len(maps), -1).mean(axis=1))[::-1][:show]
-    for col, k in enumerate(strongest, start=1):
-        axes[row, col].imshow(maps[k], cmap="magma")
-        axes[row, col].set_title(f"{name.split(' ')[1]} map {k}", fontsize=7)
-    for ax in axes[row]:
-        ax.axis("off")
-fig.suptitle(f"the {show} most active feature maps of each stage {('(' + note + ')') if note else ''}",
-             fontsize=10)
-save(fig, OUT, "feature_maps.png")
+    saved(viz.feature_maps(image, maps[strongest], f"{OUT}/feature_maps_stage{stage}.png",
+                           title=f"stage {stage}, the {show} most active of {len(maps)} maps "
+                                 f"({maps.shape[1]}x{maps.shape[2]})", note=note))
 
 # %% [markdown]
 # ## Grad-CAM

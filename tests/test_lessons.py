@@ -22,7 +22,8 @@ FIGURES = {
     "08_training": ["training_curves.png", "filters.png"],
     "09_evaluation": ["roc.png", "thresholds.png", "confusion.png"],
     "10_cuda_kernels": ["index_maps.png"],
-    "11_looking_inside": ["feature_maps.png", "gradcam.png", "occlusion.png"],
+    "11_looking_inside": ["feature_maps_stage1.png", "feature_maps_stage3.png", "gradcam.png",
+                          "occlusion.png"],
 }
 
 
