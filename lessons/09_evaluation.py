@@ -22,25 +22,14 @@
 import numpy as np
 
 from minicnn import metrics, viz
-from minicnn.train import fit
 
-from lesson_common import setup, save, saved, plt
-
-
-def options(parser):
-    parser.add_argument("--epochs", type=int, default=None, help="default 1 quick, 4 full")
-
+from lesson_common import setup, save, saved, train_classifier, plt
 
 args, OUT = setup("09_evaluation", "Lesson 09: sensitivity, specificity, ROC, thresholds",
-                  options, data=True)
+                  data=True, train=True)
 
 # %%
-result = fit(data=args.data, epochs=args.epochs or (1 if args.quick else 4), image_size=28,
-             synthetic_sizes={"train": 128, "val": 96, "test": 96} if args.quick else None,
-             batch_size=32 if args.quick else 64, balance="weights", out=f"{OUT}/run",
-             progress=False)
-if args.quick:
-    print("quick mode: the network has barely trained; run without --quick for real numbers")
+result = train_classifier(args, OUT)
 splits, positive = result.splits, result.positive
 note = "SYNTHETIC data" if splits.info["synthetic"] else ""
 classes = splits.train.classes

@@ -23,25 +23,15 @@ import numpy as np
 import minicnn
 from minicnn import viz
 from minicnn.gradcam import grad_cam, split_at_last_conv
-from minicnn.train import fit, normalise
+from minicnn.train import normalise
 
-from lesson_common import setup, save, saved, plt
-
-
-def options(parser):
-    parser.add_argument("--epochs", type=int, default=None, help="default 1 quick, 4 full")
-
+from lesson_common import setup, save, saved, train_classifier, plt
 
 args, OUT = setup("11_looking_inside", "Lesson 11: feature maps, Grad-CAM and occlusion",
-                  options, data=True)
+                  data=True, train=True)
 
 # %%
-result = fit(data=args.data, epochs=args.epochs or (1 if args.quick else 4), image_size=28,
-             synthetic_sizes={"train": 128, "val": 48, "test": 48} if args.quick else None,
-             batch_size=32 if args.quick else 64, balance="weights", out=f"{OUT}/run",
-             progress=False)
-if args.quick:
-    print("quick mode: the network has barely trained; run without --quick for real maps")
+result = train_classifier(args, OUT)
 model, test, positive = result.model, result.splits.test, result.positive
 note = "SYNTHETIC data" if result.splits.info["synthetic"] else ""
 model.eval()

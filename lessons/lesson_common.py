@@ -18,11 +18,12 @@ if "ipykernel" not in sys.modules:      # a script: draw off-screen, save to fil
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
-def setup(name, description, add_options=None, data=False):
+def setup(name, description, add_options=None, data=False, train=False):
     """Parse the lesson's options; returns (args, out_folder) and makes the folder.
 
     name: the lesson's file stem ("01_convolution"); add_options(parser) adds extras;
-    data=True adds --data (the data set: "synthetic" or a MedMNIST .npz file).
+    data=True adds --data (the data set: "synthetic" or a MedMNIST .npz file);
+    train=True adds --epochs, for lessons that train a network with train_classifier().
     """
     parser = argparse.ArgumentParser(prog=f"python lessons/{name}.py", description=description)
     parser.add_argument("--quick", action="store_true",
@@ -33,6 +34,9 @@ def setup(name, description, add_options=None, data=False):
         parser.add_argument("--data", default="synthetic",
                             help="'synthetic' (default: minicnn's generated X-rays) or a MedMNIST "
                                  ".npz file such as pneumoniamnist.npz")
+    if train:
+        parser.add_argument("--epochs", type=int, default=None,
+                            help="training epochs (default 1 with --quick, 4 without)")
     if add_options is not None:
         add_options(parser)
     # parse_known_args: a notebook kernel passes its own arguments (-f kernel.json)
@@ -51,6 +55,23 @@ def save(fig, out, filename):
         plt.show()
     plt.close(fig)
     return path
+
+
+def train_classifier(args, out):
+    """A ChestXrayCNN trained by minicnn.train.fit, the recipe of `minicnn train`.
+
+    28 x 28 images from args.data, class-weighted loss, the best epoch by validation
+    AUC; small and short with --quick. Returns fit's result: .model, .splits,
+    .val_probs, .test_probs, .positive, .mean, .std. The run's files go to out/run.
+    """
+    from minicnn.train import fit
+    result = fit(data=args.data, epochs=args.epochs or (1 if args.quick else 4), image_size=28,
+                 synthetic_sizes={"train": 128, "val": 64, "test": 64} if args.quick else None,
+                 batch_size=32 if args.quick else 64, balance="weights",
+                 out=os.path.join(out, "run"), progress=False)
+    if args.quick:
+        print("quick mode: the network has barely trained; run without --quick for real results")
+    return result
 
 
 def saved(path):
