@@ -112,6 +112,17 @@ class Tensor:
     def tolist(self):
         return self.numpy().tolist()
 
+    def __float__(self):  # float(loss), as PyTorch
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(t): the values (not an object array of tensors)."""
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
     def to(self, device):
         """This tensor on another device; a leaf stays a leaf that keeps requires_grad."""
         device = backends.check_device(device)

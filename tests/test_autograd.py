@@ -384,3 +384,23 @@ def test_integer_and_bool_tensors_with_float_numbers():
     assert np.allclose((minicnn.tensor([1, 2]) * 0.5).numpy(), [0.5, 1.0])
     assert (minicnn.tensor([1, 2]) + 1).dtype == np.int64
     assert (minicnn.tensor([1.0, 2.0]) * 0.5).dtype == np.float32, "float32 stays float32"
+
+
+def test_numbers_and_arrays_out_of_a_tensor():
+    assert float(minicnn.tensor(2.5)) == 2.5 and int(minicnn.tensor(3)) == 3
+    a = np.asarray(minicnn.tensor([[1.0, 2.0]]))
+    assert a.dtype == np.float32 and a.shape == (1, 2), "np.asarray gives the values"
+    y = np.ones(2, np.float32) * leaf([1.0, 2.0])  # numpy on the left defers to Tensor
+    assert isinstance(y, minicnn.Tensor) and y.requires_grad
+
+
+def test_gradient_flows_back_across_devices(backend):
+    """x on cpu -> .to(device) mid-graph -> loss there: x.grad arrives on cpu."""
+    x = leaf([[1.0, -2.0], [3.0, 4.0]])
+    y = (x * 2.0).to(backend)
+    assert y.device == backend
+    loss = F.relu(y).sum()
+    assert loss.device == backend
+    loss.backward()
+    assert x.grad.device == "cpu"
+    assert_equal(x.grad.numpy(), [[2.0, 0.0], [2.0, 2.0]], "2 where x > 0")

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 import minicnn
 import minicnn.functional as MF
+from minicnn import testing
 
 
 ATOL, RTOL = 1e-5, 1e-4
@@ -42,23 +43,8 @@ SLOW_DEVICES = ("cuda-sim",)  # the emulator runs each CUDA thread as a fiber: f
 
 def assert_close(got, ref, what, atol=ATOL, rtol=RTOL):
     """Shapes equal and |got - ref| <= atol + rtol*|ref| everywhere; else name the worst."""
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape}, PyTorch gives {ref.shape}"
-    if got.size == 0:
-        return
-    both_nan = np.isnan(got) & np.isnan(ref)
-    same_inf = np.isinf(ref) & (got == ref)
-    err = np.where(both_nan | same_inf, 0.0, np.abs(got - ref))
-    err = np.where(np.isnan(err), np.inf, err)
-    ratio = err / (atol + rtol * np.abs(ref))
-    bad = int((ratio > 1).sum())
-    if bad:
-        i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-        raise AssertionError(
-            f"{what}: {bad} of {got.size} elements differ; worst at index {tuple(map(int, i))}: "
-            f"minicnn {got[i]!r}, PyTorch {ref[i]!r} (|diff| {err[i]:.3e} > "
-            f"{atol:g} + {rtol:g}*|ref| = {atol + rtol * abs(ref[i]):.3e})")
+    testing.assert_close(got, ref, atol=atol, rtol=rtol,
+                         name=f"{what} (actual: minicnn, expected: PyTorch)")
 
 
 def _to_numpy(array):
@@ -115,7 +101,7 @@ def check_op(name, device, log, fn, inputs, torch_fn=None, needs_grad=None, seed
 def run_cases(device, strategy, body, max_examples=20):
     max_examples = int(os.environ.get("MINICNN_EXAMPLES", max_examples))
     """Run body(case) for cases drawn from strategy; fewer on the slow emulator."""
-    n = max(4, max_examples // 4) if device in SLOW_DEVICES else max_examples
+    n = max(4, max_examples // 2) if device in SLOW_DEVICES else max_examples
 
     @settings(max_examples=n, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -188,11 +174,18 @@ def test_conv2d(backend, check):
 
 
 def test_conv2d_typical_layer(backend, check):
-    """A 3x3 'same' convolution of a 28x28 image: the size the model really uses."""
+    """A 3x3 'same' convolution of a 28x28 image: the size the model really uses.
+
+    Its weight gradient sums N*Ho*Wo = 1568 products per element, 3.5 times the
+    longest sum in the property tests above (2*15*15); float32 rounding of a sum
+    grows like sqrt(n), so the absolute tolerance doubles (PyTorch's own float32
+    convolution misses 1e-5 on this layer for some inputs). It has its own table row.
+    """
     rng = np.random.default_rng(7)
     size = 12 if _small(backend) else 28
     x, w, b = normal(rng, 2, 3, size, size), normal(rng, 8, 3, 3, 3) * 0.3, normal(rng, 8)
-    check("conv2d", lambda F, x, w, b: F.conv2d(x, w, b, stride=1, padding=1), [x, w, b])
+    check("conv2d 3x3 same layer", lambda F, x, w, b: F.conv2d(x, w, b, stride=1, padding=1),
+          [x, w, b], atol=2 * ATOL)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -339,6 +332,17 @@ def test_cross_entropy(backend, check):
             check("cross_entropy", lambda F, x, t: F.cross_entropy(x, t, reduction=red),
                   [logits, target], seed=c["seed"])
     run_cases(backend, ce_cases(), body, max_examples=30)
+
+
+def test_cross_entropy_extreme_logits(backend, check):
+    """Logits of 1e4 must not overflow: the max is subtracted before exp."""
+    logits = np.array([[1e4, -1e4, 0.0], [-50.0, 60.0, 59.0], [0.0, 0.0, 0.0]], np.float32)
+    target = np.array([1, 2, 0])
+    for red in ("mean", "none"):
+        check("cross_entropy", lambda F, x, t: F.cross_entropy(x, t, reduction=red),
+              [logits, target])
+    check("log_softmax", lambda F, x: F.log_softmax(x, dim=1), [logits])
+    check("softmax", lambda F, x: F.softmax(x, dim=0), [logits])
 
 
 def test_cross_entropy_default_is_mean(backend, check):
@@ -599,11 +603,13 @@ def test_dropout_statistics_and_scaling(backend, p):
     sigma = np.sqrt(p * (1 - p) / n)
     assert abs(dropped - p) < 5 * sigma, \
         f"dropout p={p}: dropped {dropped:.4f} of {n} elements, expected {p} +- {5 * sigma:.4f}"
-    assert_close(out[kept], x[kept] / (1 - p), f"dropout p={p}: kept values scaled by 1/(1-p)")
+    testing.assert_close(out[kept], x[kept] / (1 - p), ATOL, RTOL,
+                         f"dropout p={p}: kept values scaled by 1/(1-p)")
     # gradient = upstream * mask / (1 - p)
     g = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     y.backward(g)
-    assert_close(t.grad.numpy(), g * kept / (1 - p), f"dropout p={p}: gradient")
+    testing.assert_close(t.grad.numpy(), g * kept / (1 - p), ATOL, RTOL,
+                         f"dropout p={p}: gradient = upstream * mask / (1-p)")
 
 
 def test_dropout_eval_and_edges(backend):
