@@ -95,15 +95,6 @@ def profile_text(prof):
             f"outside share {prof['outside_s'] / prof['step_s']:.1%}")
 
 
-def finite_ratios(report):
-    """Every ratio in the report (ops, steps, memory), for checks that they are sane."""
-    out = [r["ratio"] for r in report.get("ops", {}).get("rows", [])]
-    out += [r["ratio"] for r in report.get("steps", [])]
-    if "memory" in report and report["memory"].get("ratio") is not None:
-        out.append(report["memory"]["ratio"])
-    return out
-
-
 def write_json(report, path):
     """Write the report to `path` atomically (a temporary file, then a rename)."""
     path = os.path.abspath(path)

@@ -27,12 +27,12 @@ class Call:
 
 
 @contextlib.contextmanager
-def record(device="cpu", sync=None):
+def record(device="cpu"):
     """Collect a Call for every backend-table call made inside the block.
 
-    Yields the list the Calls are appended to. `sync`, if given, is called
-    after each kernel (a GPU needs it for the times to mean anything).
-    Arguments are kept by reference: read their shapes, do not keep the list.
+    Yields the list the Calls are appended to. Arguments are kept by reference:
+    read their shapes, do not keep the list. Times are wall-clock on the host
+    (on a GPU they would only count the launches).
     """
     module = backends.get(device)
     calls = []
@@ -42,8 +42,6 @@ def record(device="cpu", sync=None):
         def timed(*args, **kwargs):
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
-            if sync is not None:
-                sync()
             calls.append(Call(name, args, kwargs, time.perf_counter() - t0))
             return out
         return timed
