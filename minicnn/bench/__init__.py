@@ -7,13 +7,14 @@
 
 Ratios are minicnn/PyTorch throughput: above 1 means minicnn is faster. Each
 ratio is printed beside its target with PASS or BELOW; the targets are checked
-here, never by the timed-free test suite. PyTorch is optional: without it the
+here, never by the test suite (which times nothing). PyTorch is optional: without it the
 bench prints minicnn's own figures.
 
 Modules: timing (fair A/B medians), trace (kernel calls of a step), ops (per-op
-cases), step (whole training step, PyTorch twin), breakdown (where a step's time
-goes), child + startup (fresh-process start-up and peak memory), machine
-(threads, BLAS), report (targets, tables, JSON), cpu and cuda (the two modes).
+cases), step (whole training step, PyTorch twin), measure (times the ops and
+steps on one device), breakdown (where a step's time goes), child + startup
+(fresh-process start-up and peak memory), machine (threads, BLAS), report
+(targets, tables, JSON), cpu and cuda (the two modes).
 """
 import datetime
 
