@@ -60,14 +60,24 @@ class Context:
 
 
 class Node:
-    """One recorded operation: the Function, its context, and its input tensors."""
+    """One recorded operation: the Function, its context, and where each input came from.
 
-    __slots__ = ("fn", "ctx", "inputs")
+    `parents[i]` is the Node that made input i, or the leaf Tensor itself (a weight,
+    whose .grad backward fills), or None where input i needs no gradient. A Node
+    never holds its inputs' arrays: only what forward saved in ctx stays alive,
+    so an activation nobody needs for backward is freed as soon as it is used.
+    """
 
-    def __init__(self, fn, ctx, inputs):
+    __slots__ = ("fn", "ctx", "parents", "shapes")
+
+    def __init__(self, fn, ctx, args):
+        from .tensor import Tensor
         self.fn = fn
         self.ctx = ctx
-        self.inputs = inputs
+        self.parents = tuple(
+            (a._node if a._node is not None else a)
+            if isinstance(a, Tensor) and a.requires_grad else None for a in args)
+        self.shapes = tuple(tuple(a.shape) if isinstance(a, Tensor) else None for a in args)
 
 
 class Function:
@@ -126,54 +136,59 @@ def backward(root, grad=None, retain_graph=False):
             raise ValueError(f"backward: gradient has shape {tuple(grad.shape)} but the "
                              f"output has shape {tuple(root.shape)}")
 
-    order = _topological_order(root)
-    grads = {id(root): grad}
-    for tensor in order:
-        g = grads.pop(id(tensor), None)
+    if root._node is None:  # backward on a leaf itself: d(root)/d(root) = 1
+        _accumulate(root, grad)
+        return
+    order = _topological_order(root._node)
+    grads = {id(root._node): grad}
+    for node in order:
+        g = grads.pop(id(node), None)
         if g is None:
-            continue
-        node = tensor._node
-        if node is None:  # a leaf: keep the gradient
-            if tensor.requires_grad:
-                if tensor.grad is None:
-                    tensor.grad = Tensor._wrap(g.copy(), device=tensor.device)
-                else:
-                    tensor.grad.data = tensor.grad.data + g
             continue
         if node.ctx.freed:
             node.ctx.saved_tensors  # raises the "graph already used" error
         input_grads = node.fn.backward(node.ctx, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
-        for inp, ig in zip(node.inputs, input_grads):
-            if ig is None or not isinstance(inp, Tensor) or not inp.requires_grad:
+        for parent, shape, ig in zip(node.parents, node.shapes, input_grads):
+            if ig is None or parent is None:
                 continue
-            if tuple(ig.shape) != tuple(inp.shape):
+            if tuple(ig.shape) != shape:
                 raise RuntimeError(f"{node.fn.__name__}.backward returned a gradient of shape "
-                                   f"{tuple(ig.shape)} for an input of shape {tuple(inp.shape)}")
-            key = id(inp)
-            grads[key] = grads[key] + ig if key in grads else ig
+                                   f"{tuple(ig.shape)} for an input of shape {shape}")
+            if isinstance(parent, Node):
+                key = id(parent)
+                grads[key] = grads[key] + ig if key in grads else ig
+            else:
+                _accumulate(parent, ig)
         if not retain_graph:
             node.ctx.free()
 
 
-def _topological_order(root):
-    """Tensors from root back to the leaves, each after every tensor that uses it."""
+def _accumulate(leaf, g):
+    """leaf.grad += g (a fresh copy the first time, so no array is shared)."""
     from .tensor import Tensor
+    if leaf.grad is None:
+        leaf.grad = Tensor._wrap(g.copy(), device=leaf.device)
+    else:
+        leaf.grad.data = leaf.grad.data + g
+
+
+def _topological_order(root):
+    """Nodes from root back towards the leaves, each after every node that uses it."""
     order, seen = [], set()
     stack = [(root, False)]
     while stack:  # iterative depth-first search: deep nets must not hit the recursion limit
-        tensor, expanded = stack.pop()
+        node, expanded = stack.pop()
         if expanded:
-            order.append(tensor)
+            order.append(node)
             continue
-        if id(tensor) in seen:
+        if id(node) in seen:
             continue
-        seen.add(id(tensor))
-        stack.append((tensor, True))
-        if tensor._node is not None:
-            for inp in tensor._node.inputs:
-                if isinstance(inp, Tensor) and inp.requires_grad and id(inp) not in seen:
-                    stack.append((inp, False))
+        seen.add(id(node))
+        stack.append((node, True))
+        for parent in node.parents:
+            if isinstance(parent, Node) and id(parent) not in seen:
+                stack.append((parent, False))
     order.reverse()
     return order
