@@ -43,6 +43,7 @@ DEFAULTS = {
     "data": "synthetic", "model": "chestxray", "epochs": None, "batch_size": 64,
     "image_size": None, "optimizer": "adam", "lr": None, "momentum": 0.9, "weight_decay": 0.0,
     "schedule": "cosine", "device": "cpu", "balance": "none", "augment": True, "seed": 0,
+    "label_smoothing": 0.0,
     "dropout": 0.0, "out": "runs/latest", "synthetic_sizes": None,
 }
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
@@ -83,11 +84,30 @@ def resolve_config(**given):
         raise UserError(f"--lr must be a positive number, got {cfg['lr']!r}")
     if cfg["balance"] not in ("none", "weights", "sampler"):
         raise UserError(f"--balance must be none, weights or sampler, got {cfg['balance']!r}")
+    if not 0.0 <= cfg["label_smoothing"] < 1.0:
+        raise UserError(f"--label-smoothing must be in [0, 1), got {cfg['label_smoothing']!r}")
     if cfg["schedule"] not in ("cosine", "none"):
         raise UserError(f"schedule must be cosine or none, got {cfg['schedule']!r}")
     if cfg["data"] != "synthetic":
         cfg["data"] = os.fspath(cfg["data"])
     return cfg
+
+
+def classification_loss(logits, target, weight=None, label_smoothing=0.0):
+    """Cross-entropy, class-weighted if `weight` (K,) is given; with label smoothing eps:
+
+        (1 - eps) * CE + eps * mean_n (1/K) sum_k -log p[n, k]
+
+    i.e. the target is 1 - eps on the true class plus eps spread evenly over all K
+    classes (PyTorch's label_smoothing when there are no class weights), which keeps
+    the network from driving its outputs to 0 and 1.
+    logits (N, K) Tensor, target (N,) int64 Tensor -> () Tensor
+    """
+    loss = F.cross_entropy(logits, target, weight=weight)
+    if label_smoothing > 0:
+        uniform = -F.log_softmax(logits, dim=1).mean(axis=1).mean()
+        loss = loss * (1.0 - label_smoothing) + uniform * label_smoothing
+    return loss
 
 
 # --- scoring -----------------------------------------------------------------------------------------
@@ -281,7 +301,7 @@ class Run:
                 clean = False
                 with np.errstate(over="ignore", invalid="ignore"):  # a NaN is reported below
                     logits = model(x)
-                    loss = F.cross_entropy(logits, y, weight=self.loss_weight)
+                    loss = self.loss(logits, y)
                 value = loss.item()
                 if not np.isfinite(value):
                     raise NonFiniteLoss(self._nan_message(epoch, b, value))
@@ -316,6 +336,9 @@ class Run:
         return {"train_loss": acc["loss_sum"] / max(acc["seen"], 1),
                 "train_acc": acc["correct"] / max(acc["seen"], 1), "seconds": acc["seconds"],
                 "images_per_s": acc["seen"] / max(acc["seconds"], 1e-9)}
+
+    def loss(self, logits, y):
+        return classification_loss(logits, y, self.loss_weight, self.cfg["label_smoothing"])
 
     def _nan_message(self, epoch, batch, value):
         kept = (f"The last good checkpoint is {self.last_path} (after epoch "
@@ -425,7 +448,8 @@ def fit(config=None, log=print, progress=True, resume=False, on_batch_end=None, 
     """Train as described in the module docstring; returns a FitResult.
 
     settings: see DEFAULTS (data, model, epochs, batch_size, image_size, optimizer, lr,
-    momentum, weight_decay, schedule, device, balance, augment, seed, dropout, out).
+    momentum, weight_decay, schedule, device, balance, augment, seed, dropout,
+    label_smoothing, out).
     on_batch_end(epoch, batch, run): called after every training step with the Run (its
     .model, .optimizer, ...), for tests and tools.
     """

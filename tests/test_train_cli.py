@@ -197,3 +197,22 @@ def test_download_without_network_says_where_to_put_the_file(tmp_path, monkeypat
     assert "name resolution" in stderr and "28209eda62fecd6e6a2d98b1501bb15f" in stderr
     assert str(tmp_path / "pneumoniamnist.npz") in stderr and "../shared/data" in stderr
     assert "Traceback" not in stderr
+
+
+def test_label_smoothing_loss_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    import minicnn
+    from minicnn.train import classification_loss
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(6, 3))
+    t = np.array([0, 2, 1, 1, 0, 2])
+    logits = minicnn.tensor(z, requires_grad=True, dtype=np.float64)
+    loss = classification_loss(logits, minicnn.tensor(t), label_smoothing=0.2)
+    loss.backward()
+    zt = torch.tensor(z, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(zt, torch.tensor(t), label_smoothing=0.2)
+    ref.backward()
+    assert abs(loss.item() - ref.item()) <= 1e-12 + 1e-10 * abs(ref.item()), (loss.item(), ref.item())
+    g, gr = logits.grad.numpy(), zt.grad.numpy()
+    worst = np.unravel_index(int(np.argmax(np.abs(g - gr))), g.shape)
+    assert np.allclose(g, gr, atol=1e-12, rtol=1e-10), f"grad {worst}: {g[worst]} vs {gr[worst]}"

@@ -30,6 +30,8 @@ def add_arguments(parser):
     a("--lr", type=float, help="learning rate (default: 0.001 for adam, 0.01 for sgd); it "
       "follows a cosine schedule down to 0 over the epochs")
     a("--weight-decay", type=float, help="L2 weight decay (default: 0)")
+    a("--label-smoothing", type=float, metavar="EPS", help="aim for 1 - EPS on the true class "
+      "and EPS/K on every class instead of a hard 0/1 target (default: 0)")
     a("--device", choices=["cpu", "cuda", "cuda-sim"], help="default: cpu")
     a("--balance", choices=["none", "weights", "sampler"],
       help="class imbalance: weighted loss, balanced batches, or none (default: none)")
@@ -54,7 +56,7 @@ def default_out(data):
 
 def _given(args):
     keys = ("data", "model", "epochs", "batch_size", "image_size", "optimizer", "lr",
-            "weight_decay", "device", "balance", "augment", "seed")
+            "weight_decay", "label_smoothing", "device", "balance", "augment", "seed")
     given = {k: getattr(args, k, None) for k in keys}
     if given["data"] not in (None, "synthetic"):
         given["data"] = os.path.abspath(given["data"])
