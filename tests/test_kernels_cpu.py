@@ -173,7 +173,8 @@ def test_conv_pointwise_and_big_batch(module):
     # im2col chunk exercises the chunk loop
     rng = np.random.default_rng(2)
     for xs, ws, stride, padding in [((5, 4, 7, 6), (3, 4, 1, 1), (1, 1), (0, 0)),
-                                    ((40, 3, 30, 30), (8, 3, 3, 3), (1, 1), (1, 1))]:
+                                    ((40, 3, 30, 30), (8, 3, 3, 3), (1, 1), (1, 1)),
+                                    ((40, 3, 30, 30), (8, 3, 3, 3), (2, 2), (1, 1))]:
         x = rng.standard_normal(xs).astype(np.float32)
         w = rng.standard_normal(ws).astype(np.float32)
         b = rng.standard_normal(ws[0]).astype(np.float32)
@@ -276,6 +277,28 @@ def test_max_pool_ties_go_to_the_first_maximum_and_padding_never_wins():
         np.testing.assert_array_equal(idx, it.numpy())
         np.testing.assert_array_equal(y, yt.numpy())
         assert np.isfinite(y).all(), "a padded position (-inf) won a window"
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 1, 2, 2), (3, 2, 8, 5)])
+def test_max_pool_2x2_fast_path_matches_torch(shape):
+    # kernel 2, stride 2, no padding has its own numba kernel: ties, odd sizes (floor mode)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-1, 2, size=shape).astype(np.float32)
+    y, idx = NB.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    yt, it = TF.max_pool2d(torch.from_numpy(x), 2, 2, return_indices=True)
+    np.testing.assert_array_equal(idx, it.numpy())
+    np.testing.assert_array_equal(y, yt.numpy())
+
+
+@pytest.mark.parametrize("kernel, stride", [((2, 2), (2, 2)), ((3, 2), (1, 2))])
+def test_max_pool_nan_propagates_as_in_torch(kernel, stride):
+    x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(1, 2, 6, 6)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 1, 4, 3] = np.nan
+    y, idx = NB.max_pool2d_forward(x, kernel, stride, (0, 0))
+    yt, it = TF.max_pool2d(torch.from_numpy(x), kernel, stride, return_indices=True)
+    np.testing.assert_array_equal(idx, it.numpy())
+    np.testing.assert_array_equal(y, yt.numpy())      # NaN == NaN for assert_array_equal
 
 
 @EXAMPLES

@@ -1,0 +1,51 @@
+"""The CPU kernels, compiled by numba: one module per op family (lessons 01, 02, 03, 06).
+
+    conv.py        conv2d forward / backward (im2col + BLAS)
+    pool.py        max and average pooling
+    activation.py  relu, sigmoid
+    linear.py      fully connected layer (BLAS)
+    loss.py        softmax, log-softmax, cross-entropy
+    optim.py       SGD and Adam steps
+
+Two pools of threads share the cores during a training step: numba's, which runs
+the `prange` loops, and the one behind numpy's matrix products (BLAS). Each pool
+keeps its idle threads spinning for a while after a job, hoping for the next one;
+with two pools taking turns on a machine with few cores, each spinning pool holds
+back the other, and one switch can cost milliseconds (measured here: 8 ms for a
+20-microsecond kernel following a matrix product). So, before numba starts its
+threads, ask for idle threads that sleep at once:
+  * numba's default OpenMP pool reads OMP_WAIT_POLICY when OpenMP is first loaded;
+    PASSIVE makes idle threads sleep (a sleeping thread takes ~10 us to wake).
+  * if OpenMP is already loaded by someone else (PyTorch, for one, loads its own
+    and numba then shares it), that setting comes too late: use numba's simpler
+    "workqueue" pool instead, whose idle threads always sleep.
+A setting made by the user (OMP_WAIT_POLICY or NUMBA_THREADING_LAYER) is kept.
+"""
+import os
+
+
+def _openmp_loaded():
+    """True when an OpenMP runtime is already mapped into this process (Linux)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libgomp" in line or "libiomp" in line or "libomp" in line
+                       for line in maps)
+    except OSError:
+        return False
+
+
+def _threads_that_sleep_when_idle():
+    import numba
+    from numba.np.ufunc import parallel
+
+    if getattr(parallel, "_is_initialized", False):
+        return                                   # numba's threads run already
+    if "NUMBA_THREADING_LAYER" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        return                                   # the user chose
+    if _openmp_loaded():
+        numba.config.THREADING_LAYER = "workqueue"
+    else:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+_threads_that_sleep_when_idle()

@@ -27,27 +27,50 @@ def out_size(size, k, s, pad):
 
 
 @njit(cache=True, parallel=True)
-def max_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Wo, y, idx):
+def max_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, y, idx):
     """x (P, H*W) planes -> y (P, Ho*Wo), idx (P, Ho*Wo) int64 flat indices into a plane."""
-    P, S = y.shape
+    P = y.shape[0]
     for t in prange(P):
-        for s in range(S):
-            i = s // Wo
-            j = s % Wo
-            hs = max(i * sh - ph, 0)
+        plane, out, arg_out = x[t], y[t], idx[t]
+        for i in range(Ho):
+            hs = max(i * sh - ph, 0)                 # the window's rows inside the image
             he = min(i * sh - ph + KH, H)
-            ws = max(j * sw - pw, 0)
-            we = min(j * sw - pw + KW, W)
-            best = -np.inf
-            arg = hs * W + ws
-            for h in range(hs, he):
-                for w in range(ws, we):
-                    v = x[t, h * W + w]
-                    if v > best or np.isnan(v):
-                        best = v
-                        arg = h * W + w
-            y[t, s] = best
-            idx[t, s] = arg
+            for j in range(Wo):
+                ws = max(j * sw - pw, 0)
+                we = min(j * sw - pw + KW, W)
+                best = -np.inf
+                arg = hs * W + ws
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        best, arg = _first_max(plane[h * W + w], h * W + w, best, arg)
+                out[i * Wo + j] = best
+                arg_out[i * Wo + j] = arg
+
+
+@njit(inline="always")
+def _first_max(v, a, best, arg):
+    """(best, arg) after looking at value v at index a: v wins if strictly larger
+    (so the first maximum stays) or NaN, as in PyTorch."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (a if take else arg)
+
+
+@njit(cache=True, parallel=True)
+def max_pool_fwd_2x2(x, H, W, Ho, Wo, y, idx):
+    """max_pool_fwd for the common kernel 2, stride 2, no padding: the four taps are
+    written out, so the compiler sees straight-line code (several times faster)."""
+    P = y.shape[0]
+    for t in prange(P):
+        plane, out, arg_out = x[t], y[t], idx[t]
+        for i in range(Ho):
+            for j in range(Wo):
+                a = 2 * i * W + 2 * j                # top-left tap; then row-major order
+                best, arg = plane[a], a
+                best, arg = _first_max(plane[a + 1], a + 1, best, arg)
+                best, arg = _first_max(plane[a + W], a + W, best, arg)
+                best, arg = _first_max(plane[a + W + 1], a + W + 1, best, arg)
+                out[i * Wo + j] = best
+                arg_out[i * Wo + j] = arg
 
 
 @njit(cache=True, parallel=True)
@@ -55,67 +78,71 @@ def max_pool_bwd(gy, idx, gx):
     """gx[t, idx[t, s]] += gy[t, s].   gy, idx (P, Ho*Wo); gx (P, H*W) overwritten."""
     P, S = gy.shape
     for t in prange(P):
-        for a in range(gx.shape[1]):
-            gx[t, a] = 0
+        g, arg, out = gy[t], idx[t], gx[t]
+        out[:] = 0
         for s in range(S):
-            gx[t, idx[t, s]] += gy[t, s]
+            out[arg[s]] += g[s]
 
 
 @njit(cache=True, parallel=True)
-def avg_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Wo, y):
+def avg_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, y):
     """x (P, H*W) planes -> y (P, Ho*Wo)."""
-    P, S = y.shape
+    P = y.shape[0]
     inv = 1.0 / (KH * KW)
     for t in prange(P):
-        for s in range(S):
-            i = s // Wo
-            j = s % Wo
+        plane, out = x[t], y[t]
+        for i in range(Ho):
             hs = max(i * sh - ph, 0)
             he = min(i * sh - ph + KH, H)
-            ws = max(j * sw - pw, 0)
-            we = min(j * sw - pw + KW, W)
-            acc = 0.0
-            for h in range(hs, he):
-                for w in range(ws, we):
-                    acc += x[t, h * W + w]
-            y[t, s] = acc * inv
+            for j in range(Wo):
+                ws = max(j * sw - pw, 0)
+                we = min(j * sw - pw + KW, W)
+                acc = 0.0
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        acc += plane[h * W + w]
+                out[i * Wo + j] = acc * inv
 
 
 @njit(cache=True, parallel=True)
-def avg_pool_bwd(gy, H, W, KH, KW, sh, sw, ph, pw, Wo, gx):
+def avg_pool_bwd(gy, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
     """gy (P, Ho*Wo) -> gx (P, H*W) overwritten."""
-    P, S = gy.shape
+    P = gy.shape[0]
     inv = 1.0 / (KH * KW)
     for t in prange(P):
-        for a in range(gx.shape[1]):
-            gx[t, a] = 0
-        for s in range(S):
-            i = s // Wo
-            j = s % Wo
+        g, out = gy[t], gx[t]
+        out[:] = 0
+        for i in range(Ho):
             hs = max(i * sh - ph, 0)
             he = min(i * sh - ph + KH, H)
-            ws = max(j * sw - pw, 0)
-            we = min(j * sw - pw + KW, W)
-            share = gy[t, s] * inv
-            for h in range(hs, he):
-                for w in range(ws, we):
-                    gx[t, h * W + w] += share
+            for j in range(Wo):
+                ws = max(j * sw - pw, 0)
+                we = min(j * sw - pw + KW, W)
+                share = g[i * Wo + j] * inv
+                for h in range(hs, he):
+                    for w in range(ws, we):
+                        out[h * W + w] += share
 
 
 def max_pool2d_forward(x, kernel, stride, padding):
     """x (N,C,H,W) -> (y (N,C,Ho,Wo), idx (N,C,Ho,Wo) int64)."""
+    x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
     Ho, Wo = out_size(H, KH, sh, ph), out_size(W, KW, sw, pw)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
     idx = np.empty((N, C, Ho, Wo), dtype=np.int64)
-    max_pool_fwd(x.reshape(N * C, H * W), H, W, KH, KW, sh, sw, ph, pw, Wo,
-                 y.reshape(N * C, Ho * Wo), idx.reshape(N * C, Ho * Wo))
+    planes, out, arg = x.reshape(N * C, H * W), y.reshape(N * C, Ho * Wo), idx.reshape(N * C, Ho * Wo)
+    if (KH, KW, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+        max_pool_fwd_2x2(planes, H, W, Ho, Wo, out, arg)
+    else:
+        max_pool_fwd(planes, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, out, arg)
     return y, idx
 
 
 def max_pool2d_backward(gy, idx, x_shape):
     """gy, idx (N,C,Ho,Wo) -> gx x_shape (N,C,H,W)."""
+    gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx, dtype=np.int64)
     N, C, H, W = x_shape
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
     P = N * C
@@ -125,21 +152,23 @@ def max_pool2d_backward(gy, idx, x_shape):
 
 def avg_pool2d_forward(x, kernel, stride, padding):
     """x (N,C,H,W) -> y (N,C,Ho,Wo)."""
+    x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
     Ho, Wo = out_size(H, KH, sh, ph), out_size(W, KW, sw, pw)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
-    avg_pool_fwd(x.reshape(N * C, H * W), H, W, KH, KW, sh, sw, ph, pw, Wo,
+    avg_pool_fwd(x.reshape(N * C, H * W), H, W, KH, KW, sh, sw, ph, pw, Ho, Wo,
                  y.reshape(N * C, Ho * Wo))
     return y
 
 
 def avg_pool2d_backward(gy, x_shape, kernel, stride, padding):
     """gy (N,C,Ho,Wo) -> gx x_shape (N,C,H,W)."""
+    gy = np.ascontiguousarray(gy)
     N, C, H, W = x_shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    Wo = gy.shape[3]
+    Ho, Wo = gy.shape[2], gy.shape[3]
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
-    avg_pool_bwd(gy.reshape(N * C, -1), H, W, KH, KW, sh, sw, ph, pw, Wo,
+    avg_pool_bwd(gy.reshape(N * C, -1), H, W, KH, KW, sh, sw, ph, pw, Ho, Wo,
                  gx.reshape(N * C, H * W))
     return gx
