@@ -143,13 +143,15 @@ class RandomAffine:
 
     degrees: angle drawn from [-degrees, degrees]; translate: shift up to this
     fraction of the width/height; scale (lo, hi): zoom factor. Pixels brought in from
-    outside the image get `fill` (0: black, the usual film border).
+    outside the image repeat the nearest edge pixel (fill="edge", so no artificial
+    black corners appear), or take a constant value (fill=0.0: black).
     Output pixel p comes from input pixel  c + A^-1 (p - c - t),  A = scale * rotation.
     """
 
-    def __init__(self, degrees=10.0, translate=0.05, scale=(0.95, 1.05), fill=0.0):
+    def __init__(self, degrees=10.0, translate=0.05, scale=(0.95, 1.05), fill="edge"):
         self.degrees, self.translate = float(degrees), float(translate)
-        self.scale, self.fill = (float(scale[0]), float(scale[1])), float(fill)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.fill = fill if fill == "edge" else float(fill)
 
     def __call__(self, image, rng):
         _check_chw(image, "RandomAffine")
@@ -158,7 +160,13 @@ class RandomAffine:
         tx = rng.uniform(-self.translate, self.translate) * w
         ty = rng.uniform(-self.translate, self.translate) * h
         s = rng.uniform(*self.scale)
-        cx, cy = w / 2.0, h / 2.0
+        # edge fill: pad by repeating the border, transform the padded picture about the
+        # same centre, crop the middle back out
+        m = (max(h, w) + 1) // 2 if self.fill == "edge" else 0
+        if m:
+            image = np.pad(image, ((0, 0), (m, m), (m, m)), mode="edge")
+        H, W = h + 2 * m, w + 2 * m
+        cx, cy = W / 2.0, H / 2.0
         # inverse map, output (x, y) -> input: Pillow's AFFINE wants (a, b, c, d, e, f) with
         # x_in = a*x + b*y + c, y_in = d*x + e*y + f
         cos, sin = math.cos(angle) / s, math.sin(angle) / s
@@ -166,13 +174,15 @@ class RandomAffine:
         ox, oy = cx + tx, cy + ty
         c = cx - a * ox - b * oy
         f = cy - d * ox - e * oy
-        return _per_channel(image, lambda im: im.transform(
-            (w, h), Image.Transform.AFFINE, (a, b, c, d, e, f),
-            resample=Image.Resampling.BILINEAR, fillcolor=self.fill))
+        fill = 0.0 if self.fill == "edge" else self.fill
+        out = _per_channel(image, lambda im: im.transform(
+            (W, H), Image.Transform.AFFINE, (a, b, c, d, e, f),
+            resample=Image.Resampling.BILINEAR, fillcolor=fill))
+        return np.ascontiguousarray(out[:, m:m + h, m:m + w]) if m else out
 
     def __repr__(self):
         return (f"RandomAffine(degrees={self.degrees}, translate={self.translate}, "
-                f"scale={self.scale})")
+                f"scale={self.scale}, fill={self.fill!r})")
 
 
 class Normalize:
