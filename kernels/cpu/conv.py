@@ -43,7 +43,7 @@ right after im2col wrote it, the batch takes a handful of products (each one a
 fork and join of BLAS's threads), and it adds little to peak memory.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # bytes of col buffer per chunk: small enough to stay in cache between im2col and
 # the product, big enough that BLAS gets few, sizeable products
@@ -220,11 +220,15 @@ def images_to_rows(gy, n0, L, GY):
                     dst[j] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True, fastmath={"reassoc"})
 def bias_grad(gy, gb):
-    """gb[f] = sum_n sum_i sum_j gy[n, f, i, j], accumulated in float64.  gb (F,)"""
+    """gb[f] = sum_n sum_i sum_j gy[n, f, i, j], accumulated in float64.  gb (F,)
+
+    One prange task per f. fastmath "reassoc" lets the compiler add in any order,
+    which is what makes a sum fast (several partial sums in vector registers).
+    """
     N, F, Ho, Wo = gy.shape
-    for f in range(F):
+    for f in prange(F):
         acc = 0.0
         for n in range(N):
             plane = gy[n, f].reshape(-1)
@@ -310,9 +314,10 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
     part = np.empty((R, F), dtype=x.dtype)
     col = np.empty((R, pl.M * S), dtype=x.dtype)
     GY = np.empty((F, pl.M * S), dtype=x.dtype)
-    # gW^T = col @ GY^T: BLAS is fastest when the long dimension (M*S) is the inner one
-    # of a product of two row-major matrices, so GY is also copied transposed (it is
-    # the smaller of the two when F < R; otherwise col's transposed view is used)
+    # gW = GY @ col^T sums over the long dimension M*S, with both matrices stored
+    # along it. BLAS does best with gW^T = col @ GY^T and GY copied transposed when
+    # GY is the smaller (F < R); with few rows in col (one input channel: R = 9) an
+    # image-by-image product, summed, does best.
     GYT = np.empty((pl.M * S, F), dtype=x.dtype) if needs[1] and F < R else None
     xp = pl.padded_buffer(x.dtype)
     for n0, m in pl.chunks():
@@ -324,9 +329,11 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
                 gt = GYT[:m * S]
                 np.copyto(gt, g.T)
                 np.matmul(c, gt, out=part)
+                gwt += part
             else:
-                np.matmul(g, c.T, out=part.T)
-            gwt += part
+                per_image = np.matmul(c.reshape(R, m, S).transpose(1, 0, 2),
+                                      g.reshape(F, m, S).transpose(1, 2, 0))   # (m, R, F)
+                gwt += per_image.sum(axis=0)
         if needs[0]:
             np.matmul(wt, g, out=c)                 # the col buffer is free again: gcol
             if pl.wide:
