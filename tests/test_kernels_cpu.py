@@ -26,6 +26,7 @@ import minicnn
 from minicnn import backends
 from minicnn.backends import cpu as NB
 from minicnn.backends import reference as REF
+from minicnn.kernels.cpu import conv as conv_kernels
 from minicnn.testing import assert_close, numerical_grad, rel_error
 
 EXAMPLES = settings(max_examples=25, deadline=None)
@@ -167,27 +168,32 @@ def test_conv_backward_computes_only_what_is_needed(module, needs):
             assert g is None, f"{name} computed although needs says False"
 
 
-@pytest.mark.parametrize("module", [NB, REF], ids=["cpu", "reference"])
-def test_conv_pointwise_and_big_batch(module):
-    # 1x1 kernels take a shortcut in the numba kernel; a batch bigger than one
-    # im2col chunk exercises the chunk loop
+@pytest.mark.parametrize("chunk_bytes", [None, 50_000, 1])
+@pytest.mark.parametrize("xs, ws, stride, padding", [
+    ((5, 4, 7, 6), (3, 4, 1, 1), (1, 1), (0, 0)),
+    ((13, 3, 30, 30), (8, 3, 3, 3), (1, 1), (1, 1)),
+    ((13, 3, 30, 30), (8, 3, 3, 3), (2, 2), (1, 1)),
+    ((9, 1, 20, 17), (4, 1, 5, 3), (1, 1), (2, 0)),
+    ((6, 1, 12, 10), (16, 1, 3, 3), (1, 1), (1, 1))])        # F > C*KH*KW: gw image by image
+def test_conv_numba_chunks_match_torch(xs, ws, stride, padding, chunk_bytes, monkeypatch):
+    # the numba kernel takes the batch in chunks of about _CHUNK_BYTES of im2col buffer:
+    # a chunk of several images, a chunk per image (1 byte), and the default
+    if chunk_bytes is not None:
+        monkeypatch.setattr(conv_kernels, "_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(2)
-    for xs, ws, stride, padding in [((5, 4, 7, 6), (3, 4, 1, 1), (1, 1), (0, 0)),
-                                    ((40, 3, 30, 30), (8, 3, 3, 3), (1, 1), (1, 1)),
-                                    ((40, 3, 30, 30), (8, 3, 3, 3), (2, 2), (1, 1))]:
-        x = rng.standard_normal(xs).astype(np.float32)
-        w = rng.standard_normal(ws).astype(np.float32)
-        b = rng.standard_normal(ws[0]).astype(np.float32)
-        y = module.conv2d_forward(x, w, b, stride, padding)
-        yt = TF.conv2d(T(x), T(w), T(b), stride=stride, padding=padding)
-        assert_close(y, yt.detach().numpy(), atol=1e-4, rtol=1e-4, name="y")
-        gy = rng.standard_normal(y.shape).astype(np.float32)
-        xt, wt, bt = T(x), T(w), T(b)
-        TF.conv2d(xt, wt, bt, stride=stride, padding=padding).backward(torch.from_numpy(gy).double())
-        gx, gw, gb = module.conv2d_backward(x, w, gy, stride, padding)
-        assert_close(gx, xt.grad.numpy(), atol=1e-4, rtol=1e-4, name="gx")
-        assert_close(gw, wt.grad.numpy(), atol=1e-3, rtol=1e-4, name="gw")
-        assert_close(gb, bt.grad.numpy(), atol=1e-3, rtol=1e-4, name="gb")
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    y = NB.conv2d_forward(x, w, b, stride, padding)
+    xt, wt, bt = T(x), T(w), T(b)
+    yt = TF.conv2d(xt, wt, bt, stride=stride, padding=padding)
+    assert_close(y, yt.detach().numpy(), atol=1e-4, rtol=1e-4, name="y")
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.from_numpy(gy).double())
+    gx, gw, gb = NB.conv2d_backward(x, w, gy, stride, padding)
+    assert_close(gx, xt.grad.numpy(), atol=1e-4, rtol=1e-4, name="gx")
+    assert_close(gw, wt.grad.numpy(), atol=1e-3, rtol=1e-4, name="gw")
+    assert_close(gb, bt.grad.numpy(), atol=1e-3, rtol=1e-4, name="gb")
 
 
 @FEW

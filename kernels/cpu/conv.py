@@ -38,16 +38,16 @@ loops run over row views, src[t] -> dst[t], which numba turns into fast copies):
     images_to_rows:  GY[f, m*S + i*L + j]      =  gy[n0+m, f, i, j]  (0 for j >= Wo)
 Cost: the products do F*C*KH*KW*Ho*Wo multiply-adds per image (compute-bound; BLAS
 runs them near the machine's peak); the copies move C*KH*KW*Ho*Wo numbers per image.
-A chunk's col buffer is kept at a few megabytes: BLAS then reads it from cache
-right after im2col wrote it, the batch takes a handful of products (each one a
-fork and join of BLAS's threads), and it adds little to peak memory.
+The batch goes through in chunks whose col buffer is at most _CHUNK_BYTES: few
+enough products that BLAS's threads fork and join only a few times per call (each
+join waits for the slowest thread, which on a busy machine may be waiting for a
+core), yet a buffer that adds little to peak memory next to the activations.
 """
 import numpy as np
 from numba import njit, prange
 
-# bytes of col buffer per chunk: small enough to stay in cache between im2col and
-# the product, big enough that BLAS gets few, sizeable products
-_CHUNK_BYTES = 4 << 20
+# bytes of col buffer per chunk (see above)
+_CHUNK_BYTES = 16 << 20
 
 
 def out_size(size, k, s, pad):
