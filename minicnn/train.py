@@ -47,7 +47,7 @@ DEFAULTS = {
     "dropout": 0.0, "out": "runs/latest", "synthetic_sizes": None,
 }
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
-DEFAULT_EPOCHS = {"synthetic": 4, "other": 15}
+DEFAULT_EPOCHS = {"synthetic": 6, "other": 15}
 
 
 class TrainingInterrupted(Exception):

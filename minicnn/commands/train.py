@@ -1,6 +1,6 @@
 """`minicnn train`: train the chest X-ray classifier, score it, draw the figures.
 
-    minicnn train                                   # SYNTHETIC X-rays, about a minute
+    minicnn train                                   # SYNTHETIC X-rays, under a minute
     minicnn train --data pneumoniamnist.npz         # the real MedMNIST file
     minicnn train --data chest_xray/                # Kermany folders: train/ val/ test/
     minicnn train --resume --out runs/pneumoniamnist  # go on after Ctrl-C
@@ -21,7 +21,7 @@ def add_arguments(parser):
     a("--data", help="a folder with train/, val/, test/ (one sub-folder per class), a MedMNIST "
       ".npz file, or 'synthetic' (default: synthetic, generated here, no download)")
     a("--model", choices=["chestxray", "alexnet"], help="network (default: chestxray)")
-    a("--epochs", type=int, help="passes over the training set (default: 4 on synthetic, 15 "
+    a("--epochs", type=int, help="passes over the training set (default: 6 on synthetic, 15 "
       "otherwise)")
     a("--batch-size", type=int, help=f"images per step (default: {DEFAULTS['batch_size']})")
     a("--image-size", type=int, help="input size in pixels (default: the file's own size for "
@@ -38,7 +38,7 @@ def add_arguments(parser):
     a("--no-augment", dest="augment", action="store_false", default=None,
       help="train without random flips, rotations, shifts and zooms")
     a("--synthetic-size", type=int, metavar="N", help="with synthetic data: N training images, "
-      "N/4 each for val and test (default: 1000)")
+      "N/4 each for val and test (default: 1600)")
     a("--seed", type=int, help="seed of every random choice (default: 0)")
     a("--out", help="output folder (default: runs/<name of the data>)")
     a("--resume", action="store_true", help="continue the run saved in --out (last.npz)")

@@ -34,7 +34,7 @@ MEDMNIST_CLASSES = {"pneumoniamnist": ("NORMAL", "PNEUMONIA"),
                     "breastmnist": ("malignant", "normal, benign")}
 
 # the synthetic set `minicnn train` uses when given no data: sizes per split
-SYNTHETIC_SIZES = {"train": 1000, "val": 250, "test": 250}
+SYNTHETIC_SIZES = {"train": 1600, "val": 400, "test": 400}
 
 
 class ArrayDataset:
