@@ -47,7 +47,7 @@ import numpy as np
 from numba import njit, prange
 
 # bytes of col buffer per chunk (see above)
-_CHUNK_BYTES = 16 << 20
+_CHUNK_BYTES = 4 << 20
 
 
 def out_size(size, k, s, pad):
