@@ -45,10 +45,11 @@ def _contract_names():
 def test_backend_exposes_exactly_the_table():
     names = _contract_names()
     assert "conv2d_forward" in names and "xp" in names, "could not read the table"
-    assert names == set(glue.TABLE) | {"xp"}, (
-        f"glue.TABLE and the contract differ: missing {names - set(glue.TABLE) - {'xp'}}, "
-        f"extra {set(glue.TABLE) - names}")
-    for name in glue.TABLE:
+    table = set(backends.KERNEL_TABLE)
+    assert names == table | {"xp"}, (
+        f"KERNEL_TABLE and the contract differ: missing {names - table - {'xp'}}, "
+        f"extra {table - names}")
+    for name in backends.KERNEL_TABLE:
         assert callable(getattr(sim, name, None)), f"cuda_sim has no {name}"
     assert sim.xp is np
     assert backends.get("cuda-sim") is sim

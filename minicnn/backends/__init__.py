@@ -56,6 +56,17 @@ device's numba kernels for the plain numpy reference, for teaching and testing.
 import importlib
 
 DEVICES = ("cpu", "cuda", "cuda-sim")
+# The kernel calls of the table above (all but xp), in its order.
+KERNEL_TABLE = (
+    "conv2d_forward", "conv2d_backward",
+    "max_pool2d_forward", "max_pool2d_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward",
+    "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
+    "linear_forward", "linear_backward",
+    "softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
+    "cross_entropy_forward", "cross_entropy_backward",
+    "sgd_step", "adam_step",
+)
 _MODULES = {"cpu": "cpu", "cuda": "cuda", "cuda-sim": "cuda_sim", "reference": "reference"}
 _loaded = {}
 _cpu_kernels = "cpu"

@@ -27,20 +27,9 @@ from pathlib import Path
 import numpy as np
 
 import minicnn.kernels.cuda
+from minicnn.backends import KERNEL_TABLE
 
 KERNEL_DIR = Path(minicnn.kernels.cuda.__file__).resolve().parent
-
-# The table every backend exposes (minicnn/backends/__init__.py), in its order.
-TABLE = (
-    "conv2d_forward", "conv2d_backward",
-    "max_pool2d_forward", "max_pool2d_backward",
-    "avg_pool2d_forward", "avg_pool2d_backward",
-    "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
-    "linear_forward", "linear_backward",
-    "softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
-    "cross_entropy_forward", "cross_entropy_backward",
-    "sgd_step", "adam_step",
-)
 
 
 def kernel_path(family):
@@ -413,4 +402,4 @@ class CudaKernels:
 
     def table(self):
         """{name: bound method} for every entry of the backend table."""
-        return {name: getattr(self, name) for name in TABLE}
+        return {name: getattr(self, name) for name in KERNEL_TABLE}

@@ -11,12 +11,6 @@ import time
 
 from .. import backends
 
-TABLE = ("conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
-         "avg_pool2d_forward", "avg_pool2d_backward", "relu_forward", "relu_backward",
-         "sigmoid_forward", "sigmoid_backward", "linear_forward", "linear_backward",
-         "softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
-         "cross_entropy_forward", "cross_entropy_backward", "sgd_step", "adam_step")
-
 
 class Call:
     """One kernel call: its table name, arguments and wall time in seconds."""
@@ -36,7 +30,8 @@ def record(device="cpu"):
     """
     module = backends.get(device)
     calls = []
-    originals = {name: getattr(module, name) for name in TABLE if hasattr(module, name)}
+    originals = {name: getattr(module, name) for name in backends.KERNEL_TABLE
+                 if hasattr(module, name)}
 
     def wrap(name, fn):
         def timed(*args, **kwargs):
