@@ -13,6 +13,10 @@ A test that takes `backend` receives the device name to pass to
 minicnn.tensor(..., device=backend); the cpu kernels are chosen for it and put
 back to numba afterwards.
 
+`one_torch_thread` (module scope; a module asks for it with
+`pytestmark = pytest.mark.usefixtures("one_torch_thread")`) runs torch's reference
+on one thread.
+
 `equivalence_log` collects, per op and device, how many cases were compared with
 PyTorch and the worst errors seen; the table is printed at the end of the run.
 """
@@ -82,6 +86,17 @@ def backend_name(request):
     """The id of the backend parameter ("cpu", "cpu-reference", ...), for tables."""
     callspec = getattr(request.node, "callspec", None)
     return callspec.params.get("backend", "?") if callspec else "?"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch's reference runs on one thread: on a shared 2-core machine more threads
+    fight each other and the rest of the test run (three times slower here)."""
+    import torch  # only the modules that compare with torch pay for importing it
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- error table

@@ -14,33 +14,10 @@ from minicnn import nn
 from minicnn.nn import models
 from minicnn.nn.init import fan_in_and_fan_out
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """torch's reference runs on one thread: on a shared 2-core machine more threads
-    fight each other and the rest of the test run (three times slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from torch_close import assert_close
 
 
-def assert_close(got, ref, atol, rtol, what):
-    """|got - ref| <= atol + rtol*|ref| everywhere; on failure name the worst element."""
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
-    err = np.abs(got - ref)
-    tol = np.abs(ref)
-    tol *= rtol  # in place: some arrays here hold 37 million numbers
-    tol += atol
-    bad = ~(err <= tol)  # NaN counts as bad
-    if bad.any():
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(bad, np.nan_to_num(err / tol, nan=np.inf, posinf=np.inf), 0.0)
-        i = np.unravel_index(np.argmax(ratio), ratio.shape)
-        raise AssertionError(f"{what}: worst element {i}: got {got[i]!r}, expected {ref[i]!r} "
-                             f"(|diff| {err[i]:.3e} > atol {atol} + rtol {rtol} * |ref| = {tol[i]:.3e})")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def t2n(t):

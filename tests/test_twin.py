@@ -19,14 +19,7 @@ LOSS_RTOL = 1e-4                  # every step's loss, relative
 WEIGHT_ATOL, WEIGHT_RTOL = 1e-5, 1e-4  # final weights: |diff| <= atol + rtol*|torch's|
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """torch's reference runs on one thread: on a shared 2-core machine more threads
-    fight each other and the rest of the test run (three times slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TorchChestXrayCNN(torch.nn.Module):
