@@ -7,8 +7,8 @@ input (N, C, H, W) -> output (N, F, (H + 2ph - KH)//sh + 1, (W + 2pw - KW)//sw +
 import numpy as np
 
 from .. import functional as F
-from .init import default_init_
-from .module import Module, Parameter
+from .init import add_weight_and_bias, default_init_
+from .module import Module
 
 
 def _pair(value, name):
@@ -31,11 +31,7 @@ class Conv2d(Module):
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
-        self.weight = Parameter(np.zeros((out_channels, in_channels) + self.kernel_size, np.float32))
-        if bias:
-            self.bias = Parameter(np.zeros(out_channels, np.float32))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, (out_channels, in_channels) + self.kernel_size, bias)
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -9,13 +9,15 @@ in_channels * KH * KW for Conv2d. Keeping the bound ~ 1/sqrt(fan_in) keeps the
 outputs' variance from growing or shrinking layer after layer.
 
 Every draw comes from minicnn.random.generator(), so manual_seed(s) repeats them.
-The functions fill a Parameter in place (on its device) and return it.
+The functions fill a Parameter in place (on its device) and return it;
+add_weight_and_bias creates a layer's two Parameters (zeros) for it to fill.
 """
 import math
 
 import numpy as np
 
 from ..random import generator
+from .module import Parameter
 
 
 def fan_in_and_fan_out(shape):
@@ -93,3 +95,14 @@ def default_init_(weight, bias=None):
         fan_in, _ = fan_in_and_fan_out(weight.shape)
         bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         uniform_(bias, -bound, bound)
+
+
+def add_weight_and_bias(module, weight_shape, bias=True):
+    """Give a Conv2d or Linear its float32 zero Parameters, to be initialised after:
+    module.weight of weight_shape (Out, ...) and module.bias (Out,), or a bias
+    registered as None when bias is False."""
+    module.weight = Parameter(np.zeros(weight_shape, np.float32))
+    if bias:
+        module.bias = Parameter(np.zeros(weight_shape[0], np.float32))
+    else:
+        module.register_parameter("bias", None)

@@ -3,11 +3,9 @@
     Linear:  y[n,o] = sum_i x[n,i] * w[o,i] + b[o]     (N, In) -> (N, Out)
     Flatten: (N, C, H, W) -> (N, C*H*W), rows laid out channel by channel
 """
-import numpy as np
-
 from .. import functional as F
-from .init import default_init_
-from .module import Module, Parameter
+from .init import add_weight_and_bias, default_init_
+from .module import Module
 
 
 class Linear(Module):
@@ -19,11 +17,7 @@ class Linear(Module):
             raise ValueError(f"Linear: feature counts must be positive, got in_features="
                              f"{in_features}, out_features={out_features}")
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.weight = Parameter(np.zeros((out_features, in_features), np.float32))
-        if bias:
-            self.bias = Parameter(np.zeros(out_features, np.float32))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, (out_features, in_features), bias)
         self.reset_parameters()
 
     def reset_parameters(self):
