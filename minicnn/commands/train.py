@@ -111,8 +111,9 @@ def run(args):
     try:
         result = fit(cfg, progress=not args.quiet, resume=args.resume)
     except TrainingInterrupted as stop:
-        print(f"\nInterrupted. A resumable checkpoint is saved: {stop.path} "
-              f"(epoch {stop.epoch + 1}, after batch {stop.batch}).\n"
+        where = f"after epoch {stop.epoch}" if stop.batch == 0 else \
+            f"epoch {stop.epoch + 1}, after batch {stop.batch}"
+        print(f"\nInterrupted. A resumable checkpoint is saved: {stop.path} ({where}).\n"
               f"To continue exactly where it stopped:\n"
               f"  minicnn train --resume --out {out}")
         return 130
