@@ -99,6 +99,31 @@ def few_values(rng, *shape):
 seeds = st.integers(0, 2**31 - 1)
 
 
+def check_grads(run, what, grads, grads_ref, needs, order):
+    """The (input, weight, bias) gradients of a backward call: None where not needed,
+    else close to the reference."""
+    for name, got, ref, need in zip(("input", "weight", "bias"), grads, grads_ref, needs):
+        if not need:
+            assert got is None, f"{what}: {name} gradient was not asked for"
+            continue
+        assert_close(run.host(got), ref, f"{what}: {name} gradient [{order}]")
+
+
+def check_forward_backward(run, c, op, x, gy, finite=False):
+    """An op whose backward reads its output: op_forward(x) -> y, op_backward(gy, y) -> gx,
+    both against the reference; finite=True also demands a finite y."""
+    y_ref = getattr(R, f"{op}_forward")(x.astype(F64))
+    gx_ref = getattr(R, f"{op}_backward")(gy.astype(F64), y_ref)
+    for order in run.orders():
+        y = getattr(run.B, f"{op}_forward")(run.dev(x))
+        got = run.host(y)
+        if finite:
+            assert np.isfinite(got).all(), f"{op} forward {c} [{order}]: not finite"
+        assert_close(got, y_ref, f"{op} forward {c} [{order}]")
+        gx = getattr(run.B, f"{op}_backward")(run.dev(gy), y)
+        assert_close(run.host(gx), gx_ref, f"{op} backward {c} [{order}]")
+
+
 # ----------------------------------------------------------------------------- matrix product
 
 @st.composite
@@ -149,11 +174,7 @@ def check_conv2d(run, c):
         assert_close(run.host(y), y_ref, f"conv2d forward {c} [{order}]")
         grads = run.B.conv2d_backward(run.dev(x), run.dev(w), run.dev(gy), c["stride"],
                                       c["padding"], needs)
-        for name, got, ref, need in zip(("input", "weight", "bias"), grads, grads_ref, needs):
-            if not need:
-                assert got is None, f"conv2d backward {c}: {name} gradient was not asked for"
-                continue
-            assert_close(run.host(got), ref, f"conv2d backward {c}: {name} gradient [{order}]")
+        check_grads(run, f"conv2d backward {c}", grads, grads_ref, needs, order)
 
 
 def check_conv2d_layer(run, seed):
@@ -238,28 +259,12 @@ def _activation_input(c):
 
 def check_relu(run, c):
     rng, x = _activation_input(c)
-    y_ref = R.relu_forward(x.astype(F64))
-    gy = normal(rng, *x.shape)
-    for order in run.orders():
-        y = run.B.relu_forward(run.dev(x))
-        assert_close(run.host(y), y_ref, f"relu forward {c} [{order}]")
-        gx = run.B.relu_backward(run.dev(gy), y)
-        assert_close(run.host(gx), R.relu_backward(gy.astype(F64), y_ref),
-                     f"relu backward {c} [{order}]")
+    check_forward_backward(run, c, "relu", x, normal(rng, *x.shape))
 
 
 def check_sigmoid(run, c):
     rng, x = _activation_input(c)
-    y_ref = R.sigmoid_forward(x.astype(F64))
-    gy = normal(rng, *x.shape)
-    for order in run.orders():
-        y = run.B.sigmoid_forward(run.dev(x))
-        got = run.host(y)
-        assert np.isfinite(got).all(), f"sigmoid forward {c} [{order}]: not finite"
-        assert_close(got, y_ref, f"sigmoid forward {c} [{order}]")
-        gx = run.B.sigmoid_backward(run.dev(gy), y)
-        assert_close(run.host(gx), R.sigmoid_backward(gy.astype(F64), y_ref),
-                     f"sigmoid backward {c} [{order}]")
+    check_forward_backward(run, c, "sigmoid", x, normal(rng, *x.shape), finite=True)
 
 
 # ----------------------------------------------------------------------------- linear
@@ -284,11 +289,7 @@ def check_linear(run, c):
         y = run.B.linear_forward(run.dev(x), run.dev(w), None if b is None else run.dev(b))
         assert_close(run.host(y), y_ref, f"linear forward {c} [{order}]")
         grads = run.B.linear_backward(run.dev(x), run.dev(w), run.dev(gy), needs)
-        for name, got, ref, need in zip(("input", "weight", "bias"), grads, g_ref, needs):
-            if not need:
-                assert got is None, f"linear backward {c}: {name} gradient was not asked for"
-                continue
-            assert_close(run.host(got), ref, f"linear backward {c}: {name} gradient [{order}]")
+        check_grads(run, f"linear backward {c}", grads, g_ref, needs, order)
 
 
 # ----------------------------------------------------------------------------- softmax and loss
@@ -304,29 +305,17 @@ def row_cases(draw):
 def _rows_input(c):
     rng = np.random.default_rng(c["seed"])
     x = normal(rng, c["r"], c["k"]) * np.float32(c["scale"]) + np.float32(c["shift"])
-    return rng, x, normal(rng, c["r"], c["k"])
+    return x, normal(rng, c["r"], c["k"])
 
 
 def check_softmax(run, c):
-    rng, x, gy = _rows_input(c)
-    y_ref = R.softmax_forward(x.astype(F64))
-    for order in run.orders():
-        y = run.B.softmax_forward(run.dev(x))
-        assert_close(run.host(y), y_ref, f"softmax forward {c} [{order}]")
-        gx = run.B.softmax_backward(run.dev(gy), y)
-        assert_close(run.host(gx), R.softmax_backward(gy.astype(F64), y_ref),
-                     f"softmax backward {c} [{order}]")
+    x, gy = _rows_input(c)
+    check_forward_backward(run, c, "softmax", x, gy)
 
 
 def check_log_softmax(run, c):
-    rng, x, gy = _rows_input(c)
-    y_ref = R.log_softmax_forward(x.astype(F64))
-    for order in run.orders():
-        y = run.B.log_softmax_forward(run.dev(x))
-        assert_close(run.host(y), y_ref, f"log_softmax forward {c} [{order}]")
-        gx = run.B.log_softmax_backward(run.dev(gy), y)
-        assert_close(run.host(gx), R.log_softmax_backward(gy.astype(F64), y_ref),
-                     f"log_softmax backward {c} [{order}]")
+    x, gy = _rows_input(c)
+    check_forward_backward(run, c, "log_softmax", x, gy)
 
 
 @st.composite
