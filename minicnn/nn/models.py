@@ -50,9 +50,21 @@ def _out(size, k, s, p):
 
 
 class _Classifier(Module):
-    """Shared by both models: forward, the input check, and the `name` used by build()."""
+    """Shared by both models: the checked constructor arguments and config(), forward,
+    the input check, and the `name` used by build()."""
 
     name = ""
+
+    def _set_config(self, model, in_channels, num_classes, image_size, dropout):
+        """Check the constructor arguments (errors name `model`) and keep them."""
+        self.in_channels = _positive(in_channels, "in_channels", model)
+        self.num_classes = _positive(num_classes, "num_classes", model)
+        self.image_size = _size_pair(image_size, model)
+        self.dropout = _check_dropout(dropout, model)
+
+    def config(self):
+        return {"in_channels": self.in_channels, "num_classes": self.num_classes,
+                "image_size": list(self.image_size), "dropout": self.dropout}
 
     def _check_input(self, x):
         want = (self.in_channels,) + self.image_size
@@ -88,10 +100,7 @@ class ChestXrayCNN(_Classifier):
     def __init__(self, in_channels=1, num_classes=2, image_size=28, dropout=0.0):
         super().__init__()
         model = "ChestXrayCNN"
-        self.in_channels = _positive(in_channels, "in_channels", model)
-        self.num_classes = _positive(num_classes, "num_classes", model)
-        self.image_size = _size_pair(image_size, model)
-        self.dropout = _check_dropout(dropout, model)
+        self._set_config(model, in_channels, num_classes, image_size, dropout)
         H, W = self.image_size
         if min(H, W) < 8:
             raise ModelConfigError(
@@ -109,10 +118,6 @@ class ChestXrayCNN(_Classifier):
             Linear(self.flat_features, 512), ReLU(), Dropout(self.dropout),
             Linear(512, num_classes),
         )
-
-    def config(self):
-        return {"in_channels": self.in_channels, "num_classes": self.num_classes,
-                "image_size": list(self.image_size), "dropout": self.dropout}
 
 
 class AlexNet(_Classifier):
@@ -133,10 +138,7 @@ class AlexNet(_Classifier):
     def __init__(self, in_channels=3, num_classes=2, image_size=227, dropout=0.5):
         super().__init__()
         model = "AlexNet"
-        self.in_channels = _positive(in_channels, "in_channels", model)
-        self.num_classes = _positive(num_classes, "num_classes", model)
-        self.image_size = _size_pair(image_size, model)
-        self.dropout = _check_dropout(dropout, model)
+        self._set_config(model, in_channels, num_classes, image_size, dropout)
         sizes = []
         for n in self.image_size:
             n = _out(n, 11, 4, 0)
@@ -164,10 +166,6 @@ class AlexNet(_Classifier):
             Linear(4096, 4096), ReLU(), Dropout(self.dropout),
             Linear(4096, num_classes),
         )
-
-    def config(self):
-        return {"in_channels": self.in_channels, "num_classes": self.num_classes,
-                "image_size": list(self.image_size), "dropout": self.dropout}
 
 
 MODELS = {ChestXrayCNN.name: ChestXrayCNN, AlexNet.name: AlexNet}
