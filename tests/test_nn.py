@@ -14,7 +14,7 @@ from minicnn import nn
 from minicnn.nn import models
 from minicnn.nn.init import fan_in_and_fan_out
 
-from torch_close import assert_close
+from torch_compare import assert_close
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,7 +10,7 @@ import torch
 import minicnn
 from minicnn import nn, optim
 
-from torch_close import assert_close
+from torch_compare import assert_close, train_step_both
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -246,16 +246,8 @@ def test_module_to_device_then_train_matches_torch(backend, optimiser, kwargs):
     for step in range(3):
         x = rng.standard_normal((2, 1, 6, 10)).astype(np.float32)
         y = np.array([0, 1])
-        opt.zero_grad()
-        loss = minicnn.functional.cross_entropy(net(minicnn.tensor(x, device=backend)),
-                                                minicnn.tensor(y, device=backend))
-        loss.backward()
-        opt.step()
-        topt.zero_grad()
-        tloss = torch.nn.functional.cross_entropy(ref(torch.tensor(x)), torch.tensor(y))
-        tloss.backward()
-        topt.step()
-        assert_close(loss.item(), tloss.item(), 0, 1e-5, f"loss at step {step} on {backend}")
+        loss, tloss = train_step_both(net, ref, opt, topt, x, y, backend)
+        assert_close(loss, tloss, 0, 1e-5, f"loss at step {step} on {backend}")
     net.to("cpu")
     for name, value in ref.state_dict().items():
         assert_close(net.state_dict()[name], value.numpy(), 1e-6, 1e-5, f"{name} on {backend}")

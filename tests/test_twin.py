@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import minicnn
 from minicnn import optim
 from minicnn.nn import models
+
+from torch_compare import train_step_both
 
 STEPS = 20
 BATCH = 8
@@ -73,15 +74,7 @@ def run_twin(optimiser, kwargs, in_channels, image_size, seed):
 
     losses = []
     for step, (x, y) in enumerate(batches(in_channels, image_size, seed)):
-        opt.zero_grad()
-        loss = minicnn.functional.cross_entropy(ours(minicnn.tensor(x)), minicnn.tensor(y))
-        loss.backward()
-        opt.step()
-        topt.zero_grad()
-        tloss = torch.nn.functional.cross_entropy(ref(torch.tensor(x)), torch.tensor(y))
-        tloss.backward()
-        topt.step()
-        losses.append((loss.item(), tloss.item()))
+        losses.append(train_step_both(ours, ref, opt, topt, x, y))
         l, tl = losses[-1]
         assert abs(l - tl) <= LOSS_RTOL * abs(tl), (
             f"{optimiser} twin {in_channels}x{image_size}: step {step} loss {l!r} vs torch {tl!r} "
