@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from minicnn.kernels import reference as R
 
+from draws import few_values, normal, seeds
+
 ATOL, RTOL = 1e-5, 1e-4
 F64 = np.float64
 
@@ -85,18 +87,6 @@ def run_cases(strategy, body, max_examples=20):
     def run(case):
         body(case)
     run()
-
-
-def normal(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def few_values(rng, *shape):
-    """Values from {-2,...,2}: plenty of exact ties and exact zeros."""
-    return rng.integers(-2, 3, size=shape).astype(np.float32)
-
-
-seeds = st.integers(0, 2**31 - 1)
 
 
 def check_grads(run, what, grads, grads_ref, needs, order):

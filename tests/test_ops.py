@@ -34,6 +34,8 @@ import minicnn
 import minicnn.functional as MF
 from minicnn import testing
 
+from draws import few_values, normal, seeds
+
 
 ATOL, RTOL = 1e-5, 1e-4
 SLOW_DEVICES = ("cuda-sim",)  # the emulator runs each CUDA thread as a fiber: fewer, smaller cases
@@ -121,18 +123,7 @@ def check(backend, backend_name, equivalence_log):
 
 
 # ----------------------------------------------------------------------------- input makers
-
-def normal(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def few_values(rng, *shape):
-    """Values from {-2,...,2}: plenty of exact ties and exact zeros."""
-    return rng.integers(-2, 3, size=shape).astype(np.float32)
-
-
-seeds = st.integers(0, 2**31 - 1)
-
+# normal, few_values and seeds come from tests/draws.py
 
 def _small(device):
     return device in SLOW_DEVICES
