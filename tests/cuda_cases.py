@@ -14,15 +14,12 @@ Tolerance |got - ref| <= ATOL + RTOL*|ref|, as in test_ops.py: RTOL = 1e-4 is ab
 1e-5 covers results near zero that come out of cancellation. A wrong index or a
 missing term moves values by O(1).
 """
-import os
-
 import numpy as np
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minicnn.kernels import reference as R
 
-from draws import few_values, normal, seeds
+from draws import examples, few_values, normal, run_examples, seeds
 
 ATOL, RTOL = 1e-5, 1e-4
 F64 = np.float64
@@ -79,14 +76,7 @@ class Runner:
 
 def run_cases(strategy, body, max_examples=20):
     """body(case) for cases drawn from strategy (MINICNN_EXAMPLES overrides the count)."""
-    n = int(os.environ.get("MINICNN_EXAMPLES", max_examples))
-
-    @settings(max_examples=n, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-    @given(strategy)
-    def run(case):
-        body(case)
-    run()
+    run_examples(strategy, body, examples(max_examples))
 
 
 def check_grads(run, what, grads, grads_ref, needs, order):

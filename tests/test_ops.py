@@ -21,20 +21,17 @@ that differ from the stride, pooling windows that do not divide the input,
 non-square kernels, batch 1, 1 and 3 channels, exact ties and exact zeros.
 MINICNN_EXAMPLES=500 pytest tests/test_ops.py draws more cases per property.
 """
-import os
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minicnn
 import minicnn.functional as MF
 from minicnn import testing
 
-from draws import few_values, normal, seeds
+from draws import examples, few_values, normal, run_examples, seeds
 
 
 ATOL, RTOL = 1e-5, 1e-4
@@ -101,16 +98,11 @@ def check_op(name, device, log, fn, inputs, torch_fn=None, needs_grad=None, seed
 
 
 def run_cases(device, strategy, body, max_examples=20):
-    max_examples = int(os.environ.get("MINICNN_EXAMPLES", max_examples))
-    """Run body(case) for cases drawn from strategy; fewer on the slow emulator."""
+    """Run body(case) for cases drawn from strategy; fewer on the slow emulator
+    (MINICNN_EXAMPLES overrides max_examples)."""
+    max_examples = examples(max_examples)
     n = max(4, max_examples // 2) if device in SLOW_DEVICES else max_examples
-
-    @settings(max_examples=n, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-    @given(strategy)
-    def run(case):
-        body(case)
-    run()
+    run_examples(strategy, body, n)
 
 
 @pytest.fixture
