@@ -1,28 +1,16 @@
 """Bad input: each gives one clear message naming the file or value, exit code 2, no
 traceback, and nothing already written is lost."""
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn import cli
 from minicnn import checkpoint as C
 from minicnn.checkpoint import load_checkpoint
 from minicnn.train import NonFiniteLoss, fit
 
-TINY = dict(synthetic_sizes={"train": 32, "val": 8, "test": 8}, image_size=16, batch_size=8,
-            progress=False, log=lambda *a: None)
-TINY_CLI = ["--synthetic-size", "32", "--image-size", "16", "--batch-size", "8", "--quiet"]
-
-
-def run_cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+from cli_run import TINY, TINY_CLI, run_cli
 
 
 def fails(*argv, match):

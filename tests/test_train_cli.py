@@ -1,8 +1,6 @@
 """Training end to end on tiny SYNTHETIC sets: the CLI, metrics.json, figures, evaluate,
 predict, download, and resuming to exactly the weights of an uninterrupted run."""
-import contextlib
 import hashlib
-import io
 import json
 import os
 import signal
@@ -12,23 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn import cli
 from minicnn.checkpoint import load_checkpoint
 from minicnn.commands import download
 from minicnn.train import TrainingInterrupted, fit
 
-# a tiny run: 32 training images of 16x16, 4 batches an epoch
-TINY = dict(synthetic_sizes={"train": 32, "val": 8, "test": 8}, image_size=16, batch_size=8,
-            progress=False, log=lambda *a: None)
-TINY_CLI = ["--synthetic-size", "32", "--image-size", "16", "--batch-size", "8", "--quiet"]
-
-
-def run_cli(*argv):
-    """(exit code, stdout, stderr) of `minicnn argv...`, run in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+from cli_run import TINY, TINY_CLI, run_cli
 
 
 @pytest.fixture(scope="module")
