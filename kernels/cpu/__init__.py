@@ -6,6 +6,7 @@
     linear.py      fully connected layer (BLAS)
     loss.py        softmax, log-softmax, cross-entropy
     optim.py       SGD and Adam steps
+    memory.py      why large arrays are slow to make, and the malloc setting used
 
 Two pools of threads share the cores during a training step: numba's, which runs
 the `prange` loops, and the one behind numpy's matrix products (BLAS). Each pool
@@ -48,4 +49,10 @@ def _threads_that_sleep_when_idle():
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
-_threads_that_sleep_when_idle()
+def _setup():
+    from .memory import keep_freed_memory
+    _threads_that_sleep_when_idle()
+    keep_freed_memory()
+
+
+_setup()

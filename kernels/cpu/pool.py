@@ -57,20 +57,24 @@ def _first_max(v, a, best, arg):
 
 @njit(cache=True, parallel=True)
 def max_pool_fwd_2x2(x, H, W, Ho, Wo, y, idx):
-    """max_pool_fwd for the common kernel 2, stride 2, no padding: the four taps are
-    written out, so the compiler sees straight-line code (several times faster)."""
+    """max_pool_fwd for the common kernel 2, stride 2, no padding. The four taps are
+    written out and each output row reads two input rows through row views, so
+    the compiler sees straight-line code over arrays it can vectorise (4x faster
+    than the general loop)."""
     P = y.shape[0]
     for t in prange(P):
-        plane, out, arg_out = x[t], y[t], idx[t]
+        plane = x[t]
         for i in range(Ho):
-            for j in range(Wo):
-                a = 2 * i * W + 2 * j                # top-left tap; then row-major order
-                best, arg = plane[a], a
-                best, arg = _first_max(plane[a + 1], a + 1, best, arg)
-                best, arg = _first_max(plane[a + W], a + W, best, arg)
-                best, arg = _first_max(plane[a + W + 1], a + W + 1, best, arg)
-                out[i * Wo + j] = best
-                arg_out[i * Wo + j] = arg
+            a = 2 * i * W                            # first pixel of input row 2i
+            top, bottom = plane[a: a + 2 * Wo], plane[a + W: a + W + 2 * Wo]
+            out, arg_out = y[t, i * Wo: (i + 1) * Wo], idx[t, i * Wo: (i + 1) * Wo]
+            for j in range(Wo):                      # taps in row-major order
+                best, arg = top[2 * j], a + 2 * j
+                best, arg = _first_max(top[2 * j + 1], a + 2 * j + 1, best, arg)
+                best, arg = _first_max(bottom[2 * j], a + W + 2 * j, best, arg)
+                best, arg = _first_max(bottom[2 * j + 1], a + W + 2 * j + 1, best, arg)
+                out[j] = best
+                arg_out[j] = arg
 
 
 @njit(cache=True, parallel=True)
@@ -125,13 +129,14 @@ def avg_pool_bwd(gy, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
 
 
 def max_pool2d_forward(x, kernel, stride, padding):
-    """x (N,C,H,W) -> (y (N,C,Ho,Wo), idx (N,C,Ho,Wo) int64)."""
+    """x (N,C,H,W) -> (y (N,C,Ho,Wo), idx (N,C,Ho,Wo) int32, or int64 for planes of
+    2**31 pixels or more: half the bytes to write and read back)."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
     Ho, Wo = out_size(H, KH, sh, ph), out_size(W, KW, sw, pw)
     y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
-    idx = np.empty((N, C, Ho, Wo), dtype=np.int64)
+    idx = np.empty((N, C, Ho, Wo), dtype=np.int32 if H * W < 2**31 else np.int64)
     planes, out, arg = x.reshape(N * C, H * W), y.reshape(N * C, Ho * Wo), idx.reshape(N * C, Ho * Wo)
     if (KH, KW, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
         max_pool_fwd_2x2(planes, H, W, Ho, Wo, out, arg)
@@ -142,7 +147,9 @@ def max_pool2d_forward(x, kernel, stride, padding):
 
 def max_pool2d_backward(gy, idx, x_shape):
     """gy, idx (N,C,Ho,Wo) -> gx x_shape (N,C,H,W)."""
-    gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx, dtype=np.int64)
+    gy, idx = np.ascontiguousarray(gy), np.ascontiguousarray(idx)
+    if idx.dtype not in (np.int32, np.int64):
+        idx = idx.astype(np.int64)
     N, C, H, W = x_shape
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
     P = N * C
