@@ -15,6 +15,8 @@ Shapes, strides, paddings and kernels are drawn by hypothesis: batch 1, 1 and 3
 channels, non-square everything, windows that do not divide the input, stride
 above and below the kernel, exact ties in max pooling.
 """
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -108,9 +110,32 @@ def test_use_cpu_kernels_switches_the_cpu_device():
 
 # ----------------------------------------------------------------------------- convolution
 
+@st.composite
+def conv3x3_case(draw):
+    """conv_case restricted to the shapes conv_direct.py handles: 3x3, stride 1."""
+    N, C, F = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    H, W = draw(st.integers(max(1, 3 - 2 * ph), 9)), draw(st.integers(max(1, 3 - 2 * pw), 9))
+    return (N, C, H, W), (F, C, 3, 3), (1, 1), (ph, pw), draw(st.integers(0, 2**32 - 1))
+
+
 @EXAMPLES
 @given(case=conv_case(), dtype=dtypes, bias=st.booleans())
 def test_conv_numba_matches_reference(case, dtype, bias, equivalence_log):
+    check_conv_numba_against_reference(case, dtype, bias, equivalence_log)
+
+
+@EXAMPLES
+@given(case=conv3x3_case(), dtype=dtypes, bias=st.booleans())
+@pytest.mark.parametrize("max_c", [0, 3], ids=["im2col", "direct"])
+def test_conv3x3_both_paths_match_reference(max_c, case, dtype, bias, equivalence_log):
+    # 3x3 stride-1 convolutions take the direct kernels up to _DIRECT_MAX_C input
+    # channels, im2col above: run every case down each path
+    with mock.patch.object(conv_kernels, "_DIRECT_MAX_C", max_c):
+        check_conv_numba_against_reference(case, dtype, bias, equivalence_log)
+
+
+def check_conv_numba_against_reference(case, dtype, bias, equivalence_log):
     xs, ws, stride, padding, seed = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(xs).astype(dtype)

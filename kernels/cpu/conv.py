@@ -46,8 +46,14 @@ core), yet a buffer that adds little to peak memory next to the activations.
 import numpy as np
 from numba import njit, prange
 
+from .conv_direct import conv3x3_forward, conv3x3_weight
+
 # bytes of col buffer per chunk (see above)
 _CHUNK_BYTES = 4 << 20
+# up to this many input channels, a 3x3 stride-1 convolution's forward pass and
+# weight gradient are computed directly (conv_direct.py): measured here, direct
+# wins by 2x with one channel and loses with three
+_DIRECT_MAX_C = 1
 
 
 def out_size(size, k, s, pad):
@@ -270,6 +276,16 @@ class _Plan:
             im2col(x, n0, self.KH, self.KW, self.sh, self.sw, self.ph, self.pw,
                    self.Ho, self.Wo, col)
 
+    def direct(self):
+        """True when conv_direct.py's 3x3 kernels compute the forward pass and gw."""
+        return (self.KH, self.KW, self.sh, self.sw) == (3, 3, 1, 1) and self.C <= _DIRECT_MAX_C
+
+    def padded_batch(self, x):
+        """x (N,C,H,W) with its zero padding: (N, C, H+2*ph, W+2*pw)."""
+        xp = np.empty((self.N, self.C, self.H + 2 * self.ph, self.W + 2 * self.pw), x.dtype)
+        pad_chunk(x, 0, self.ph, self.pw, xp)
+        return xp
+
     def padded_buffer(self, dtype):
         return np.empty((self.M, self.C, self.Hp, self.Wp), dtype=dtype) if self.wide else None
 
@@ -279,6 +295,11 @@ def conv2d_forward(x, w, b, stride, padding):
     x = np.ascontiguousarray(x)
     pl = _Plan(x, w, stride, padding)
     F, R, S = pl.F, pl.R, pl.S
+    if pl.direct():
+        y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
+        bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+        conv3x3_forward(pl.padded_batch(x), np.ascontiguousarray(w, dtype=x.dtype), bias, y)
+        return y
     # [W | b]: the bias rides along as the weight of a constant input 1
     wb = np.empty((F, R + 1), dtype=x.dtype)
     wb[:, :R] = w.reshape(F, R)
@@ -306,8 +327,13 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
     if needs[2]:
         gb = np.empty(F, dtype=gy.dtype)
         bias_grad(gy, gb)
+    gw = None
+    if needs[1] and pl.direct():
+        gw = np.empty(w.shape, dtype=x.dtype)
+        conv3x3_weight(pl.padded_batch(x), gy, gw)
+        needs = (needs[0], False, needs[2])         # im2col below only for gx, if asked
     if not (needs[0] or needs[1]):
-        return None, None, gb
+        return None, gw, gb
     wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
     gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
     gwt = np.zeros((R, F), dtype=x.dtype) if needs[1] else None
@@ -315,20 +341,18 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
     col = np.empty((R, pl.M * S), dtype=x.dtype)
     GY = np.empty((F, pl.M * S), dtype=x.dtype)
     # gW = GY @ col^T sums over the long dimension M*S, with both matrices stored
-    # along it. BLAS does best with gW^T = col @ GY^T and GY copied transposed when
-    # GY is the smaller (F < R); with few rows in col (one input channel: R = 9) an
-    # image-by-image product, summed, does best.
-    GYT = np.empty((pl.M * S, F), dtype=x.dtype) if needs[1] and F < R else None
+    # along it. BLAS does best with gW^T = col @ GY^T, GY^T passed as a transposed
+    # view (no copy), when GY is the smaller (F < R); with few rows in col (one
+    # input channel: R = 9) an image-by-image product, summed, does best.
+    by_rows = needs[1] and F < R
     xp = pl.padded_buffer(x.dtype)
     for n0, m in pl.chunks():
         c, g = col[:, :m * S], GY[:, :m * S]
         images_to_rows(gy, n0, pl.L, g)
         if needs[1]:
             pl.fill_col(x, n0, m, xp, c)
-            if GYT is not None:
-                gt = GYT[:m * S]
-                np.copyto(gt, g.T)
-                np.matmul(c, gt, out=part)
+            if by_rows:
+                np.matmul(c, g.T, out=part)
                 gwt += part
             else:
                 per_image = np.matmul(c.reshape(R, m, S).transpose(1, 0, 2),
@@ -341,5 +365,6 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
                 crop_chunk(xp[:m], n0, pl.ph, pl.pw, gx)
             else:
                 col2im(c, n0, pl.KH, pl.KW, pl.sh, pl.sw, pl.ph, pl.pw, pl.Ho, pl.Wo, gx)
-    gw = np.ascontiguousarray(gwt.T).reshape(w.shape) if needs[1] else None
+    if needs[1]:
+        gw = np.ascontiguousarray(gwt.T).reshape(w.shape)
     return gx, gw, gb
