@@ -3,9 +3,7 @@
 With the input already zero-padded (xp = x with ph rows and pw columns of zeros
 around it), a 3x3 convolution of stride 1 is a stencil over three input rows:
     y[n,f,i,j] = b[f] + sum_c sum_{p,q in 0..2} w[f,c,p,q] * xp[n,c,i+p,j+q]
-and the weight gradient sums the same products against gy:
-    gw[f,c,p,q] = sum_n sum_i sum_j gy[n,f,i,j] * xp[n,c,i+p,j+q]
-(the input gradient and the bias gradient are left to conv.py).
+(the gradients are left to conv.py: there the products are large enough for BLAS).
 
 When to use it: im2col + matrix product (conv.py) copies C*9 numbers per output
 pixel into a buffer before BLAS multiplies them. With a single input channel
@@ -14,13 +12,10 @@ number, so the copy costs as much as the arithmetic and BLAS runs far below its
 peak. Here the nine products are written out, so the loop over j is nine
 vectorised multiply-adds per output and the input rows stay in cache.
 Measured here (64 images 64x64, 16 filters): forward 1.6 ms vs 3.8 ms by im2col.
-With more channels BLAS wins again (conv.py decides, see _use_direct there).
+With more channels BLAS wins again (conv.py decides: _DIRECT_MAX_C).
 
-Index maps (one prange task each; a task writes only its own outputs):
-    conv3x3_forward:  task (n, f) -> y[n, f]        (an output plane)
-    conv3x3_weight:   task f      -> gw[f]          (the 9*C taps of one filter)
+Index map: one prange task per output plane, task (n, f) -> y[n, f].
 """
-import numpy as np
 from numba import njit, prange
 
 
@@ -41,45 +36,3 @@ def conv3x3_forward(xp, w, b, y):
                     out[j] += (k[0, 0] * r0[j] + k[0, 1] * r0[j + 1] + k[0, 2] * r0[j + 2]
                                + k[1, 0] * r1[j] + k[1, 1] * r1[j + 1] + k[1, 2] * r1[j + 2]
                                + k[2, 0] * r2[j] + k[2, 1] * r2[j + 1] + k[2, 2] * r2[j + 2])
-
-
-@njit(cache=True, parallel=True, fastmath={"contract", "reassoc"})
-def conv3x3_weight(xp, gy, gw):
-    """xp (N,C,Ho+2,Wo+2) padded input, gy (N,F,Ho,Wo) -> gw (F,C,3,3) overwritten.
-
-    One pass over each row of gy computes its nine products at once ("reassoc" lets
-    each sum run in vector lanes); each row's sums are added up in float64.
-    """
-    C = xp.shape[1]
-    N, F, Ho, Wo = gy.shape
-    for f in prange(F):
-        acc = np.zeros((C, 3, 3))                       # float64
-        for n in range(N):
-            for c in range(C):
-                for i in range(Ho):
-                    g = gy[n, f, i]
-                    r0, r1, r2 = xp[n, c, i], xp[n, c, i + 1], xp[n, c, i + 2]
-                    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = g[0] * 0
-                    for j in range(Wo):
-                        s00 += g[j] * r0[j]
-                        s01 += g[j] * r0[j + 1]
-                        s02 += g[j] * r0[j + 2]
-                        s10 += g[j] * r1[j]
-                        s11 += g[j] * r1[j + 1]
-                        s12 += g[j] * r1[j + 2]
-                        s20 += g[j] * r2[j]
-                        s21 += g[j] * r2[j + 1]
-                        s22 += g[j] * r2[j + 2]
-                    acc[c, 0, 0] += s00
-                    acc[c, 0, 1] += s01
-                    acc[c, 0, 2] += s02
-                    acc[c, 1, 0] += s10
-                    acc[c, 1, 1] += s11
-                    acc[c, 1, 2] += s12
-                    acc[c, 2, 0] += s20
-                    acc[c, 2, 1] += s21
-                    acc[c, 2, 2] += s22
-        for c in range(C):
-            for p in range(3):
-                for q in range(3):
-                    gw[f, c, p, q] = acc[c, p, q]
