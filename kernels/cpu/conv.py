@@ -37,8 +37,8 @@ loops run over row views, src[t] -> dst[t], which numba turns into fast copies):
     rows_to_images:  y[n0+m, f, i, j]          =  Y[f, m*S + i*L + j],  j < Wo
     images_to_rows:  GY[f, m*S + i*L + j]      =  gy[n0+m, f, i, j]  (0 for j >= Wo)
 A 3x3 stride-1 convolution of a single input channel (the first layer) skips all
-this: its forward pass is computed directly (conv_direct.py), which is faster
-when there are only 9 products per output to gain from BLAS.
+this: its forward pass and weight gradient are computed directly
+(conv_direct.py), which is faster when a product has only 9 terms per output.
 Cost: the products do F*C*KH*KW*Ho*Wo multiply-adds per image (compute-bound; BLAS
 runs them near the machine's peak); the copies move C*KH*KW*Ho*Wo numbers per image.
 The batch goes through in chunks whose col buffer is at most _CHUNK_BYTES: few
@@ -49,13 +49,13 @@ core), yet a buffer that adds little to peak memory next to the activations.
 import numpy as np
 from numba import njit, prange
 
-from .conv_direct import conv3x3_forward
+from .conv_direct import conv3x3_forward, conv3x3_weight
 
 # bytes of col buffer per chunk (see above)
 _CHUNK_BYTES = 4 << 20
-# up to this many input channels, a 3x3 stride-1 convolution's forward pass is
-# computed directly (conv_direct.py): measured here, direct wins by 2x with one
-# channel and loses with three
+# up to this many input channels, a 3x3 stride-1 convolution's forward pass and
+# weight gradient are computed directly (conv_direct.py): measured here, direct
+# wins by 2x or more with one channel and loses with three
 _DIRECT_MAX_C = 1
 
 
@@ -280,7 +280,7 @@ class _Plan:
                    self.Ho, self.Wo, col)
 
     def direct(self):
-        """True when conv_direct.py's 3x3 kernel computes the forward pass."""
+        """True when conv_direct.py's 3x3 kernels compute the forward pass and gw."""
         return (self.KH, self.KW, self.sh, self.sw) == (3, 3, 1, 1) and self.C <= _DIRECT_MAX_C
 
     def padded_batch(self, x):
@@ -330,8 +330,13 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
     if needs[2]:
         gb = np.empty(F, dtype=gy.dtype)
         bias_grad(gy, gb)
+    gw = None
+    if needs[1] and pl.direct():
+        gw = np.empty(w.shape, dtype=x.dtype)
+        conv3x3_weight(pl.padded_batch(x), gy, gw)
+        needs = (needs[0], False, needs[2])         # im2col below only for gx, if asked
     if not (needs[0] or needs[1]):
-        return None, None, gb
+        return None, gw, gb
     wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
     gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
     gwt = np.zeros((R, F), dtype=x.dtype) if needs[1] else None
@@ -363,5 +368,6 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
                 crop_chunk(xp[:m], n0, pl.ph, pl.pw, gx)
             else:
                 col2im(c, n0, pl.KH, pl.KW, pl.sh, pl.sw, pl.ph, pl.pw, pl.Ho, pl.Wo, gx)
-    gw = np.ascontiguousarray(gwt.T).reshape(w.shape) if needs[1] else None
+    if needs[1]:
+        gw = np.ascontiguousarray(gwt.T).reshape(w.shape)
     return gx, gw, gb

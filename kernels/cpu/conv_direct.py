@@ -3,7 +3,9 @@
 With the input already zero-padded (xp = x with ph rows and pw columns of zeros
 around it), a 3x3 convolution of stride 1 is a stencil over three input rows:
     y[n,f,i,j] = b[f] + sum_c sum_{p,q in 0..2} w[f,c,p,q] * xp[n,c,i+p,j+q]
-(the gradients are left to conv.py: there the products are large enough for BLAS).
+and the weight gradient sums the same products against gy:
+    gw[f,c,p,q] = sum_n sum_i sum_j gy[n,f,i,j] * xp[n,c,i+p,j+q]
+(the input and bias gradients are left to conv.py).
 
 When to use it: im2col + matrix product (conv.py) copies C*9 numbers per output
 pixel into a buffer before BLAS multiplies them. With a single input channel
@@ -11,11 +13,15 @@ pixel into a buffer before BLAS multiplies them. With a single input channel
 number, so the copy costs as much as the arithmetic and BLAS runs far below its
 peak. Here the nine products are written out, so the loop over j is nine
 vectorised multiply-adds per output and the input rows stay in cache.
-Measured here (64 images 64x64, 16 filters): forward 1.6 ms vs 3.8 ms by im2col.
+Measured here (64 images 64x64, 16 filters): forward 1.6 ms vs 3.8 ms by im2col,
+weight gradient 2.1 ms vs 4.4 ms (at 128x128, batch 32: 2.7 ms vs 14.6 ms).
 With more channels BLAS wins again (conv.py decides: _DIRECT_MAX_C).
 
-Index map: one prange task per output plane, task (n, f) -> y[n, f].
+Index maps (one prange task each; a task writes only its own outputs):
+    conv3x3_forward:  task (n, f) -> y[n, f]      (an output plane)
+    conv3x3_weight:   task f      -> gw[f]        (the 9*C taps of one filter)
 """
+import numpy as np
 from numba import njit, prange
 
 
@@ -36,3 +42,53 @@ def conv3x3_forward(xp, w, b, y):
                     out[j] += (k[0, 0] * r0[j] + k[0, 1] * r0[j + 1] + k[0, 2] * r0[j + 2]
                                + k[1, 0] * r1[j] + k[1, 1] * r1[j + 1] + k[1, 2] * r1[j + 2]
                                + k[2, 0] * r2[j] + k[2, 1] * r2[j + 1] + k[2, 2] * r2[j + 2])
+
+
+@njit(cache=True, fastmath={"contract", "reassoc"})
+def _nine_row_products(g, r0, r1, r2, out):
+    """out[3*p + q] += sum_j g[j] * r_p[j + q] for p, q in 0..2: one row of gy against
+    its three input rows, in one pass. "reassoc" lets each sum run in vector lanes
+    (kept a function of its own: the compiler vectorises it there)."""
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = np.float32(0)
+    for j in range(g.shape[0]):
+        gj = g[j]
+        s00 += gj * r0[j]
+        s01 += gj * r0[j + 1]
+        s02 += gj * r0[j + 2]
+        s10 += gj * r1[j]
+        s11 += gj * r1[j + 1]
+        s12 += gj * r1[j + 2]
+        s20 += gj * r2[j]
+        s21 += gj * r2[j + 1]
+        s22 += gj * r2[j + 2]
+    out[0] += s00
+    out[1] += s01
+    out[2] += s02
+    out[3] += s10
+    out[4] += s11
+    out[5] += s12
+    out[6] += s20
+    out[7] += s21
+    out[8] += s22
+
+
+@njit(cache=True, parallel=True)
+def conv3x3_weight(xp, gy, gw):
+    """xp (N,C,Ho+2,Wo+2) padded input, gy (N,F,Ho,Wo) -> gw (F,C,3,3) overwritten.
+
+    Each row's nine sums are taken in the arrays' precision, then added up over
+    rows and images in float64.
+    """
+    C = xp.shape[1]
+    N, F, Ho, Wo = gy.shape
+    for f in prange(F):
+        acc = np.zeros((C, 9))                          # float64
+        for n in range(N):
+            for c in range(C):
+                for i in range(Ho):
+                    _nine_row_products(gy[n, f, i], xp[n, c, i], xp[n, c, i + 1],
+                                       xp[n, c, i + 2], acc[c])
+        for c in range(C):
+            for k in range(9):
+                gw[f, c, k // 3, k % 3] = acc[c, k]
+
