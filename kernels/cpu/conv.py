@@ -27,32 +27,24 @@ GY is gy laid out like Y. Two layouts of an output row:
         col[r, m*S + t] = xp[m, c].flat[p*Wp + q + t],   t = 0 .. Ho*Wp - 1
     so im2col is KH*KW memory copies per channel instead of a gather.
 
-Index maps of the numba loops (plain loops on one thread: the threads are BLAS's,
-and two thread pools taking turns would cost more than these copies; the inner
-loops run over row views, src[t] -> dst[t], which numba turns into fast copies):
-    pad_chunk:       xp[m, c, ph+h, pw+w]      =  x[n0+m, c, h, w]
-    im2col_wide:     col[r, m*S + t]           =  xp[m, c].flat[p*Wp + q + t]
-    col2im_wide:     gxp[m, c].flat[p*Wp+q+t]  += gcol[r, m*S + t]
-    im2col/col2im:   col[r, m*S + i*Wo + j]   <-> x[n0+m, c, i*sh+p-ph, j*sw+q-pw]
-    rows_to_images:  y[n0+m, f, i, j]          =  Y[f, m*S + i*L + j],  j < Wo
-    images_to_rows:  GY[f, m*S + i*L + j]      =  gy[n0+m, f, i, j]  (0 for j >= Wo)
 A 3x3 stride-1 convolution of a single input channel (the first layer) skips all
 this: its forward pass and weight gradient are computed directly
 (conv_direct.py), which is faster when a product has only 9 terms per output.
 Cost: the products do F*C*KH*KW*Ho*Wo multiply-adds per image (compute-bound; BLAS
 runs them near the machine's peak); the copies move C*KH*KW*Ho*Wo numbers per image.
-The batch goes through in chunks whose col buffer is at most _CHUNK_BYTES: few
-enough products that BLAS's threads fork and join only a few times per call (each
-join waits for the slowest thread, which on a busy machine may be waiting for a
-core), yet a buffer that adds little to peak memory next to the activations.
+The batch goes through in chunks whose col buffer is at most _CHUNK_BYTES, dealt
+out to one worker thread per core (workers.py): while one worker copies, another
+multiplies, and each worker's buffers stay in its core's cache.
 """
 import numpy as np
-from numba import njit, prange
 
 from .conv_direct import conv3x3_forward, conv3x3_weight
+from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
+                     images_to_rows, pad_chunk, rows_to_images)
+from .workers import over_chunks
 
 # bytes of col buffer per chunk (see above)
-_CHUNK_BYTES = 4 << 20
+_CHUNK_BYTES = 1 << 20
 # up to this many input channels, a 3x3 stride-1 convolution's forward pass and
 # weight gradient are computed directly (conv_direct.py): measured here, direct
 # wins by 2x or more with one channel and loses with three
@@ -62,188 +54,6 @@ _DIRECT_MAX_C = 1
 def out_size(size, k, s, pad):
     """Output length of a window of k, stride s, padding pad over `size` (floor mode)."""
     return (size + 2 * pad - k) // s + 1
-
-
-# ----------------------------------------------------------------------------- wide rows (stride 1)
-
-@njit(cache=True)
-def pad_chunk(x, n0, ph, pw, xp):
-    """xp[m, c, ph+h, pw+w] = x[n0+m, c, h, w], 0 elsewhere.  x (N,C,H,W), xp (M,C,Hp,Wp)"""
-    M, C, Hp, Wp = xp.shape
-    H, W = x.shape[2], x.shape[3]
-    xp[:] = 0
-    for m in range(M):
-        for c in range(C):
-            for h in range(H):
-                src = x[n0 + m, c, h]
-                dst = xp[m, c, ph + h, pw: pw + W]
-                for w in range(W):
-                    dst[w] = src[w]
-
-
-@njit(cache=True)
-def im2col_wide(xp, KH, KW, S, col):
-    """col[r, m*S + t] = xp[m, c].flat[p*Wp + q + t], r = (c*KH + p)*KW + q.
-
-    xp (M,C,Hp,Wp), flattened per plane; col (>= C*KH*KW, M*S)
-    """
-    M, C, Hp, Wp = xp.shape
-    planes = xp.reshape(M, C, Hp * Wp)
-    for m in range(M):
-        for c in range(C):
-            for p in range(KH):
-                for q in range(KW):
-                    r = (c * KH + p) * KW + q
-                    src = planes[m, c, p * Wp + q: p * Wp + q + S]
-                    dst = col[r, m * S: (m + 1) * S]
-                    for t in range(S):      # a plain loop over views: numba makes it a fast copy
-                        dst[t] = src[t]
-
-
-@njit(cache=True)
-def col2im_wide(gcol, KH, KW, S, gxp):
-    """gxp[m, c].flat[p*Wp + q + t] += gcol[r, m*S + t]; gxp (M,C,Hp,Wp) zeroed first."""
-    M, C, Hp, Wp = gxp.shape
-    planes = gxp.reshape(M, C, Hp * Wp)
-    planes[:] = 0
-    for m in range(M):
-        for c in range(C):
-            for p in range(KH):
-                for q in range(KW):
-                    r = (c * KH + p) * KW + q
-                    src = gcol[r, m * S: (m + 1) * S]
-                    dst = planes[m, c, p * Wp + q: p * Wp + q + S]
-                    for t in range(S):
-                        dst[t] += src[t]
-
-
-@njit(cache=True)
-def crop_chunk(gxp, n0, ph, pw, gx):
-    """gx[n0+m, c, h, w] = gxp[m, c, ph+h, pw+w]: the image without its padding."""
-    M, C = gxp.shape[0], gxp.shape[1]
-    H, W = gx.shape[2], gx.shape[3]
-    for m in range(M):
-        for c in range(C):
-            for h in range(H):
-                src = gxp[m, c, ph + h, pw: pw + W]
-                dst = gx[n0 + m, c, h]
-                for w in range(W):
-                    dst[w] = src[w]
-
-
-# ----------------------------------------------------------------------------- general strides
-
-@njit(cache=True)
-def im2col(x, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, col):
-    """col[r, m*S + i*Wo + j] = x[n0+m, c, i*sh+p-ph, j*sw+q-pw] (0 in the padding).
-
-    x (N,C,H,W); col (>= C*KH*KW, M*Ho*Wo)
-    """
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    S = Ho * Wo
-    M = col.shape[1] // S
-    for c in range(C):
-        for p in range(KH):
-            for q in range(KW):
-                r = (c * KH + p) * KW + q
-                # the columns j whose tap lands inside the image: 0 <= j*sw + q - pw < W
-                jlo = min(Wo, max(0, -((q - pw) // sw)))
-                jhi = max(jlo, min(Wo, (W - 1 + pw - q) // sw + 1))
-                for m in range(M):
-                    for i in range(Ho):
-                        h = i * sh + p - ph
-                        dst = col[r, m * S + i * Wo: m * S + (i + 1) * Wo]
-                        if h < 0 or h >= H:
-                            for j in range(Wo):
-                                dst[j] = 0
-                            continue
-                        src = x[n0 + m, c, h]
-                        w0 = jlo * sw + q - pw          # first pixel, then every sw-th
-                        for j in range(jlo):
-                            dst[j] = 0
-                        for j in range(jhi - jlo):
-                            dst[jlo + j] = src[w0 + j * sw]
-                        for j in range(jhi, Wo):
-                            dst[j] = 0
-
-
-@njit(cache=True)
-def col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
-    """gx[n0+m, c, h, w] = sum of gcol[r, m*S + s] over the (r, s) im2col copied from (h, w).
-
-    gcol (C*KH*KW, M*Ho*Wo); gx (N,C,H,W): images n0 .. n0+M-1 overwritten
-    """
-    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
-    S = Ho * Wo
-    M = gcol.shape[1] // S
-    gx[n0:n0 + M] = 0
-    for c in range(C):
-        for p in range(KH):
-            for q in range(KW):
-                r = (c * KH + p) * KW + q
-                jlo = min(Wo, max(0, -((q - pw) // sw)))
-                jhi = max(jlo, min(Wo, (W - 1 + pw - q) // sw + 1))
-                for m in range(M):
-                    for i in range(Ho):
-                        h = i * sh + p - ph
-                        if h < 0 or h >= H:
-                            continue
-                        src = gcol[r, m * S + i * Wo: m * S + (i + 1) * Wo]
-                        dst = gx[n0 + m, c, h]
-                        w0 = jlo * sw + q - pw
-                        for j in range(jhi - jlo):
-                            dst[w0 + j * sw] += src[jlo + j]
-
-
-# ----------------------------------------------------------------------------- both layouts
-
-@njit(cache=True)
-def rows_to_images(Y, n0, L, y):
-    """y[n0+m, f, i, j] = Y[f, m*S + i*L + j] for j < Wo (S = Ho*L).  Y (F, M*S), y (N,F,Ho,Wo)"""
-    F, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
-    S = Ho * L
-    M = Y.shape[1] // S
-    for m in range(M):
-        for f in range(F):
-            for i in range(Ho):
-                src = Y[f, m * S + i * L: m * S + i * L + Wo]
-                dst = y[n0 + m, f, i]
-                for j in range(Wo):
-                    dst[j] = src[j]
-
-
-@njit(cache=True)
-def images_to_rows(gy, n0, L, GY):
-    """GY[f, m*S + i*L + j] = gy[n0+m, f, i, j], and 0 for Wo <= j < L.  The inverse layout."""
-    F, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
-    S = Ho * L
-    M = GY.shape[1] // S
-    for m in range(M):
-        for f in range(F):
-            for i in range(Ho):
-                src = gy[n0 + m, f, i]
-                dst = GY[f, m * S + i * L: m * S + (i + 1) * L]
-                for j in range(Wo):
-                    dst[j] = src[j]
-                for j in range(Wo, L):
-                    dst[j] = 0
-
-
-@njit(cache=True, parallel=True, fastmath={"reassoc"})
-def bias_grad(gy, gb):
-    """gb[f] = sum_n sum_i sum_j gy[n, f, i, j], accumulated in float64.  gb (F,)
-
-    One prange task per f. fastmath "reassoc" lets the compiler add in any order,
-    which is what makes a sum fast (several partial sums in vector registers).
-    """
-    N, F, Ho, Wo = gy.shape
-    for f in prange(F):
-        acc = 0.0
-        for n in range(N):
-            plane = gy[n, f].reshape(-1)
-            for k in range(Ho * Wo):
-                acc += plane[k]
-        gb[f] = acc
 
 
 # ----------------------------------------------------------------------------- the table's functions
@@ -298,8 +108,8 @@ def conv2d_forward(x, w, b, stride, padding):
     x = np.ascontiguousarray(x)
     pl = _Plan(x, w, stride, padding)
     F, R, S = pl.F, pl.R, pl.S
+    y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
     if pl.direct():
-        y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
         bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
         conv3x3_forward(pl.padded_batch(x), np.ascontiguousarray(w, dtype=x.dtype), bias, y)
         return y
@@ -307,16 +117,20 @@ def conv2d_forward(x, w, b, stride, padding):
     wb = np.empty((F, R + 1), dtype=x.dtype)
     wb[:, :R] = w.reshape(F, R)
     wb[:, R] = 0 if b is None else b
-    y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
-    col = np.empty((R + 1, pl.M * S), dtype=x.dtype)
-    col[R] = 1
-    Y = np.empty((F, pl.M * S), dtype=x.dtype)
-    xp = pl.padded_buffer(x.dtype)
-    for n0, m in pl.chunks():
-        c = col[:, :m * S]
+
+    def workspace():
+        col = np.empty((R + 1, pl.M * S), dtype=x.dtype)
+        col[R] = 1
+        return col, np.empty((F, pl.M * S), dtype=x.dtype), pl.padded_buffer(x.dtype)
+
+    def chunk(n0, m, ws):                            # images n0 .. n0+m-1
+        col, Y, xp = ws
+        c, out = col[:, :m * S], Y[:, :m * S]
         pl.fill_col(x, n0, m, xp, c)
-        np.matmul(wb, c, out=Y[:, :m * S])
-        rows_to_images(Y[:, :m * S], n0, pl.L, y)
+        np.matmul(wb, c, out=out)
+        rows_to_images(out, n0, pl.L, y)
+
+    over_chunks(pl.chunks(), chunk, workspace)
     return y
 
 
@@ -339,24 +153,24 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
         return None, gw, gb
     wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
     gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
-    gwt = np.zeros((R, F), dtype=x.dtype) if needs[1] else None
-    part = np.empty((R, F), dtype=x.dtype)
-    col = np.empty((R, pl.M * S), dtype=x.dtype)
-    GY = np.empty((F, pl.M * S), dtype=x.dtype)
     # gW = GY @ col^T sums over the long dimension M*S, with both matrices stored
     # along it. BLAS does best with gW^T = col @ GY^T, GY^T passed as a transposed
-    # view (no copy), when GY is the smaller (F < R); with few rows in col (one
-    # input channel: R = 9) an image-by-image product, summed, does best.
-    by_rows = needs[1] and F < R
-    xp = pl.padded_buffer(x.dtype)
-    for n0, m in pl.chunks():
+    # view (no copy), when GY is the smaller (F < R); with few rows in col (R <= F,
+    # e.g. a 1x1 convolution) an image-by-image product, summed, does best.
+    by_rows = F < R
+
+    def workspace():                                 # col, GY, xp, gW^T (this worker's sum)
+        return (np.empty((R, pl.M * S), dtype=x.dtype), np.empty((F, pl.M * S), dtype=x.dtype),
+                pl.padded_buffer(x.dtype), np.zeros((R, F), dtype=x.dtype))
+
+    def chunk(n0, m, ws):                            # images n0 .. n0+m-1
+        col, GY, xp, gwt = ws
         c, g = col[:, :m * S], GY[:, :m * S]
         images_to_rows(gy, n0, pl.L, g)
         if needs[1]:
             pl.fill_col(x, n0, m, xp, c)
             if by_rows:
-                np.matmul(c, g.T, out=part)
-                gwt += part
+                gwt += np.matmul(c, g.T)
             else:
                 per_image = np.matmul(c.reshape(R, m, S).transpose(1, 0, 2),
                                       g.reshape(F, m, S).transpose(1, 2, 0))   # (m, R, F)
@@ -368,6 +182,8 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
                 crop_chunk(xp[:m], n0, pl.ph, pl.pw, gx)
             else:
                 col2im(c, n0, pl.KH, pl.KW, pl.sh, pl.sw, pl.ph, pl.pw, pl.Ho, pl.Wo, gx)
+
+    spaces = over_chunks(pl.chunks(), chunk, workspace)
     if needs[1]:
-        gw = np.ascontiguousarray(gwt.T).reshape(w.shape)
+        gw = np.ascontiguousarray(sum(ws[3] for ws in spaces).T).reshape(w.shape)
     return gx, gw, gb
