@@ -32,19 +32,20 @@ this: its forward pass and weight gradient are computed directly
 (conv_direct.py), which is faster when a product has only 9 terms per output.
 Cost: the products do F*C*KH*KW*Ho*Wo multiply-adds per image (compute-bound; BLAS
 runs them near the machine's peak); the copies move C*KH*KW*Ho*Wo numbers per image.
-The batch goes through in chunks whose col buffer is at most _CHUNK_BYTES, dealt
-out to one worker thread per core (workers.py): while one worker copies, another
-multiplies, and each worker's buffers stay in its core's cache.
+The batch goes through in chunks whose col buffer is at most _CHUNK_BYTES: few
+enough products that BLAS's threads fork and join only a few times per call (each
+join waits for the slowest thread, which on a busy machine may be waiting for a
+core), yet a buffer small enough to stay in the cores' caches between im2col and
+the product.
 """
 import numpy as np
 
 from .conv_direct import conv3x3_forward, conv3x3_weight
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
                      images_to_rows, pad_chunk, rows_to_images)
-from .workers import over_chunks
 
 # bytes of col buffer per chunk (see above)
-_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = 4 << 20
 # up to this many input channels, a 3x3 stride-1 convolution's forward pass and
 # weight gradient are computed directly (conv_direct.py): measured here, direct
 # wins by 2x or more with one channel and loses with three
@@ -108,8 +109,8 @@ def conv2d_forward(x, w, b, stride, padding):
     x = np.ascontiguousarray(x)
     pl = _Plan(x, w, stride, padding)
     F, R, S = pl.F, pl.R, pl.S
-    y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
     if pl.direct():
+        y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
         bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
         conv3x3_forward(pl.padded_batch(x), np.ascontiguousarray(w, dtype=x.dtype), bias, y)
         return y
@@ -117,20 +118,16 @@ def conv2d_forward(x, w, b, stride, padding):
     wb = np.empty((F, R + 1), dtype=x.dtype)
     wb[:, :R] = w.reshape(F, R)
     wb[:, R] = 0 if b is None else b
-
-    def workspace():
-        col = np.empty((R + 1, pl.M * S), dtype=x.dtype)
-        col[R] = 1
-        return col, np.empty((F, pl.M * S), dtype=x.dtype), pl.padded_buffer(x.dtype)
-
-    def chunk(n0, m, ws):                            # images n0 .. n0+m-1
-        col, Y, xp = ws
-        c, out = col[:, :m * S], Y[:, :m * S]
+    y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
+    col = np.empty((R + 1, pl.M * S), dtype=x.dtype)
+    col[R] = 1
+    Y = np.empty((F, pl.M * S), dtype=x.dtype)
+    xp = pl.padded_buffer(x.dtype)
+    for n0, m in pl.chunks():
+        c = col[:, :m * S]
         pl.fill_col(x, n0, m, xp, c)
-        np.matmul(wb, c, out=out)
-        rows_to_images(out, n0, pl.L, y)
-
-    over_chunks(pl.chunks(), chunk, workspace)
+        np.matmul(wb, c, out=Y[:, :m * S])
+        rows_to_images(Y[:, :m * S], n0, pl.L, y)
     return y
 
 
@@ -153,24 +150,24 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
         return None, gw, gb
     wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
     gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
+    gwt = np.zeros((R, F), dtype=x.dtype) if needs[1] else None
+    part = np.empty((R, F), dtype=x.dtype)
+    col = np.empty((R, pl.M * S), dtype=x.dtype)
+    GY = np.empty((F, pl.M * S), dtype=x.dtype)
     # gW = GY @ col^T sums over the long dimension M*S, with both matrices stored
     # along it. BLAS does best with gW^T = col @ GY^T, GY^T passed as a transposed
-    # view (no copy), when GY is the smaller (F < R); with few rows in col (R <= F,
-    # e.g. a 1x1 convolution) an image-by-image product, summed, does best.
-    by_rows = F < R
-
-    def workspace():                                 # col, GY, xp, gW^T (this worker's sum)
-        return (np.empty((R, pl.M * S), dtype=x.dtype), np.empty((F, pl.M * S), dtype=x.dtype),
-                pl.padded_buffer(x.dtype), np.zeros((R, F), dtype=x.dtype))
-
-    def chunk(n0, m, ws):                            # images n0 .. n0+m-1
-        col, GY, xp, gwt = ws
+    # view (no copy), when GY is the smaller (F < R); with few rows in col (one
+    # input channel: R = 9) an image-by-image product, summed, does best.
+    by_rows = needs[1] and F < R
+    xp = pl.padded_buffer(x.dtype)
+    for n0, m in pl.chunks():
         c, g = col[:, :m * S], GY[:, :m * S]
         images_to_rows(gy, n0, pl.L, g)
         if needs[1]:
             pl.fill_col(x, n0, m, xp, c)
             if by_rows:
-                gwt += np.matmul(c, g.T)
+                np.matmul(c, g.T, out=part)
+                gwt += part
             else:
                 per_image = np.matmul(c.reshape(R, m, S).transpose(1, 0, 2),
                                       g.reshape(F, m, S).transpose(1, 2, 0))   # (m, R, F)
@@ -182,8 +179,6 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
                 crop_chunk(xp[:m], n0, pl.ph, pl.pw, gx)
             else:
                 col2im(c, n0, pl.KH, pl.KW, pl.sh, pl.sw, pl.ph, pl.pw, pl.Ho, pl.Wo, gx)
-
-    spaces = over_chunks(pl.chunks(), chunk, workspace)
     if needs[1]:
-        gw = np.ascontiguousarray(sum(ws[3] for ws in spaces).T).reshape(w.shape)
+        gw = np.ascontiguousarray(gwt.T).reshape(w.shape)
     return gx, gw, gb

@@ -1,8 +1,7 @@
 """The copies around conv.py's matrix products: im2col, col2im and layouts (numba).
 
 conv.py explains what col, Y and GY are; these loops only move numbers between
-the images and those matrices. They release the GIL (nogil), so conv.py's
-worker threads run them side by side, each on its own chunk of images.
+the images and those matrices.
 
 Index maps (plain loops, each call on one thread; the inner loops run over row
 views, src[t] -> dst[t], which numba turns into fast copies):
@@ -19,7 +18,7 @@ from numba import njit, prange
 
 # ----------------------------------------------------------------------------- wide rows (stride 1)
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def pad_chunk(x, n0, ph, pw, xp):
     """xp[m, c, ph+h, pw+w] = x[n0+m, c, h, w], 0 elsewhere.  x (N,C,H,W), xp (M,C,Hp,Wp)"""
     M, C, Hp, Wp = xp.shape
@@ -34,7 +33,7 @@ def pad_chunk(x, n0, ph, pw, xp):
                     dst[w] = src[w]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def im2col_wide(xp, KH, KW, S, col):
     """col[r, m*S + t] = xp[m, c].flat[p*Wp + q + t], r = (c*KH + p)*KW + q.
 
@@ -53,7 +52,7 @@ def im2col_wide(xp, KH, KW, S, col):
                         dst[t] = src[t]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def col2im_wide(gcol, KH, KW, S, gxp):
     """gxp[m, c].flat[p*Wp + q + t] += gcol[r, m*S + t]; gxp (M,C,Hp,Wp) zeroed first."""
     M, C, Hp, Wp = gxp.shape
@@ -70,7 +69,7 @@ def col2im_wide(gcol, KH, KW, S, gxp):
                         dst[t] += src[t]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def crop_chunk(gxp, n0, ph, pw, gx):
     """gx[n0+m, c, h, w] = gxp[m, c, ph+h, pw+w]: the image without its padding."""
     M, C = gxp.shape[0], gxp.shape[1]
@@ -86,7 +85,7 @@ def crop_chunk(gxp, n0, ph, pw, gx):
 
 # ----------------------------------------------------------------------------- general strides
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def im2col(x, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, col):
     """col[r, m*S + i*Wo + j] = x[n0+m, c, i*sh+p-ph, j*sw+q-pw] (0 in the padding).
 
@@ -120,7 +119,7 @@ def im2col(x, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, col):
                             dst[j] = 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
     """gx[n0+m, c, h, w] = sum of gcol[r, m*S + s] over the (r, s) im2col copied from (h, w).
 
@@ -150,7 +149,7 @@ def col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
 
 # ----------------------------------------------------------------------------- both layouts
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def rows_to_images(Y, n0, L, y):
     """y[n0+m, f, i, j] = Y[f, m*S + i*L + j] for j < Wo (S = Ho*L).  Y (F, M*S), y (N,F,Ho,Wo)"""
     F, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
@@ -165,7 +164,7 @@ def rows_to_images(Y, n0, L, y):
                     dst[j] = src[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
 def images_to_rows(gy, n0, L, GY):
     """GY[f, m*S + i*L + j] = gy[n0+m, f, i, j], and 0 for Wo <= j < L.  The inverse layout."""
     F, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
