@@ -35,8 +35,7 @@ runs them near the machine's peak); the copies move C*KH*KW*Ho*Wo numbers per im
 The batch goes through in chunks whose col buffer is at most _CHUNK_BYTES: few
 enough products that BLAS's threads fork and join only a few times per call (each
 join waits for the slowest thread, which on a busy machine may be waiting for a
-core), yet a buffer small enough to stay in the cores' caches between im2col and
-the product.
+core), yet a buffer that adds little to peak memory next to the activations.
 """
 import numpy as np
 

@@ -14,18 +14,20 @@ Row r of x (R, K), with m_r = max_k x[r,k] and Z_r = sum_k exp(x[r,k] - m_r):
                             wt[t_n] * gloss / sum_n wt[t_n] ("mean")
 Subtracting m_r first keeps every exp in (0, 1]: logits of 1e4 do not overflow.
 
-Index map: one prange task per row r; the row sums are accumulated in float64.
+Index map: one loop iteration per row r; the row sums are accumulated in float64.
+Plain loops on one thread: a batch of logits is a few thousand numbers, fewer
+than waking a pool of threads would cost (tens of microseconds).
 Cost: a few passes over K numbers per row.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def softmax_rows(x, y, log):
     """y = softmax(x) (log=False) or log_softmax(x) (log=True) along rows.  x, y (R,K)"""
     R, K = x.shape
-    for r in prange(R):
+    for r in range(R):
         m = x[r, 0]
         for k in range(1, K):
             if x[r, k] > m:
@@ -42,11 +44,11 @@ def softmax_rows(x, y, log):
                 y[r, k] = np.exp(x[r, k] - m) / z
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def softmax_rows_bwd(gy, y, gx, log):
     """Backward of softmax_rows, given its output y.  gy, y, gx (R,K)"""
     R, K = y.shape
-    for r in prange(R):
+    for r in range(R):
         acc = 0.0
         if log:
             for k in range(K):
@@ -60,11 +62,11 @@ def softmax_rows_bwd(gy, y, gx, log):
                 gx[r, k] = y[r, k] * (gy[r, k] - acc)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def ce_rows(x, target, nll, probs):
     """nll[n] = -log softmax(x)[n, t_n] and probs = softmax(x).  x, probs (N,K); target, nll (N,)"""
     N, K = x.shape
-    for n in prange(N):
+    for n in range(N):
         m = x[n, 0]
         for k in range(1, K):
             if x[n, k] > m:
@@ -77,11 +79,11 @@ def ce_rows(x, target, nll, probs):
         nll[n] = -((x[n, target[n]] - m) - np.log(z))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def ce_rows_bwd(probs, target, scale, g):
     """g[n,k] = scale[n] * (probs[n,k] - [k == t_n]).  probs, g (N,K); target, scale (N,)"""
     N, K = probs.shape
-    for n in prange(N):
+    for n in range(N):
         for k in range(K):
             onehot = 1.0 if k == target[n] else 0.0
             g[n, k] = scale[n] * (probs[n, k] - onehot)
