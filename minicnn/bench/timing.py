@@ -5,6 +5,15 @@ Both sides get the same inputs and the same warm-up. Repetitions alternate
 up, the CPU clocking down) falls on both sides alike, and the median of each
 side is reported: one slow outlier does not move it.
 
+Before each timed sample the side about to be timed runs untimed for a moment
+(at least one call and settle_s seconds). Both engines keep pools of threads
+that stay busy for a while after a call (PyTorch's OpenMP threads spin for
+milliseconds, waiting for the next op; BLAS's threads do the same); a sample
+taken straight after the other engine's call would share the cores with them.
+After the settling calls the other engine's threads have gone to sleep and this
+engine's are awake, so each sample measures an engine in its steady state, as
+in a training loop, whichever ran before it.
+
 A call that takes microseconds is timed in a loop of `inner` calls, chosen so
 that one sample lasts a few milliseconds (sample_s); the figure is still per
 call. With sample_s=0 every sample is one call (for calls that take seconds).
@@ -32,6 +41,14 @@ def _calls_per_sample(fn, target_s, clock):
     return max(1, min(10_000, math.ceil(target_s / once)))
 
 
+def _settle(fn, settle_s):
+    """Run fn untimed: at least once, and until settle_s seconds have passed."""
+    end = time.perf_counter() + settle_s
+    fn()
+    while time.perf_counter() < end:
+        fn()
+
+
 def _sample(fn, inner, clock):
     clock.start()
     for _ in range(inner):
@@ -40,12 +57,13 @@ def _sample(fn, inner, clock):
 
 
 def compare(a, b=None, reps=10, warmup=2, budget_s=30.0, sample_s=0.005, min_reps=3,
-            clock=None):
+            clock=None, settle_s=0.02):
     """Median seconds per call of a() and of b() (None when b is None).
 
     a, b: functions of no arguments doing the same work. Each runs `warmup`
     times first (compilation, caches, allocator), then up to `reps` timed
-    samples each, alternating which goes first; stops early once `budget_s`
+    samples each, alternating which goes first, each after settle_s of untimed
+    calls of its own (when there are two sides); stops early once `budget_s`
     has passed and both have at least `min_reps` samples. `clock` times a sample
     (WallClock by default; a GPU needs one that waits for its queue).
     Returns {"a": seconds, "b": seconds or None, "reps": samples per side,
@@ -63,6 +81,8 @@ def compare(a, b=None, reps=10, warmup=2, budget_s=30.0, sample_s=0.005, min_rep
     for rep in range(reps):
         order = range(len(sides)) if rep % 2 == 0 else reversed(range(len(sides)))
         for k in order:
+            if len(sides) > 1:
+                _settle(sides[k], settle_s)
             times[k].append(_sample(sides[k], inner[k], clock))
         if rep + 1 >= min_reps and time.perf_counter() - start > budget_s:
             break
