@@ -384,6 +384,17 @@ def test_pool_reference_gradient_check(case):
 
 # ----------------------------------------------------------------------------- activations
 
+@pytest.mark.parametrize("size", [1000, 70_000], ids=["one-thread", "prange"])
+def test_relu_both_paths_match_reference(size):
+    # relu runs a plain loop below PARALLEL_MIN_ELEMENTS elements, prange above
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal(size).astype(np.float32)
+    x[:3] = [0.0, -0.0, np.nan]
+    gy = rng.standard_normal(size).astype(np.float32)
+    y = NB.relu_forward(x)
+    np.testing.assert_array_equal(y, REF.relu_forward(x))
+    np.testing.assert_array_equal(NB.relu_backward(gy, y), REF.relu_backward(gy, y))
+
 @EXAMPLES
 @given(shape=st.lists(st.integers(1, 5), min_size=0, max_size=4), scale=st.sampled_from([1.0, 50.0, 1e4]),
        dtype=dtypes, seed=st.integers(0, 2**32 - 1))
@@ -558,12 +569,17 @@ SGD_SETTINGS = [dict(momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=Fal
                 dict(momentum=0.0, dampening=0.0, weight_decay=0.1, nesterov=False)]
 
 
+# a small parameter (one thread) and one past PARALLEL_MIN_ELEMENTS (prange)
+PARAM_SHAPES = pytest.mark.parametrize("shape", [(3, 4, 5), (257, 256)], ids=["small", "large"])
+
+
 @pytest.mark.parametrize("module", [NB, REF], ids=["cpu", "reference"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opts", SGD_SETTINGS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
-def test_sgd_steps_match_torch(module, dtype, opts, equivalence_log):
+@PARAM_SHAPES
+def test_sgd_steps_match_torch(module, dtype, opts, shape, equivalence_log):
     rng = np.random.default_rng(3)
-    p = rng.standard_normal((3, 4, 5)).astype(dtype)
+    p = rng.standard_normal(shape).astype(dtype)
     buf = np.zeros_like(p) if opts["momentum"] else None
     pt = torch.nn.Parameter(torch.from_numpy(p.copy()))
     opt = torch.optim.SGD([pt], lr=0.1, **opts)
@@ -589,9 +605,10 @@ ADAM_SETTINGS = [dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
 @pytest.mark.parametrize("module", [NB, REF], ids=["cpu", "reference"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opts", ADAM_SETTINGS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
-def test_adam_steps_match_torch(module, dtype, opts, equivalence_log):
+@PARAM_SHAPES
+def test_adam_steps_match_torch(module, dtype, opts, shape, equivalence_log):
     rng = np.random.default_rng(4)
-    p = rng.standard_normal((4, 7)).astype(dtype)
+    p = rng.standard_normal(shape).astype(dtype)
     m, v = np.zeros_like(p), np.zeros_like(p)
     pt = torch.nn.Parameter(torch.from_numpy(p.copy()))
     opt = torch.optim.Adam([pt], lr=0.01, **opts)

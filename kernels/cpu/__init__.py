@@ -1,6 +1,8 @@
 """The CPU kernels, compiled by numba: one module per op family (lessons 01, 02, 03, 06).
 
     conv.py        conv2d forward / backward (im2col + BLAS)
+    im2col.py      the copies around conv.py's matrix products
+    conv_direct.py 3x3 convolution of one input channel, without BLAS
     pool.py        max and average pooling
     activation.py  relu, sigmoid
     linear.py      fully connected layer (BLAS)
@@ -16,13 +18,19 @@ back the other, and one switch can cost milliseconds (measured here: 8 ms for a
 20-microsecond kernel following a matrix product). So, before numba starts its
 threads, ask for idle threads that sleep at once:
   * numba's default OpenMP pool reads OMP_WAIT_POLICY when OpenMP is first loaded;
-    PASSIVE makes idle threads sleep (a sleeping thread takes ~10 us to wake).
+    PASSIVE makes idle threads sleep (waking them costs tens of microseconds per
+    parallel loop, which is why small arrays skip the pool: PARALLEL_MIN_ELEMENTS).
   * if OpenMP is already loaded by someone else (PyTorch, for one, loads its own
     and numba then shares it), that setting comes too late: use numba's simpler
     "workqueue" pool instead, whose idle threads always sleep.
 A setting made by the user (OMP_WAIT_POLICY or NUMBA_THREADING_LAYER) is kept.
 """
 import os
+
+# Below this many elements an elementwise kernel runs on one thread: waking the
+# sleeping threads of a parallel loop costs tens of microseconds (measured here:
+# 40-100 us per loop), more than a thread needs for 64K numbers.
+PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
 def _openmp_loaded():

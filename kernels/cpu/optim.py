@@ -13,41 +13,71 @@ counted from 1:
     v  = b2 * v + (1 - b2) * g'^2
     p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 
-Index map: the parameter is seen flat; prange task k updates element k of p and of
-its state (buf, or m and v). Cost: a few reads and writes per element, memory-bound.
+Index map: the parameter is seen flat; task k updates element k of p and of its
+state (buf, or m and v): prange tasks for large parameters, a plain loop for small
+ones (biases, small filters). Cost: a few reads and writes per element,
+memory-bound.
 """
 import numpy as np
 from numba import njit, prange
 
+from . import PARALLEL_MIN_ELEMENTS
+
+
+@njit(inline="always")
+def _sgd_at(k, p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """The SGD update of element k (of p, and of buf when momentum != 0)."""
+    d = g[k] + weight_decay * p[k] if weight_decay != 0 else g[k]
+    if momentum != 0:
+        if first:
+            buf[k] = d
+        else:
+            buf[k] = momentum * buf[k] + (1 - dampening) * d
+        # read buf back: the stored (rounded) value is the one the next step sees
+        d = d + momentum * buf[k] if nesterov else buf[k]
+    p[k] -= lr * d
+
 
 @njit(cache=True, parallel=True)
-def sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+def sgd_parallel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     """p, g, buf (L,); buf is read and written only when momentum != 0."""
     for k in prange(p.size):
-        d = g[k] + weight_decay * p[k] if weight_decay != 0 else g[k]
-        if momentum != 0:
-            if first:
-                buf[k] = d
-            else:
-                buf[k] = momentum * buf[k] + (1 - dampening) * d
-            # read buf back: the stored (rounded) value is the one the next step sees
-            d = d + momentum * buf[k] if nesterov else buf[k]
-        p[k] -= lr * d
+        _sgd_at(k, p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
+
+
+@njit(cache=True)
+def sgd_serial(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """sgd_parallel on one thread, for small parameters (see PARALLEL_MIN_ELEMENTS)."""
+    for k in range(p.size):
+        _sgd_at(k, p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
+
+
+@njit(inline="always")
+def _adam_at(k, p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt):
+    """The Adam update of element k of p, m and v."""
+    w1 = 1 - beta1
+    gk = g[k] + weight_decay * p[k] if weight_decay != 0 else g[k]
+    # lerp as PyTorch writes it: exact at both ends
+    if w1 < 0.5:
+        m[k] = m[k] + w1 * (gk - m[k])
+    else:
+        m[k] = gk - (gk - m[k]) * (1 - w1)
+    v[k] = beta2 * v[k] + (1 - beta2) * gk * gk
+    p[k] -= step_size * m[k] / (np.sqrt(v[k]) / bc2_sqrt + eps)
 
 
 @njit(cache=True, parallel=True)
-def adam_kernel(p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt):
+def adam_parallel(p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt):
     """p, g, m, v (L,); step_size = lr / (1 - b1^t), bc2_sqrt = sqrt(1 - b2^t)."""
-    w1 = 1 - beta1
     for k in prange(p.size):
-        gk = g[k] + weight_decay * p[k] if weight_decay != 0 else g[k]
-        # lerp as PyTorch writes it: exact at both ends
-        if w1 < 0.5:
-            m[k] = m[k] + w1 * (gk - m[k])
-        else:
-            m[k] = gk - (gk - m[k]) * (1 - w1)
-        v[k] = beta2 * v[k] + (1 - beta2) * gk * gk
-        p[k] -= step_size * m[k] / (np.sqrt(v[k]) / bc2_sqrt + eps)
+        _adam_at(k, p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt)
+
+
+@njit(cache=True)
+def adam_serial(p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt):
+    """adam_parallel on one thread, for small parameters (see PARALLEL_MIN_ELEMENTS)."""
+    for k in range(p.size):
+        _adam_at(k, p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bc2_sqrt)
 
 
 def _flat(a):
@@ -64,7 +94,8 @@ def sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     bf = _flat(buf) if buf is not None else pf[:0]
     if momentum != 0 and buf is None:
         raise ValueError("sgd_step: momentum needs a buffer")
-    sgd_kernel(pf, np.ascontiguousarray(g).reshape(-1), bf, float(lr), float(momentum),
+    kernel = sgd_parallel if pf.size >= PARALLEL_MIN_ELEMENTS else sgd_serial
+    kernel(pf, np.ascontiguousarray(g).reshape(-1), bf, float(lr), float(momentum),
                float(dampening), float(weight_decay), bool(nesterov), bool(first))
 
 
@@ -72,5 +103,6 @@ def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     """One Adam step in place on p (any shape), with moments m and v (same shape)."""
     step_size = float(lr) / (1 - float(beta1) ** step)
     bc2_sqrt = (1 - float(beta2) ** step) ** 0.5
-    adam_kernel(_flat(p), np.ascontiguousarray(g).reshape(-1), _flat(m), _flat(v),
+    kernel = adam_parallel if p.size >= PARALLEL_MIN_ELEMENTS else adam_serial
+    kernel(_flat(p), np.ascontiguousarray(g).reshape(-1), _flat(m), _flat(v),
                 float(beta1), float(beta2), float(eps), float(weight_decay), step_size, bc2_sqrt)
