@@ -42,8 +42,9 @@ def _tap(xp, p, q, stride, Ho, Wo):
 
 # ----------------------------------------------------------------------------- convolution (lesson 01)
 
-def conv2d_forward(x, w, b, stride, padding):
+def conv2d_forward(x, w, b, stride, padding, relu=False):
     """y[n,f,i,j] = b[f] + sum_c sum_p sum_q x[n,c,i*sh+p-ph, j*sw+q-pw] * w[f,c,p,q]
+    and then, with relu=True, y = max(y, 0) (a ReLU fused in).
 
     x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo)
     """
@@ -59,11 +60,14 @@ def conv2d_forward(x, w, b, stride, padding):
             y += np.einsum("nchw,fc->nfhw", _tap(xp, p, q, stride, Ho, Wo), w[:, :, p, q])
     if b is not None:
         y += b[None, :, None, None]
-    return y
+    return relu_forward(y) if relu else y
 
 
-def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
+def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
     """Gradients of conv2d_forward, given gy = dL/dy.
+
+    relu_y: the output of a forward pass with relu=True, or None. When given, gy
+    first goes back through the ReLU: gy = gy where relu_y > 0, else 0.
 
     gx[n,c,h,w]  = sum over (f,i,j,p,q) with i*sh+p-ph = h, j*sw+q-pw = w of gy[n,f,i,j] w[f,c,p,q]
     gw[f,c,p,q]  = sum_n sum_i sum_j gy[n,f,i,j] * x[n,c,i*sh+p-ph, j*sw+q-pw]
@@ -72,6 +76,8 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
     x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> gx (N,C,H,W), gw like w, gb (F,);
     an entry is None where needs (input, weight, bias) says False.
     """
+    if relu_y is not None:
+        gy = relu_backward(gy, relu_y)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     _, _, Ho, Wo = gy.shape

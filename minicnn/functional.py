@@ -73,7 +73,41 @@ def conv2d(input, weight, bias=None, stride=1, padding=0):
     input (N, C, H, W), weight (F, C, KH, KW), bias (F,) or None
     -> (N, F, (H + 2*ph - KH)//sh + 1, (W + 2*pw - KW)//sw + 1)
     """
-    op = "conv2d"
+    stride, padding = _conv_args(input, weight, bias, stride, padding, "conv2d")
+    return Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding)
+
+
+class Conv2dReLUFn(Function):
+    """relu(conv2d(x, w, b)) as one op: the kernels apply max(y, 0) as they write y,
+    and in backward mask gy as they read it, so the ReLU costs no pass of its own.
+    The ReLU's output is all backward needs (where y > 0 the ReLU passed gy on)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding):
+        y = backends.get(ctx.device).conv2d_forward(x, w, b, stride, padding, relu=True)
+        ctx.save_for_backward(x, w, y)
+        ctx.conv = (stride, padding, b is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w, y = ctx.saved_tensors
+        stride, padding, has_bias = ctx.conv
+        need = ctx.needs_input_grad
+        needs = (need[0], need[1], has_bias and need[2])
+        return backends.get(ctx.device).conv2d_backward(x, w, gy, stride, padding, needs,
+                                                        relu_y=y)
+
+
+def conv2d_relu(input, weight, bias=None, stride=1, padding=0):
+    """relu(conv2d(input, weight, bias, stride, padding)), computed as one op (same
+    shapes and values as the two; nn.Sequential uses it for a Conv2d then a ReLU)."""
+    stride, padding = _conv_args(input, weight, bias, stride, padding, "conv2d")
+    return Conv2dReLUFn.apply(input, weight, bias, stride=stride, padding=padding)
+
+
+def _conv_args(input, weight, bias, stride, padding, op):
+    """Check conv2d's arguments; returns (stride, padding) as pairs."""
     _as_tensor(input, op)
     _as_tensor(weight, op, "weight")
     stride, padding = _pair(stride, "stride", op), _pair(padding, "padding", op)
@@ -104,7 +138,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0):
     _backend(op, input, weight, bias)
     if input.dtype != weight.dtype:
         raise TypeError(f"{op}: input is {input.dtype} but weight is {weight.dtype}")
-    return Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding)
+    return stride, padding
 
 
 # --- pooling (lesson 03) ----------------------------------------------------
@@ -451,5 +485,5 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     return xhat
 
 
-__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "linear", "softmax",
+__all__ = ["conv2d", "conv2d_relu", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "linear", "softmax",
            "log_softmax", "cross_entropy", "dropout", "flatten", "batch_norm", "is_grad_enabled"]

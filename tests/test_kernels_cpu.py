@@ -135,6 +135,30 @@ def test_conv3x3_both_paths_match_reference(max_c, case, dtype, bias, equivalenc
         check_conv_numba_against_reference(case, dtype, bias, equivalence_log)
 
 
+@EXAMPLES
+@given(case=conv_case(), dtype=dtypes)
+@pytest.mark.parametrize("max_c", [0, 3], ids=["im2col", "direct"])
+def test_conv_fused_relu_matches_reference(max_c, case, dtype, equivalence_log):
+    # relu=True forward and relu_y backward, down both paths, against the reference
+    xs, ws, stride, padding, seed = case
+    rng = np.random.default_rng(seed)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
+    with mock.patch.object(conv_kernels, "_DIRECT_MAX_C", max_c):
+        y = NB.conv2d_forward(x, w, b, stride, padding, relu=True)
+        y_ref = REF.conv2d_forward(x, w, b, stride, padding, relu=True)
+        close(equivalence_log, "k.conv2d+relu fwd", "numba=ref", y, y_ref, **TOL[dtype])
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        for needs in ((True, True, True), (False, True, True), (True, False, False),
+                      (False, False, True)):
+            got = NB.conv2d_backward(x, w, gy, stride, padding, needs, relu_y=y)
+            ref = REF.conv2d_backward(x, w, gy, stride, padding, needs, relu_y=y_ref)
+            for name, g, r in zip(("gx", "gw", "gb"), got, ref):
+                assert (g is None) == (r is None), f"{name} computed against needs {needs}"
+                if g is not None:
+                    close(equivalence_log, f"k.conv2d+relu {name}", "numba=ref", g, r,
+                          **TOL[dtype])
+
+
 def check_conv_numba_against_reference(case, dtype, bias, equivalence_log):
     xs, ws, stride, padding, seed = case
     rng = np.random.default_rng(seed)

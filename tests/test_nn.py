@@ -139,6 +139,28 @@ def test_sequential_indexing_and_iteration():
     assert_close(seq(x).numpy(), y.numpy(), 0, 0, "Sequential vs layer by layer")
 
 
+def test_sequential_fuses_conv_then_relu_with_the_same_gradients():
+    from minicnn.bench import trace
+    minicnn.manual_seed(3)
+    seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.ReLU())
+    x = minicnn.randn(2, 2, 7, 6, requires_grad=True)
+    with trace.record("cpu") as calls:
+        fused = seq(x)
+    assert "relu_forward" not in [c.name for c in calls]       # the ReLUs ran inside the convs
+    fused.sum().backward()
+    got = [x.grad.numpy()] + [p.grad.numpy() for p in seq.parameters()]
+    x.grad = None
+    seq.zero_grad()
+    y = x
+    for layer in seq:                                            # the same layers one by one
+        y = layer(y)
+    assert_close(fused.numpy(), y.numpy(), 0, 0, "fused forward")
+    y.sum().backward()
+    want = [x.grad.numpy()] + [p.grad.numpy() for p in seq.parameters()]
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert_close(g, w, 1e-6, 1e-6, f"fused gradient {k}")
+
+
 # --- Module bookkeeping -------------------------------------------------------------------------
 
 def test_parameter_names_and_counts_match_torch():

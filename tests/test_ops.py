@@ -156,6 +156,21 @@ def test_conv2d(backend, check):
     run_cases(backend, conv_cases(small=_small(backend)), body)
 
 
+def test_conv2d_relu(backend, check):
+    # the fused op against PyTorch's two: relu(conv2d(...)), values and gradients
+    def body(c):
+        rng = np.random.default_rng(c["seed"])
+        x = normal(rng, c["n"], c["c"], c["h"], c["w"])
+        w, b = normal(rng, c["f"], c["c"], *c["k"]) * 0.5, normal(rng, c["f"])
+        stride, padding = c["stride"], c["padding"]
+        check("conv2d_relu",
+              lambda F, x, w, b: F.conv2d_relu(x, w, b, stride=stride, padding=padding),
+              [x, w, b], needs_grad=[c["x_grad"], True, c["bias"]], seed=c["seed"],
+              torch_fn=lambda F, x, w, b: F.relu(F.conv2d(x, w, b, stride=stride,
+                                                          padding=padding)))
+    run_cases(backend, conv_cases(small=_small(backend)), body)
+
+
 def test_conv2d_typical_layer(backend, check):
     """A 3x3 'same' convolution of a 28x28 image: the size the model really uses.
 

@@ -40,8 +40,9 @@ core), yet a buffer that adds little to peak memory next to the activations.
 import numpy as np
 
 from .conv_direct import conv3x3_forward, conv3x3_weight
+from .activation import relu_backward
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
-                     images_to_rows, pad_chunk, rows_to_images)
+                     images_to_rows, pad_chunk, relu_images_to_rows, rows_to_images)
 
 # bytes of col buffer per chunk (see above)
 _CHUNK_BYTES = 4 << 20
@@ -103,15 +104,16 @@ class _Plan:
         return np.empty((self.M, self.C, self.Hp, self.Wp), dtype=dtype) if self.wide else None
 
 
-def conv2d_forward(x, w, b, stride, padding):
-    """x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo)."""
+def conv2d_forward(x, w, b, stride, padding, relu=False):
+    """x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo); relu=True also
+    takes max(y, 0) on the way out (a ReLU fused in: no pass of its own)."""
     x = np.ascontiguousarray(x)
     pl = _Plan(x, w, stride, padding)
     F, R, S = pl.F, pl.R, pl.S
     if pl.direct():
         y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
         bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
-        conv3x3_forward(pl.padded_batch(x), np.ascontiguousarray(w, dtype=x.dtype), bias, y)
+        conv3x3_forward(pl.padded_batch(x), np.ascontiguousarray(w, dtype=x.dtype), bias, relu, y)
         return y
     # [W | b]: the bias rides along as the weight of a constant input 1
     wb = np.empty((F, R + 1), dtype=x.dtype)
@@ -126,21 +128,27 @@ def conv2d_forward(x, w, b, stride, padding):
         c = col[:, :m * S]
         pl.fill_col(x, n0, m, xp, c)
         np.matmul(wb, c, out=Y[:, :m * S])
-        rows_to_images(Y[:, :m * S], n0, pl.L, y)
+        rows_to_images(Y[:, :m * S], n0, pl.L, relu, y)
     return y
 
 
-def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
+def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
     """x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> (gx (N,C,H,W), gw (F,C,KH,KW), gb (F,)),
-    each None where needs (input, weight, bias) says False."""
+    each None where needs (input, weight, bias) says False.
+
+    relu_y: the output of a relu=True forward, or None. The ReLU's backward (gy where
+    relu_y > 0, else 0) is then folded into the copy of gy into GY; the paths that
+    read gy directly get it applied first.
+    """
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     pl = _Plan(x, w, stride, padding)
     F, R, S = pl.F, pl.R, pl.S
-    gb = None
-    if needs[2]:
+    if relu_y is not None and (pl.direct() or not (needs[0] or needs[1])):
+        gy, relu_y = relu_backward(gy, relu_y), None     # read directly below
+    gb = gw = None
+    if needs[2] and relu_y is None:
         gb = np.empty(F, dtype=gy.dtype)
         bias_grad(gy, gb)
-    gw = None
     if needs[1] and pl.direct():
         gw = np.empty(w.shape, dtype=x.dtype)
         conv3x3_weight(pl.padded_batch(x), gy, gw)
@@ -159,9 +167,15 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
     # input channel: R = 9) an image-by-image product, summed, does best.
     by_rows = needs[1] and F < R
     xp = pl.padded_buffer(x.dtype)
+    gb64 = np.zeros(F) if needs[2] and relu_y is not None else None
     for n0, m in pl.chunks():
         c, g = col[:, :m * S], GY[:, :m * S]
-        images_to_rows(gy, n0, pl.L, g)
+        if relu_y is None:
+            images_to_rows(gy, n0, pl.L, g)
+        else:
+            relu_images_to_rows(gy, relu_y, n0, pl.L, g)
+            if gb64 is not None:                    # gb from the masked rows (0 past Wo)
+                gb64 += g.sum(axis=1, dtype=np.float64)
         if needs[1]:
             pl.fill_col(x, n0, m, xp, c)
             if by_rows:
@@ -180,4 +194,6 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)):
                 col2im(c, n0, pl.KH, pl.KW, pl.sh, pl.sw, pl.ph, pl.pw, pl.Ho, pl.Wo, gx)
     if needs[1]:
         gw = np.ascontiguousarray(gwt.T).reshape(w.shape)
+    if gb64 is not None:
+        gb = gb64.astype(gy.dtype)
     return gx, gw, gb

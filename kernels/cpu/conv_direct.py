@@ -26,8 +26,9 @@ from numba import njit, prange
 
 
 @njit(cache=True, parallel=True, fastmath={"contract"})
-def conv3x3_forward(xp, w, b, y):
-    """xp (N,C,Ho+2,Wo+2) padded input, w (F,C,3,3), b (F,) -> y (N,F,Ho,Wo) overwritten."""
+def conv3x3_forward(xp, w, b, relu, y):
+    """xp (N,C,Ho+2,Wo+2) padded input, w (F,C,3,3), b (F,) -> y (N,F,Ho,Wo) overwritten;
+    relu=True then takes max(y, 0) (the fused ReLU; NaN stays NaN)."""
     C = xp.shape[1]
     N, F, Ho, Wo = y.shape
     for t in prange(N * F):
@@ -42,6 +43,9 @@ def conv3x3_forward(xp, w, b, y):
                     out[j] += (k[0, 0] * r0[j] + k[0, 1] * r0[j + 1] + k[0, 2] * r0[j + 2]
                                + k[1, 0] * r1[j] + k[1, 1] * r1[j + 1] + k[1, 2] * r1[j + 2]
                                + k[2, 0] * r2[j] + k[2, 1] * r2[j + 1] + k[2, 2] * r2[j + 2])
+            if relu:
+                for j in range(Wo):
+                    out[j] = 0 if out[j] < 0 else out[j]
 
 
 @njit(cache=True, fastmath={"contract", "reassoc"})

@@ -10,7 +10,9 @@ views, src[t] -> dst[t], which numba turns into fast copies):
     col2im_wide:     gxp[m, c].flat[p*Wp+q+t]  += gcol[r, m*S + t]
     im2col/col2im:   col[r, m*S + i*Wo + j]   <-> x[n0+m, c, i*sh+p-ph, j*sw+q-pw]
     rows_to_images:  y[n0+m, f, i, j]          =  Y[f, m*S + i*L + j],  j < Wo
+                     (or max(Y, 0), the fused ReLU)
     images_to_rows:  GY[f, m*S + i*L + j]      =  gy[n0+m, f, i, j]  (0 for j >= Wo)
+                     (relu_images_to_rows: 0 also where the ReLU's output relu_y <= 0)
 """
 import numpy as np
 from numba import njit, prange
@@ -150,8 +152,9 @@ def col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
 # ----------------------------------------------------------------------------- both layouts
 
 @njit(cache=True)
-def rows_to_images(Y, n0, L, y):
-    """y[n0+m, f, i, j] = Y[f, m*S + i*L + j] for j < Wo (S = Ho*L).  Y (F, M*S), y (N,F,Ho,Wo)"""
+def rows_to_images(Y, n0, L, relu, y):
+    """y[n0+m, f, i, j] = Y[f, m*S + i*L + j] for j < Wo (S = Ho*L), through max(., 0)
+    when relu is True (the fused ReLU; NaN stays NaN).  Y (F, M*S), y (N,F,Ho,Wo)"""
     F, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     S = Ho * L
     M = Y.shape[1] // S
@@ -160,8 +163,12 @@ def rows_to_images(Y, n0, L, y):
             for i in range(Ho):
                 src = Y[f, m * S + i * L: m * S + i * L + Wo]
                 dst = y[n0 + m, f, i]
-                for j in range(Wo):
-                    dst[j] = src[j]
+                if relu:
+                    for j in range(Wo):
+                        dst[j] = 0 if src[j] < 0 else src[j]
+                else:
+                    for j in range(Wo):
+                        dst[j] = src[j]
 
 
 @njit(cache=True)
@@ -177,6 +184,23 @@ def images_to_rows(gy, n0, L, GY):
                 dst = GY[f, m * S + i * L: m * S + (i + 1) * L]
                 for j in range(Wo):
                     dst[j] = src[j]
+                for j in range(Wo, L):
+                    dst[j] = 0
+
+
+@njit(cache=True)
+def relu_images_to_rows(gy, relu_y, n0, L, GY):
+    """images_to_rows of gy after the fused ReLU's backward: gy where relu_y > 0, else 0."""
+    F, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    S = Ho * L
+    M = GY.shape[1] // S
+    for m in range(M):
+        for f in range(F):
+            for i in range(Ho):
+                src, on = gy[n0 + m, f, i], relu_y[n0 + m, f, i]
+                dst = GY[f, m * S + i * L: m * S + (i + 1) * L]
+                for j in range(Wo):
+                    dst[j] = src[j] if on[j] > 0 else 0
                 for j in range(Wo, L):
                     dst[j] = 0
 

@@ -10,12 +10,14 @@ may keep its own index dtype for `idx` since only it reads it back.
 The table (N batch, C/F channels, H/W height and width, K classes):
 
   xp                                   the array module: numpy or cupy
-  conv2d_forward(x, w, b, stride, padding) -> y
+  conv2d_forward(x, w, b, stride, padding, relu=False) -> y
         x (N,C,H,W), w (F,C,KH,KW), b (F,) or None, stride=(sh,sw), padding=(ph,pw)
-        y (N,F,Ho,Wo), Ho = (H + 2ph - KH)//sh + 1, Wo likewise
-  conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True)) -> (gx, gw, gb)
-        gy (N,F,Ho,Wo); gx (N,C,H,W), gw (F,C,KH,KW), gb (F,); an entry is None
-        where needs[i] is False (needs = (input, weight, bias))
+        y (N,F,Ho,Wo), Ho = (H + 2ph - KH)//sh + 1, Wo likewise; relu=True also
+        applies max(y, 0) (conv + bias + ReLU in one call)
+  conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None)
+        -> (gx, gw, gb); gy (N,F,Ho,Wo); gx (N,C,H,W), gw (F,C,KH,KW), gb (F,); an
+        entry is None where needs[i] is False (needs = (input, weight, bias));
+        relu_y, the output of a relu=True forward: gy is taken where relu_y > 0, else 0
   max_pool2d_forward(x, kernel, stride, padding) -> (y, idx)
         x (N,C,H,W), y (N,C,Ho,Wo); padding is -inf; idx holds, per output, the flat
         index h*W + w in its input plane of the first maximum in row-major window

@@ -191,8 +191,9 @@ class CudaKernels:
 
     # ----------------------------------------------------------------------------- the table
 
-    def conv2d_forward(self, x, w, b, stride, padding):
-        """x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo)"""
+    def conv2d_forward(self, x, w, b, stride, padding, relu=False):
+        """x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo); relu=True
+        also applies max(y, 0) (here by the ReLU kernel, run after the convolution's)"""
         op = "conv2d"
         x, w = self._floats(x, op, "input"), self._floats(w, op, "weight")
         n, c, h, wd = x.shape
@@ -204,13 +205,16 @@ class CudaKernels:
         self.launch("conv", "fnl_to_nfl", per_element(y.size), out, y, *_i32(n, f, ho * wo))
         if b is not None:
             self._add_bias(y, self._floats(b, op, "bias"), f, ho * wo)
-        return y
+        return self.relu_forward(y) if relu else y
 
-    def conv2d_backward(self, x, w, gy, stride, padding, needs=(True, True, True)):
-        """x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> (gx, gw, gb), None where not needed"""
+    def conv2d_backward(self, x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
+        """x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> (gx, gw, gb), None where not needed;
+        relu_y: the output of a relu=True forward (gy goes back through the ReLU first)"""
         op = "conv2d backward"
         x, w = self._floats(x, op, "input"), self._floats(w, op, "weight")
         gy = self._floats(gy, op, "output gradient")
+        if relu_y is not None:
+            gy = self.relu_backward(gy, relu_y)
         n, c, h, wd = x.shape
         f, _, kh, kw = w.shape
         ho, wo = gy.shape[2:]

@@ -1,11 +1,17 @@
 """Sequential: layers applied one after another, output of each the input of the next."""
 from collections import OrderedDict
 
+from .. import functional as F
+from .activation import ReLU
+from .conv import Conv2d
 from .module import Module
 
 
 class Sequential(Module):
     """Sequential(layer0, layer1, ...) or Sequential(OrderedDict(name=layer, ...)).
+
+    forward(x) applies the layers in order; a Conv2d followed by a ReLU runs as one
+    fused op (F.conv2d_relu), with the same result.
 
     Indexable (net[0], net[-1], net[1:3] is a Sequential), iterable, and len() works.
     Children are named "0", "1", ... so parameters read "0.weight", "3.bias".
@@ -42,6 +48,18 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if type(layer) is Conv2d and i + 1 < len(layers) and \
+                    type(layers[i + 1]) is ReLU:
+                # Conv2d then ReLU: one fused op, the same numbers as the two layers in
+                # turn, without a pass over the feature map for the ReLU (each ReLU
+                # pass reads and writes the whole map, several MB per layer)
+                x = F.conv2d_relu(x, layer.weight, layer.bias, layer.stride, layer.padding)
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
         return x
