@@ -143,16 +143,18 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
     pl = _Plan(x, w, stride, padding)
     F, R, S = pl.F, pl.R, pl.S
+    gb = gw = None
+    if needs[1] and pl.direct():                     # gw and gb in one pass over gy
+        gw, gb = np.empty(w.shape, dtype=x.dtype), np.empty(F, dtype=x.dtype)
+        no_relu = np.empty((0, 0, 0, 0), dtype=x.dtype)
+        conv3x3_weight(pl.padded_batch(x), gy, no_relu if relu_y is None else relu_y, gw, gb)
+        gb = gb if needs[2] else None
+        needs = (needs[0], False, False)            # im2col below only for gx, if asked
     if relu_y is not None and (pl.direct() or not (needs[0] or needs[1])):
         gy, relu_y = relu_backward(gy, relu_y), None     # read directly below
-    gb = gw = None
     if needs[2] and relu_y is None:
         gb = np.empty(F, dtype=gy.dtype)
         bias_grad(gy, gb)
-    if needs[1] and pl.direct():
-        gw = np.empty(w.shape, dtype=x.dtype)
-        conv3x3_weight(pl.padded_batch(x), gy, gw)
-        needs = (needs[0], False, needs[2])         # im2col below only for gx, if asked
     if not (needs[0] or needs[1]):
         return None, gw, gb
     wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
