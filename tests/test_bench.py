@@ -169,3 +169,21 @@ def test_child_process_failure_is_reported_with_its_last_line():
     with pytest.raises(RuntimeError, match="ValueError: no such engine"):
         startup._child("raise ValueError('no such engine')", None, 60)
     assert startup._child("print('{\"seconds\": 1.5}')", None, 60)["seconds"] == 1.5
+
+
+def test_compare_alternates_and_settles_each_side_before_its_sample():
+    from minicnn.bench.timing import compare
+    log = []
+
+    class Clock:                       # every sample "takes" one second: the order is what counts
+        def start(self):
+            log.append("|")
+
+        def stop(self):
+            return 1.0
+
+    res = compare(lambda: log.append("a"), lambda: log.append("b"), reps=3, warmup=1,
+                  sample_s=0.0, settle_s=0.0, clock=Clock())
+    assert res["reps"] == 3 and res["a"] == res["b"] == 1.0
+    # warm-up a, b; then per rep each side: a settling call, then the timed call after "|"
+    assert "".join(log) == "ab" + "a|ab|b" + "b|ba|a" + "a|ab|b"
