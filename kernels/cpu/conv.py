@@ -177,7 +177,7 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
         else:
             relu_images_to_rows(gy, relu_y, n0, pl.L, g)
             if gb64 is not None:                    # gb from the masked rows (0 past Wo)
-                gb64 += g.sum(axis=1, dtype=np.float64)
+                gb64 += g.sum(axis=1)                # pairwise in float32, chunks in float64
         if needs[1]:
             pl.fill_col(x, n0, m, xp, c)
             if by_rows:
