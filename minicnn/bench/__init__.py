@@ -86,6 +86,7 @@ def config(args):
     return {"quick": bool(args.quick), "parts": parts, "reps": reps,
             "warmup": 1 if args.quick else 2, "budget_s": float(pick("budget")),
             "sample_s": 0.001 if args.quick else 0.005,
+            "settle_s": 0.0 if args.quick else 0.2,
             "inputs": _inputs(pick("sizes"), "--sizes"),
             "batches": _ints(pick("batch"), "--batch"),
             "op_input": _inputs(pick("op_size"), "--op-size")[0],

@@ -137,7 +137,9 @@ def header(facts, cfg):
                        + " set in the environment" if facts["thread_settings"]
                        else "both engines at their own defaults for this machine"),
         f"timing: {cfg['warmup']} warm-up calls, then up to {cfg['reps']} timed repetitions per "
-        f"side, A and B alternating, median reported (at most {cfg['budget_s']:g} s per case)",
+        f"side, A and B alternating, each sample after {cfg.get('settle_s', 0.2):g} s of untimed calls "
+        f"of its own engine (the other's idle threads go quiet), median reported (at most "
+        f"{cfg['budget_s']:g} s per case)",
         "ratio = minicnn throughput / PyTorch throughput (>1: minicnn faster)",
     ]
     return "\n".join(lines)

@@ -40,7 +40,8 @@ def time_ops(cfg, device, clock=None):
     for case in ops.cases(channels, size, batch, device=device):
         progress(f"  {case.op} {case.layer}")
         t = compare(case.ours, case.theirs, reps=cfg["reps"], warmup=cfg["warmup"],
-                    budget_s=cfg["budget_s"], sample_s=cfg["sample_s"], clock=clock)
+                    budget_s=cfg["budget_s"], sample_s=cfg["sample_s"], clock=clock,
+                    settle_s=cfg.get("settle_s", 0.2))
         r = report.ratio(t["a"], t["b"])
         bound = report.CONV_TARGET if case.op.startswith("conv2d") and device == "cpu" else None
         rows.append({"op": case.op, "layer": case.layer, "shape": case.shape,
@@ -75,7 +76,8 @@ def time_steps(cfg, device, clock=None):
             ours = stepmod.minicnn_step(model, x, t)
             flops = _step_flops(ours, device)  # also minicnn's first warm-up step
             tm = compare(ours, theirs, reps=cfg["reps"], warmup=max(1, cfg["warmup"] - 1),
-                         budget_s=cfg["budget_s"], sample_s=0.0, clock=clock)
+                         budget_s=cfg["budget_s"], sample_s=0.0, clock=clock,
+                         settle_s=cfg.get("settle_s", 0.2))
             r = report.ratio(tm["a"], tm["b"])
             judged = size in report.STEP_TARGET_SIZES and device == "cpu"
             bound = report.STEP_TARGET if judged else None

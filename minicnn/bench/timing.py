@@ -6,13 +6,16 @@ up, the CPU clocking down) falls on both sides alike, and the median of each
 side is reported: one slow outlier does not move it.
 
 Before each timed sample the side about to be timed runs untimed for a moment
-(at least one call and settle_s seconds). Both engines keep pools of threads
-that stay busy for a while after a call (PyTorch's OpenMP threads spin for
-milliseconds, waiting for the next op; BLAS's threads do the same); a sample
-taken straight after the other engine's call would share the cores with them.
-After the settling calls the other engine's threads have gone to sleep and this
-engine's are awake, so each sample measures an engine in its steady state, as
-in a training loop, whichever ran before it.
+(at least one call and settle_s seconds, 0.2 s by default). Both engines keep
+pools of threads that stay busy after a call, waiting for the next one:
+PyTorch's OpenMP threads spin for milliseconds, and the threads of numpy's
+OpenBLAS keep polling for about 0.1 s (2**28 cycles). A sample taken sooner
+after the other engine's call shares the cores with those threads: measured
+here, that made PyTorch's conv2d backward take 17 ms instead of 8 ms after
+minicnn's (and minicnn's 26 ms instead of 13 ms after PyTorch's). After the
+settling calls the other engine's threads have gone quiet and this engine's
+are awake, so each sample measures one engine in its steady state, as a
+training loop running that engine alone would see it.
 
 A call that takes microseconds is timed in a loop of `inner` calls, chosen so
 that one sample lasts a few milliseconds (sample_s); the figure is still per
@@ -57,7 +60,7 @@ def _sample(fn, inner, clock):
 
 
 def compare(a, b=None, reps=10, warmup=2, budget_s=30.0, sample_s=0.005, min_reps=3,
-            clock=None, settle_s=0.02):
+            clock=None, settle_s=0.2):
     """Median seconds per call of a() and of b() (None when b is None).
 
     a, b: functions of no arguments doing the same work. Each runs `warmup`
