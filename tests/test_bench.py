@@ -183,7 +183,11 @@ def test_compare_alternates_and_settles_each_side_before_its_sample():
             return 1.0
 
     res = compare(lambda: log.append("a"), lambda: log.append("b"), reps=3, warmup=1,
-                  sample_s=0.0, settle_s=0.0, clock=Clock())
+                  sample_s=0.0, settle_s=1e-9, clock=Clock())
     assert res["reps"] == 3 and res["a"] == res["b"] == 1.0
     # warm-up a, b; then per rep each side: a settling call, then the timed call after "|"
     assert "".join(log) == "ab" + "a|ab|b" + "b|ba|a" + "a|ab|b"
+    log.clear()
+    compare(lambda: log.append("a"), lambda: log.append("b"), reps=2, warmup=0,
+            sample_s=0.0, settle_s=0.0, clock=Clock())
+    assert "".join(log) == "|a|b" + "|b|a"                       # settle_s=0: no settling

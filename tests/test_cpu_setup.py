@@ -11,8 +11,10 @@ from minicnn.kernels.cpu import memory
 GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 
 
-def test_a_malloc_setting_of_the_user_is_kept(monkeypatch):
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+@pytest.mark.parametrize("name, value", [("MALLOC_ARENA_MAX", "2"),
+                                         ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")])
+def test_a_malloc_setting_of_the_user_is_kept(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
     assert memory.keep_freed_memory() is False
 
 

@@ -647,3 +647,17 @@ def test_adam_steps_match_torch(module, dtype, opts, shape, equivalence_log):
         close(equivalence_log, "k.adam_step p", "both=torch", p, pt.detach().numpy(), **tol)
         close(equivalence_log, "k.adam_step m", "both=torch", m, opt.state[pt]["exp_avg"].numpy(), **tol)
         close(equivalence_log, "k.adam_step v", "both=torch", v, opt.state[pt]["exp_avg_sq"].numpy(), **tol)
+
+
+@pytest.mark.parametrize("C", [1, 2], ids=["direct", "im2col"])
+def test_conv_backward_takes_gy_in_another_float_dtype(C):
+    # gy (and relu_y) are used in x's dtype, on the direct path as on the im2col path
+    rng = np.random.default_rng(5)
+    x, w = (rng.standard_normal(s).astype(np.float32) for s in ((2, C, 6, 5), (3, C, 3, 3)))
+    y = NB.conv2d_forward(x, w, None, (1, 1), (1, 1), relu=True)
+    gy = rng.standard_normal(y.shape)                                  # float64
+    want = NB.conv2d_backward(x, w, gy.astype(np.float32), (1, 1), (1, 1), relu_y=y)
+    got = NB.conv2d_backward(x, w, gy, (1, 1), (1, 1), relu_y=y.astype(np.float64))
+    for g, r in zip(got, want):
+        assert g.dtype == np.float32
+        np.testing.assert_array_equal(g, r)

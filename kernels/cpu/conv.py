@@ -137,10 +137,14 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     each None where needs (input, weight, bias) says False.
 
     relu_y: the output of a relu=True forward, or None. The ReLU's backward (gy where
-    relu_y > 0, else 0) is then folded into the copy of gy into GY; the paths that
-    read gy directly get it applied first.
+    relu_y > 0, else 0) is then applied as gy is read: by the direct kernel, or in
+    the copy of gy into GY (the bias gradient then comes from GY's rows); only when
+    the bias gradient alone is asked is it applied first, for bias_grad.
     """
-    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    x = np.ascontiguousarray(x)
+    gy = np.ascontiguousarray(gy, dtype=x.dtype)
+    if relu_y is not None:
+        relu_y = np.ascontiguousarray(relu_y, dtype=x.dtype)
     pl = _Plan(x, w, stride, padding)
     F, R, S = pl.F, pl.R, pl.S
     gb = gw = None
@@ -150,8 +154,10 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
         conv3x3_weight(pl.padded_batch(x), gy, no_relu if relu_y is None else relu_y, gw, gb)
         gb = gb if needs[2] else None
         needs = (needs[0], False, False)            # im2col below only for gx, if asked
-    if relu_y is not None and (pl.direct() or not (needs[0] or needs[1])):
-        gy, relu_y = relu_backward(gy, relu_y), None     # read directly below
+    if not any(needs):
+        return None, gw, gb
+    if relu_y is not None and not (needs[0] or needs[1]):
+        gy, relu_y = relu_backward(gy, relu_y), None     # bias_grad reads gy directly
     if needs[2] and relu_y is None:
         gb = np.empty(F, dtype=gy.dtype)
         bias_grad(gy, gb)
@@ -165,8 +171,8 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     GY = np.empty((F, pl.M * S), dtype=x.dtype)
     # gW = GY @ col^T sums over the long dimension M*S, with both matrices stored
     # along it. BLAS does best with gW^T = col @ GY^T, GY^T passed as a transposed
-    # view (no copy), when GY is the smaller (F < R); with few rows in col (one
-    # input channel: R = 9) an image-by-image product, summed, does best.
+    # view (no copy), when GY is the smaller (F < R); with few rows in col (R <= F,
+    # e.g. a 1x1 convolution of few channels) an image-by-image product, summed.
     by_rows = needs[1] and F < R
     xp = pl.padded_buffer(x.dtype)
     gb64 = np.zeros(F) if needs[2] and relu_y is not None else None

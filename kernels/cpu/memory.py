@@ -17,8 +17,8 @@ faults, no zeroing. The price: the process keeps its peak footprint until it
 exits, which is what a training loop reaches every step anyway.
 
 It changes the whole process (every library's arrays, PyTorch's too when it is
-loaded beside minicnn), it is glibc-only, and a MALLOC_* setting made by the
-user in the environment is kept as it is.
+loaded beside minicnn), it is glibc-only, and a malloc setting made by the user
+in the environment (MALLOC_* or GLIBC_TUNABLES=glibc.malloc.*) is kept as it is.
 """
 import ctypes
 import os
@@ -34,7 +34,8 @@ def keep_freed_memory():
     """Ask glibc's malloc to reuse freed memory instead of returning it. True if done."""
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if any(name.startswith("MALLOC_") for name in os.environ):
+    if any(name.startswith("MALLOC_") for name in os.environ) or \
+            "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False                                 # the user chose
     try:
         libc = ctypes.CDLL("libc.so.6")

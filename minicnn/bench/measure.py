@@ -32,6 +32,12 @@ def _rate(case, s):
     return f"{case.nbytes / s / 1e9:.2f} GB/s" if case.nbytes else None
 
 
+def _settle_s(cfg, device):
+    """Settling time before each sample (timing.py): CPU thread pools only; a GPU
+    sample waits for its own queue, and settling calls would only queue more work."""
+    return cfg.get("settle_s", 0.2) if device == "cpu" else 0.0
+
+
 def time_ops(cfg, device, clock=None):
     """Time every op case at cfg["op_input"], batch max(cfg["batches"]), on `device`."""
     channels, size = cfg["op_input"]
@@ -41,7 +47,7 @@ def time_ops(cfg, device, clock=None):
         progress(f"  {case.op} {case.layer}")
         t = compare(case.ours, case.theirs, reps=cfg["reps"], warmup=cfg["warmup"],
                     budget_s=cfg["budget_s"], sample_s=cfg["sample_s"], clock=clock,
-                    settle_s=cfg.get("settle_s", 0.2))
+                    settle_s=_settle_s(cfg, device))
         r = report.ratio(t["a"], t["b"])
         bound = report.CONV_TARGET if case.op.startswith("conv2d") and device == "cpu" else None
         rows.append({"op": case.op, "layer": case.layer, "shape": case.shape,
@@ -77,7 +83,7 @@ def time_steps(cfg, device, clock=None):
             flops = _step_flops(ours, device)  # also minicnn's first warm-up step
             tm = compare(ours, theirs, reps=cfg["reps"], warmup=max(1, cfg["warmup"] - 1),
                          budget_s=cfg["budget_s"], sample_s=0.0, clock=clock,
-                         settle_s=cfg.get("settle_s", 0.2))
+                         settle_s=_settle_s(cfg, device))
             r = report.ratio(tm["a"], tm["b"])
             judged = size in report.STEP_TARGET_SIZES and device == "cpu"
             bound = report.STEP_TARGET if judged else None

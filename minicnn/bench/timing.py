@@ -45,7 +45,10 @@ def _calls_per_sample(fn, target_s, clock):
 
 
 def _settle(fn, settle_s):
-    """Run fn untimed: at least once, and until settle_s seconds have passed."""
+    """Run fn untimed: at least once, and until settle_s seconds have passed
+    (not at all when settle_s is 0)."""
+    if settle_s <= 0:
+        return
     end = time.perf_counter() + settle_s
     fn()
     while time.perf_counter() < end:
