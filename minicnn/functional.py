@@ -51,20 +51,27 @@ def _out_size(size, k, s, p):
 # --- convolution (lesson 01) ------------------------------------------------
 
 class Conv2dFn(Function):
+    """conv2d, and with relu=True relu(conv2d) as one op: the kernels apply max(y, 0)
+    as they write y, and in backward mask gy as they read it, so the ReLU costs no
+    pass of its own. The ReLU's output is all backward needs of it (where y > 0 the
+    ReLU passed gy on)."""
+
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding):
-        ctx.save_for_backward(x, w)
+    def forward(ctx, x, w, b, stride, padding, relu=False):
+        y = backends.get(ctx.device).conv2d_forward(x, w, b, stride, padding, relu=relu)
+        saved = (x, w, y) if relu else (x, w)
+        ctx.save_for_backward(*saved)
         ctx.conv = (stride, padding, b is not None)
-        return backends.get(ctx.device).conv2d_forward(x, w, b, stride, padding)
+        return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, w = ctx.saved_tensors
+        x, w, *relu_y = ctx.saved_tensors
         stride, padding, has_bias = ctx.conv
         need = ctx.needs_input_grad
         needs = (need[0], need[1], has_bias and need[2])
-        gx, gw, gb = backends.get(ctx.device).conv2d_backward(x, w, gy, stride, padding, needs)
-        return gx, gw, gb
+        return backends.get(ctx.device).conv2d_backward(
+            x, w, gy, stride, padding, needs, relu_y=relu_y[0] if relu_y else None)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0):
@@ -77,33 +84,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0):
     return Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding)
 
 
-class Conv2dReLUFn(Function):
-    """relu(conv2d(x, w, b)) as one op: the kernels apply max(y, 0) as they write y,
-    and in backward mask gy as they read it, so the ReLU costs no pass of its own.
-    The ReLU's output is all backward needs (where y > 0 the ReLU passed gy on)."""
-
-    @staticmethod
-    def forward(ctx, x, w, b, stride, padding):
-        y = backends.get(ctx.device).conv2d_forward(x, w, b, stride, padding, relu=True)
-        ctx.save_for_backward(x, w, y)
-        ctx.conv = (stride, padding, b is not None)
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, w, y = ctx.saved_tensors
-        stride, padding, has_bias = ctx.conv
-        need = ctx.needs_input_grad
-        needs = (need[0], need[1], has_bias and need[2])
-        return backends.get(ctx.device).conv2d_backward(x, w, gy, stride, padding, needs,
-                                                        relu_y=y)
-
-
 def conv2d_relu(input, weight, bias=None, stride=1, padding=0):
     """relu(conv2d(input, weight, bias, stride, padding)), computed as one op (same
     shapes and values as the two; nn.Sequential uses it for a Conv2d then a ReLU)."""
     stride, padding = _conv_args(input, weight, bias, stride, padding, "conv2d")
-    return Conv2dReLUFn.apply(input, weight, bias, stride=stride, padding=padding)
+    return Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding, relu=True)
 
 
 def _conv_args(input, weight, bias, stride, padding, op):
