@@ -42,7 +42,7 @@ import numpy as np
 from .conv_direct import conv3x3_forward, conv3x3_weight
 from .activation import relu_backward
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
-                     images_to_rows, pad_chunk, relu_images_to_rows, rows_to_images)
+                     images_to_rows, pad_chunk, rows_to_images)
 
 # bytes of col buffer per chunk (see above)
 _CHUNK_BYTES = 4 << 20
@@ -138,30 +138,25 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
 
     relu_y: the output of a relu=True forward, or None. The ReLU's backward (gy where
     relu_y > 0, else 0) is then applied as gy is read: by the direct kernel, or in
-    the copy of gy into GY (the bias gradient then comes from GY's rows); only when
-    the bias gradient alone is asked is it applied first, for bias_grad.
+    the copy of gy into GY.
     """
     x = np.ascontiguousarray(x)
     gy = np.ascontiguousarray(gy, dtype=x.dtype)
-    if relu_y is not None:
-        relu_y = np.ascontiguousarray(relu_y, dtype=x.dtype)
+    # the kernels take an empty relu_y for "no ReLU"
+    relu_y = np.empty((0, 0, 0, 0), dtype=x.dtype) if relu_y is None else \
+        np.ascontiguousarray(relu_y, dtype=x.dtype)
     pl = _Plan(x, w, stride, padding)
     F, R, S = pl.F, pl.R, pl.S
     gb = gw = None
     if needs[1] and pl.direct():                     # gw and gb in one pass over gy
         gw, gb = np.empty(w.shape, dtype=x.dtype), np.empty(F, dtype=x.dtype)
-        no_relu = np.empty((0, 0, 0, 0), dtype=x.dtype)
-        conv3x3_weight(pl.padded_batch(x), gy, no_relu if relu_y is None else relu_y, gw, gb)
+        conv3x3_weight(pl.padded_batch(x), gy, relu_y, gw, gb)
         gb = gb if needs[2] else None
         needs = (needs[0], False, False)            # im2col below only for gx, if asked
-    if not any(needs):
-        return None, gw, gb
-    if relu_y is not None and not (needs[0] or needs[1]):
-        gy, relu_y = relu_backward(gy, relu_y), None     # bias_grad reads gy directly
-    if needs[2] and relu_y is None:
-        gb = np.empty(F, dtype=gy.dtype)
-        bias_grad(gy, gb)
-    if not (needs[0] or needs[1]):
+    if not (needs[0] or needs[1]):                   # at most gb left: a sum over gy
+        if needs[2]:
+            gb = np.empty(F, dtype=x.dtype)
+            bias_grad(gy if relu_y.size == 0 else relu_backward(gy, relu_y), gb)
         return None, gw, gb
     wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
     gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
@@ -175,15 +170,12 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     # e.g. a 1x1 convolution of few channels) an image-by-image product, summed.
     by_rows = needs[1] and F < R
     xp = pl.padded_buffer(x.dtype)
-    gb64 = np.zeros(F) if needs[2] and relu_y is not None else None
+    gb64 = np.zeros(F) if needs[2] else None
     for n0, m in pl.chunks():
         c, g = col[:, :m * S], GY[:, :m * S]
-        if relu_y is None:
-            images_to_rows(gy, n0, pl.L, g)
-        else:
-            relu_images_to_rows(gy, relu_y, n0, pl.L, g)
-            if gb64 is not None:                    # gb from the masked rows (0 past Wo)
-                gb64 += g.sum(axis=1)                # pairwise in float32, chunks in float64
+        images_to_rows(gy, relu_y, n0, pl.L, g)
+        if gb64 is not None:                        # gb from GY's rows (0 past Wo)
+            gb64 += g.sum(axis=1)                    # pairwise in float32, chunks in float64
         if needs[1]:
             pl.fill_col(x, n0, m, xp, c)
             if by_rows:
