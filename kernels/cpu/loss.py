@@ -89,36 +89,38 @@ def ce_rows_bwd(probs, target, scale, g):
             g[n, k] = scale[n] * (probs[n, k] - onehot)
 
 
-def softmax_forward(x):
-    """x (R,K) -> y (R,K)."""
+def _rows_forward(x, log):
     x = np.asarray(x, order="C")
     y = np.empty(x.shape, dtype=x.dtype)
-    softmax_rows(x, y, False)
+    softmax_rows(x, y, log)
     return y
+
+
+def _rows_backward(gy, y, log):
+    gy, y = np.asarray(gy, order="C"), np.asarray(y, order="C")
+    gx = np.empty(gy.shape, dtype=gy.dtype)
+    softmax_rows_bwd(gy, y, gx, log)
+    return gx
+
+
+def softmax_forward(x):
+    """x (R,K) -> y (R,K)."""
+    return _rows_forward(x, False)
 
 
 def softmax_backward(gy, y):
     """gy, y (R,K) -> gx (R,K)."""
-    gy, y = np.asarray(gy, order="C"), np.asarray(y, order="C")
-    gx = np.empty(gy.shape, dtype=gy.dtype)
-    softmax_rows_bwd(gy, y, gx, False)
-    return gx
+    return _rows_backward(gy, y, False)
 
 
 def log_softmax_forward(x):
     """x (R,K) -> y (R,K)."""
-    x = np.asarray(x, order="C")
-    y = np.empty(x.shape, dtype=x.dtype)
-    softmax_rows(x, y, True)
-    return y
+    return _rows_forward(x, True)
 
 
 def log_softmax_backward(gy, y):
     """gy, y (R,K) -> gx (R,K)."""
-    gy, y = np.asarray(gy, order="C"), np.asarray(y, order="C")
-    gx = np.empty(gy.shape, dtype=gy.dtype)
-    softmax_rows_bwd(gy, y, gx, True)
-    return gx
+    return _rows_backward(gy, y, True)
 
 
 def _target_weights(target, weight, n):

@@ -26,6 +26,12 @@ def out_size(size, k, s, pad):
     return (size + 2 * pad - k) // s + 1
 
 
+@njit(inline="always")
+def _inside(i, s, p, k, n):
+    """(start, end) of window i (stride s, padding p, size k) clipped to 0 .. n."""
+    return max(i * s - p, 0), min(i * s - p + k, n)
+
+
 @njit(cache=True, parallel=True)
 def max_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, y, idx):
     """x (P, H*W) planes -> y (P, Ho*Wo), idx (P, Ho*Wo) int64 flat indices into a plane."""
@@ -33,11 +39,9 @@ def max_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, y, idx):
     for t in prange(P):
         plane, out, arg_out = x[t], y[t], idx[t]
         for i in range(Ho):
-            hs = max(i * sh - ph, 0)                 # the window's rows inside the image
-            he = min(i * sh - ph + KH, H)
+            hs, he = _inside(i, sh, ph, KH, H)      # the window's rows inside the image
             for j in range(Wo):
-                ws = max(j * sw - pw, 0)
-                we = min(j * sw - pw + KW, W)
+                ws, we = _inside(j, sw, pw, KW, W)
                 best = -np.inf
                 arg = hs * W + ws
                 for h in range(hs, he):
@@ -96,11 +100,9 @@ def avg_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, y):
     for t in prange(P):
         plane, out = x[t], y[t]
         for i in range(Ho):
-            hs = max(i * sh - ph, 0)
-            he = min(i * sh - ph + KH, H)
+            hs, he = _inside(i, sh, ph, KH, H)
             for j in range(Wo):
-                ws = max(j * sw - pw, 0)
-                we = min(j * sw - pw + KW, W)
+                ws, we = _inside(j, sw, pw, KW, W)
                 acc = 0.0
                 for h in range(hs, he):
                     for w in range(ws, we):
@@ -117,11 +119,9 @@ def avg_pool_bwd(gy, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
         g, out = gy[t], gx[t]
         out[:] = 0
         for i in range(Ho):
-            hs = max(i * sh - ph, 0)
-            he = min(i * sh - ph + KH, H)
+            hs, he = _inside(i, sh, ph, KH, H)
             for j in range(Wo):
-                ws = max(j * sw - pw, 0)
-                we = min(j * sw - pw + KW, W)
+                ws, we = _inside(j, sw, pw, KW, W)
                 share = g[i * Wo + j] * inv
                 for h in range(hs, he):
                     for w in range(ws, we):
