@@ -87,6 +87,14 @@ def crop_chunk(gxp, n0, ph, pw, gx):
 
 # ----------------------------------------------------------------------------- general strides
 
+@njit(inline="always")
+def _columns_inside(q, sw, pw, W, Wo):
+    """(jlo, jhi): the output columns j whose tap q lands inside the image,
+    0 <= j*sw + q - pw < W."""
+    jlo = min(Wo, max(0, -((q - pw) // sw)))
+    return jlo, max(jlo, min(Wo, (W - 1 + pw - q) // sw + 1))
+
+
 @njit(cache=True)
 def im2col(x, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, col):
     """col[r, m*S + i*Wo + j] = x[n0+m, c, i*sh+p-ph, j*sw+q-pw] (0 in the padding).
@@ -100,9 +108,7 @@ def im2col(x, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, col):
         for p in range(KH):
             for q in range(KW):
                 r = (c * KH + p) * KW + q
-                # the columns j whose tap lands inside the image: 0 <= j*sw + q - pw < W
-                jlo = min(Wo, max(0, -((q - pw) // sw)))
-                jhi = max(jlo, min(Wo, (W - 1 + pw - q) // sw + 1))
+                jlo, jhi = _columns_inside(q, sw, pw, W, Wo)
                 for m in range(M):
                     for i in range(Ho):
                         h = i * sh + p - ph
@@ -135,8 +141,7 @@ def col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
         for p in range(KH):
             for q in range(KW):
                 r = (c * KH + p) * KW + q
-                jlo = min(Wo, max(0, -((q - pw) // sw)))
-                jhi = max(jlo, min(Wo, (W - 1 + pw - q) // sw + 1))
+                jlo, jhi = _columns_inside(q, sw, pw, W, Wo)
                 for m in range(M):
                     for i in range(Ho):
                         h = i * sh + p - ph
