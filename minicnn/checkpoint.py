@@ -24,11 +24,11 @@ full disk leaves the previous checkpoint whole.
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
 from .errors import UserError
+from .npzfile import read_npz
 
 FORMAT = "minicnn-checkpoint"
 FORMAT_VERSION = 1
@@ -185,16 +185,7 @@ class Checkpoint:
 def load_checkpoint(path):
     """Read a checkpoint written by save_checkpoint; CheckpointError naming the file otherwise."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as err:
-        raise CheckpointError(f"{path}: the checkpoint is damaged or truncated and cannot be "
-                              f"read ({type(err).__name__}: {err})") from None
-    except Exception as err:  # zlib and CRC errors from a corrupted member
-        raise CheckpointError(f"{path}: the checkpoint is damaged ({type(err).__name__}: {err})") from None
+    arrays = read_npz(path, CheckpointError, "checkpoint")
     if str(arrays.get("format", "")) != FORMAT:
         raise CheckpointError(f"{path}: not a minicnn checkpoint (it holds "
                               f"{', '.join(sorted(arrays)[:6]) or 'nothing'})")

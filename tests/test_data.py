@@ -266,6 +266,14 @@ def test_medmnist_npz_errors_name_the_file(tmp_path):
     _npz(tmp_path / "chestmnist.npz", labels_shape=14)
     with pytest.raises(UserError, match="multi-label"):
         open_splits(tmp_path / "chestmnist.npz")
+    cut = tmp_path / "cut.npz"
+    data = (tmp_path / "chestmnist.npz").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="cut.npz: the dataset .npz is damaged or truncated.*"
+                                        "download it again"):
+        open_splits(cut)
+    with pytest.raises(UserError, match="missing.npz: no such dataset .npz file"):
+        open_splits(tmp_path / "missing.npz")
 
 
 @pytest.mark.skipif(not SHARED_NPZ.exists(), reason=f"the real PneumoniaMNIST file is not at {SHARED_NPZ}")

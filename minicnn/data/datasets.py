@@ -18,11 +18,11 @@ Class names are the folder names, sorted (NORMAL = 0, PNEUMONIA = 1), and every
 split must have the same class folders.
 """
 import os
-import zipfile
 
 import numpy as np
 
 from ..errors import UserError
+from ..npzfile import read_npz
 from . import images as imagefiles
 from .synthetic import CLASSES as SYNTHETIC_CLASSES, synthetic_split
 from .transforms import CenterSquare, Resize
@@ -224,15 +224,8 @@ def folder_splits(root, image_size, channels, progress=False):
 
 def load_npz(path):
     """The arrays of an .npz file, read without pickle; a UserError naming the file otherwise."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise UserError(f"{path}: not a readable .npz file ({err}); is it truncated? "
-                        "Download it again (minicnn download pneumoniamnist)") from None
+    return read_npz(path, UserError, "dataset .npz",
+                    hint="; download it again (minicnn download pneumoniamnist)")
 
 
 class MedMNIST(ArrayDataset):
