@@ -42,7 +42,7 @@ import numpy as np
 from .conv_direct import conv3x3_forward, conv3x3_weight
 from .activation import relu_backward
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
-                     images_to_rows, pad_chunk, rows_to_images)
+                     images_to_rows, pad_chunk, relu_images_to_rows, rows_to_images)
 
 # bytes of col buffer per chunk (see above)
 _CHUNK_BYTES = 4 << 20
@@ -173,7 +173,10 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     gb64 = np.zeros(F) if needs[2] else None
     for n0, m in pl.chunks():
         c, g = col[:, :m * S], GY[:, :m * S]
-        images_to_rows(gy, relu_y, n0, pl.L, g)
+        if relu_y.size == 0:
+            images_to_rows(gy, n0, pl.L, g)
+        else:
+            relu_images_to_rows(gy, relu_y, n0, pl.L, g)
         if gb64 is not None:                        # gb from GY's rows (0 past Wo)
             gb64 += g.sum(axis=1)                    # pairwise in float32, chunks in float64
         if needs[1]:
