@@ -21,9 +21,11 @@ Then the convolution of the whole chunk is ONE matrix product, done by BLAS:
 GY is gy laid out like Y. Two layouts of an output row:
   * general (any stride): L = Wo, S = Ho*Wo, im2col copies pixel by pixel.
   * wide rows (stride 1, the common case): first copy the images into a zero-padded
-    buffer xp of width Wp = W + 2*pw. Then compute each output row Wp wide instead
-    of Wo wide (L = Wp, S = Ho*Wp): the KW-1 extra outputs per row are thrown away
-    (and their gradient is 0). In exchange row r of col is ONE contiguous run of xp:
+    buffer xp, pw zeros left of each row. A row's right padding is the next row's
+    left padding (the flat index runs on into it), so xp is only Wp = W + pw wide.
+    Then compute each output row Wp wide instead of Wo wide (L = Wp, S = Ho*Wp):
+    the Wp-Wo extra outputs per row are thrown away (their gradient is 0). In
+    exchange row r of col is ONE contiguous run of xp:
         col[r, m*S + t] = xp[m, c].flat[p*Wp + q + t],   t = 0 .. Ho*Wp - 1
     so im2col is KH*KW memory copies per channel instead of a gather.
 
@@ -32,20 +34,25 @@ this: its forward pass and weight gradient are computed directly
 (conv_direct.py), which is faster when a product has only 9 terms per output.
 Cost: the products do F*C*KH*KW*Ho*Wo multiply-adds per image (compute-bound; BLAS
 runs them near the machine's peak); the copies move C*KH*KW*Ho*Wo numbers per image.
-The batch goes through in chunks whose col buffer is at most _CHUNK_BYTES: few
-enough products that BLAS's threads fork and join only a few times per call (each
-join waits for the slowest thread, which on a busy machine may be waiting for a
-core), yet a buffer that adds little to peak memory next to the activations.
+The batch goes through in chunks of images whose col buffer is at most
+_CHUNK_BYTES, small enough to stay in a core's cache between the copy and the
+product. Each of numba's threads takes whole chunks (conv_chunks.py), calling
+BLAS on one thread: the copies then run on every core, and the cores never wait
+for each other within a call. Where numpy's BLAS cannot be called from numba
+(blas.AVAILABLE is False) the same chunks go through numpy's matmul in turn.
 """
+import numba
 import numpy as np
 
-from .conv_direct import conv3x3_forward, conv3x3_weight
+from . import blas
 from .activation import relu_backward
+from .conv_chunks import backward_chunks, forward_chunks, matrix
+from .conv_direct import conv3x3_forward, conv3x3_weight
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
                      images_to_rows, pad_chunk, relu_images_to_rows, rows_to_images)
 
-# bytes of col buffer per chunk (see above)
-_CHUNK_BYTES = 4 << 20
+# bytes of col buffer per chunk (see above); a core here has 1 MiB of L2 cache
+_CHUNK_BYTES = 1 << 20
 # up to this many input channels, a 3x3 stride-1 convolution's forward pass and
 # weight gradient are computed directly (conv_direct.py): measured here, direct
 # wins by 2x or more with one channel and loses with three
@@ -60,7 +67,8 @@ def out_size(size, k, s, pad):
 # ----------------------------------------------------------------------------- the table's functions
 
 class _Plan:
-    """Sizes of one convolution and of its chunks; `wide` selects the wide-row layout."""
+    """Sizes of one convolution and of its chunks; `wide` selects the wide-row layout,
+    `threads` the number of numba threads taking chunks (1: numpy's matmul in turn)."""
 
     def __init__(self, x, w, stride, padding):
         self.N, self.C, self.H, self.W = x.shape
@@ -70,16 +78,29 @@ class _Plan:
         self.Wo = out_size(self.W, self.KW, self.sw, self.pw)
         self.R = self.C * self.KH * self.KW
         self.wide = self.sh == 1 and self.sw == 1
-        # wide rows: padded images, one spare row so the last tap's run stays inside
-        self.Hp, self.Wp = self.H + 2 * self.ph + 1, self.W + 2 * self.pw
+        # wide rows: padded images, one spare row so the last tap's run stays inside;
+        # at least Wo wide (to hold an output row) and KW-1 (so the last run fits)
+        self.Hp = self.H + 2 * self.ph + 1
+        self.Wp = max(self.W + self.pw, self.Wo, self.KW - 1)
         self.L = self.Wp if self.wide else self.Wo      # length of an output row in col
         self.S = self.Ho * self.L                       # columns of col per image
+        threaded = blas.AVAILABLE and x.dtype in (np.float32, np.float64)
+        self.threads = min(numba.get_num_threads(), self.N) if threaded else 1
         per_image = (self.R + 1) * self.S * x.itemsize
-        self.M = int(max(1, min(self.N, _CHUNK_BYTES // max(1, per_image))))
+        M = max(1, min(-(-self.N // self.threads), _CHUNK_BYTES // max(1, per_image)))
+        # as many chunks for each thread: round their number up to a multiple of threads
+        n_chunks = -(-self.N // M)
+        n_chunks = -(-n_chunks // self.threads) * self.threads
+        self.M = -(-self.N // n_chunks)
 
     def chunks(self):
         for n0 in range(0, self.N, self.M):
             yield n0, min(self.M, self.N - n0)
+
+    def geo(self):
+        """The sizes conv_chunks.py's kernels take."""
+        return (self.KH, self.KW, self.sh, self.sw, self.ph, self.pw, self.Ho, self.Wo,
+                self.L, self.M, int(self.wide))
 
     def fill_col(self, x, n0, m, xp, col):
         """col[:R, :m*S] for images n0 .. n0+m-1."""
@@ -100,8 +121,13 @@ class _Plan:
         pad_chunk(x, 0, self.ph, self.pw, xp)
         return xp
 
-    def padded_buffer(self, dtype):
-        return np.empty((self.M, self.C, self.Hp, self.Wp), dtype=dtype) if self.wide else None
+    def buffers(self, rows, out_rows, dtype):
+        """One (xp, col, Y) set per thread: xp (T,M,C,Hp,Wp) (or (T,0,1,1,1) for
+        general strides), flat col (T, rows*M*S) and Y (T, out_rows*M*S)."""
+        T, MS = self.threads, self.M * self.S
+        shape = (self.M, self.C, self.Hp, self.Wp) if self.wide else (0, 1, 1, 1)
+        return (np.empty((T,) + shape, dtype), np.empty((T, rows * MS), dtype),
+                np.empty((T, out_rows * MS), dtype))
 
 
 def conv2d_forward(x, w, b, stride, padding, relu=False):
@@ -109,9 +135,9 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
     takes max(y, 0) on the way out (a ReLU fused in: no pass of its own)."""
     x = np.ascontiguousarray(x)
     pl = _Plan(x, w, stride, padding)
-    F, R, S = pl.F, pl.R, pl.S
+    F, R = pl.F, pl.R
+    y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
     if pl.direct():
-        y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
         bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
         conv3x3_forward(pl.padded_batch(x), np.ascontiguousarray(w, dtype=x.dtype), bias, relu, y)
         return y
@@ -119,16 +145,17 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
     wb = np.empty((F, R + 1), dtype=x.dtype)
     wb[:, :R] = w.reshape(F, R)
     wb[:, R] = 0 if b is None else b
-    y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
-    col = np.empty((R + 1, pl.M * S), dtype=x.dtype)
-    col[R] = 1
-    Y = np.empty((F, pl.M * S), dtype=x.dtype)
-    xp = pl.padded_buffer(x.dtype)
+    xp, col, Y = pl.buffers(R + 1, F, x.dtype)
+    if pl.threads > 1:
+        with blas.single_threaded_blas():
+            forward_chunks(x, wb, pl.geo(), relu, xp, col, Y, y)
+        return y
     for n0, m in pl.chunks():
-        c = col[:, :m * S]
-        pl.fill_col(x, n0, m, xp, c)
-        np.matmul(wb, c, out=Y[:, :m * S])
-        rows_to_images(Y[:, :m * S], n0, pl.L, relu, y)
+        c, out = matrix(col[0], R + 1, m * pl.S), matrix(Y[0], F, m * pl.S)
+        pl.fill_col(x, n0, m, xp[0], c[:R])
+        c[R] = 1
+        np.matmul(wb, c, out=out)
+        rows_to_images(out, n0, pl.L, relu, y)
     return y
 
 
@@ -146,57 +173,54 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     relu_y = np.empty((0, 0, 0, 0), dtype=x.dtype) if relu_y is None else \
         np.ascontiguousarray(relu_y, dtype=x.dtype)
     pl = _Plan(x, w, stride, padding)
-    F, R, S = pl.F, pl.R, pl.S
+    F, R = pl.F, pl.R
     gb = gw = None
     if needs[1] and pl.direct():                     # gw and gb in one pass over gy
         gw, gb = np.empty(w.shape, dtype=x.dtype), np.empty(F, dtype=x.dtype)
         conv3x3_weight(pl.padded_batch(x), gy, relu_y, gw, gb)
         gb = gb if needs[2] else None
         needs = (needs[0], False, False)            # im2col below only for gx, if asked
-    if not (needs[0] or needs[1]):                   # at most gb left: a sum over gy
-        if needs[2]:
-            gb = np.empty(F, dtype=x.dtype)
-            bias_grad(gy if relu_y.size == 0 else relu_backward(gy, relu_y), gb)
+    if needs[2] and not needs[1]:                    # gb alone: a sum over gy
+        gb = np.empty(F, dtype=x.dtype)
+        bias_grad(gy if relu_y.size == 0 else relu_backward(gy, relu_y), gb)
+        needs = (needs[0], False, False)
+    if not (needs[0] or needs[1]):
         return None, gw, gb
+    # gW and gb: [gW | gb]^T = [col ; 1] @ GY^T, the row of ones as in the forward pass
     wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
-    gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
-    gwt = np.zeros((R, F), dtype=x.dtype) if needs[1] else None
-    part = np.empty((R, F), dtype=x.dtype)
-    col = np.empty((R, pl.M * S), dtype=x.dtype)
-    GY = np.empty((F, pl.M * S), dtype=x.dtype)
-    # gW = GY @ col^T sums over the long dimension M*S, with both matrices stored
-    # along it. BLAS does best with gW^T = col @ GY^T, GY^T passed as a transposed
-    # view (no copy), when GY is the smaller (F < R); with few rows in col (R <= F,
-    # e.g. a 1x1 convolution of few channels) an image-by-image product, summed.
-    by_rows = needs[1] and F < R
-    xp = pl.padded_buffer(x.dtype)
-    gb64 = np.zeros(F) if needs[2] else None
+    gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else np.empty((0, 0, 0, 0), x.dtype)
+    gwbt = np.zeros((pl.threads, R + 1 if needs[1] else 0, F), dtype=x.dtype)
+    xp, col, GY = pl.buffers(R + 1, F, x.dtype)
+    if pl.threads > 1:
+        with blas.single_threaded_blas():
+            backward_chunks(x, wt, gy, relu_y, pl.geo(), xp, col, GY, gwbt, gx)
+    else:
+        _backward_in_turn(pl, x, wt, gy, relu_y, xp[0], col[0], GY[0], gwbt[0], gx)
+    if needs[1]:
+        gwb = gwbt.sum(axis=0).T                    # (F, R+1)
+        gw = np.ascontiguousarray(gwb[:, :R]).reshape(w.shape)
+        gb = np.ascontiguousarray(gwb[:, R]) if needs[2] else None
+    return (gx if needs[0] else None), gw, gb
+
+
+def _backward_in_turn(pl, x, wt, gy, relu_y, xp, col, GY, gwbt, gx):
+    """backward_chunks' loop, one chunk after another, the products by numpy's matmul."""
+    R, S, F = pl.R, pl.S, pl.F
     for n0, m in pl.chunks():
-        c, g = col[:, :m * S], GY[:, :m * S]
+        c, g = matrix(col, R + 1, m * S), matrix(GY, F, m * S)
         if relu_y.size == 0:
             images_to_rows(gy, n0, pl.L, g)
         else:
             relu_images_to_rows(gy, relu_y, n0, pl.L, g)
-        if gb64 is not None:                        # gb from GY's rows (0 past Wo)
-            gb64 += g.sum(axis=1)                    # pairwise in float32, chunks in float64
-        if needs[1]:
-            pl.fill_col(x, n0, m, xp, c)
-            if by_rows:
-                np.matmul(c, g.T, out=part)
-                gwt += part
-            else:
-                per_image = np.matmul(c.reshape(R, m, S).transpose(1, 0, 2),
-                                      g.reshape(F, m, S).transpose(1, 2, 0))   # (m, R, F)
-                gwt += per_image.sum(axis=0)
-        if needs[0]:
-            np.matmul(wt, g, out=c)                 # the col buffer is free again: gcol
+        if gwbt.shape[0] > 0:
+            pl.fill_col(x, n0, m, xp, c[:R])
+            c[R] = 1
+            gwbt += c @ g.T
+        if gx.size > 0:
+            gcol = c[:R]                            # the col buffer is free again
+            np.matmul(wt, g, out=gcol)
             if pl.wide:
-                col2im_wide(c, pl.KH, pl.KW, S, xp[:m])
+                col2im_wide(gcol, pl.KH, pl.KW, S, xp[:m])
                 crop_chunk(xp[:m], n0, pl.ph, pl.pw, gx)
             else:
-                col2im(c, n0, pl.KH, pl.KW, pl.sh, pl.sw, pl.ph, pl.pw, pl.Ho, pl.Wo, gx)
-    if needs[1]:
-        gw = np.ascontiguousarray(gwt.T).reshape(w.shape)
-    if gb64 is not None:
-        gb = gb64.astype(gy.dtype)
-    return gx, gw, gb
+                col2im(gcol, n0, pl.KH, pl.KW, pl.sh, pl.sw, pl.ph, pl.pw, pl.Ho, pl.Wo, gx)

@@ -1,0 +1,113 @@
+"""BLAS's matrix product, called from inside numba kernels.
+
+    gemm(A, B, C, beta):   C = A @ B + beta * C
+        A (M,K), B (K,N), C (M,N): 2-D views whose rows or columns are contiguous
+        (a transposed view such as col.T is fine: BLAS reads it in place)
+
+Why: conv.py runs each chunk of images through copy -> product -> copy. Called
+from Python, numpy's matmul spreads every product over all cores while the copies
+around it run on one, and the cores meet at every product. Called from a numba
+`prange` loop instead, each core runs whole chunks by itself, copies included, with
+a single-threaded BLAS (see single_threaded_blas) on data still in its own cache.
+
+How: numpy's wheels ship OpenBLAS (libscipy_openblas64_, 64-bit integers) with
+their own names for the CBLAS functions. Loading that library makes its symbols
+visible to numba's linker; numba then calls cblas_sgemm / cblas_dgemm like any C
+function, and caches the compiled kernels (the symbol is found again by name).
+Pointers travel as 64-bit integers (arr.ctypes.data), which is how the C calling
+convention passes them anyway. Where numpy has no such library (other builds of
+numpy: Accelerate, MKL), AVAILABLE is False and conv.py uses numpy's matmul.
+"""
+import ctypes
+import glob
+import os
+from contextlib import contextmanager
+
+import numpy as np
+from numba import njit, types
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_SGEMM, _DGEMM = "scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"
+_SET_THREADS, _GET_THREADS = "scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"
+
+
+def _find_openblas():
+    """numpy's own OpenBLAS as a ctypes library, or None."""
+    import llvmlite.binding as llvm
+
+    base = os.path.dirname(os.path.dirname(np.__file__))
+    for pattern in ("numpy.libs/libscipy_openblas64_*", "numpy/.dylibs/libscipy_openblas64_*"):
+        for path in sorted(glob.glob(os.path.join(base, pattern))):
+            try:
+                lib = ctypes.CDLL(path)
+                for name in (_SGEMM, _DGEMM, _SET_THREADS, _GET_THREADS):
+                    getattr(lib, name)
+                llvm.load_library_permanently(path)
+            except (OSError, AttributeError, RuntimeError):
+                continue
+            return lib
+    return None
+
+
+_lib = None if os.environ.get("MINICNN_NO_BLAS_KERNELS") else _find_openblas()
+AVAILABLE = _lib is not None
+
+_i32, _i64 = types.int32, types.int64
+
+
+def _signature(real):
+    # order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
+    return types.void(_i32, _i32, _i32, _i64, _i64, _i64, real, _i64, _i64, _i64, _i64,
+                      real, _i64, _i64)
+
+
+_sgemm = types.ExternalFunction(_SGEMM, _signature(types.float32))
+_dgemm = types.ExternalFunction(_DGEMM, _signature(types.float64))
+
+
+@njit(inline="always")
+def _layout(A):
+    """(trans flag, leading dimension) BLAS needs to read the 2-D view A in place."""
+    rows, cols = A.shape
+    s = A.itemsize
+    if A.strides[1] == s or cols == 1:                # rows contiguous
+        return _NO_TRANS, max(A.strides[0] // s, cols, 1)
+    if A.strides[0] == s or rows == 1:                # columns contiguous: A is a transpose
+        return _TRANS, max(A.strides[1] // s, rows, 1)
+    raise ValueError("gemm: a matrix needs contiguous rows or columns")
+
+
+@njit
+def gemm(A, B, C, beta):
+    """C = A @ B + beta*C.  A (M,K), B (K,N), C (M,N) of one float dtype; C's rows contiguous."""
+    M, K = A.shape
+    N = B.shape[1]
+    if B.shape[0] != K or C.shape[0] != M or C.shape[1] != N:
+        raise ValueError("gemm: shapes do not fit")
+    if M == 0 or N == 0:
+        return
+    ta, lda = _layout(A)
+    tb, ldb = _layout(B)
+    tc, ldc = _layout(C)
+    if tc != _NO_TRANS:
+        raise ValueError("gemm: C needs contiguous rows")
+    if C.itemsize == 4:
+        _sgemm(_ROW_MAJOR, ta, tb, M, N, K, np.float32(1.0), A.ctypes.data, lda,
+               B.ctypes.data, ldb, np.float32(beta), C.ctypes.data, ldc)
+    else:
+        _dgemm(_ROW_MAJOR, ta, tb, M, N, K, 1.0, A.ctypes.data, lda,
+               B.ctypes.data, ldb, np.float64(beta), C.ctypes.data, ldc)
+
+
+@contextmanager
+def single_threaded_blas():
+    """OpenBLAS on one thread while the block runs (numba's threads bring the
+    parallelism); the previous count is put back after. A call costs under a
+    microsecond."""
+    get, set_ = getattr(_lib, _GET_THREADS), getattr(_lib, _SET_THREADS)
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
