@@ -119,10 +119,18 @@ def conv3x3_case(draw):
     return (N, C, H, W), (F, C, 3, 3), (1, 1), (ph, pw), draw(st.integers(0, 2**32 - 1))
 
 
+# conv.py runs its chunks either on numba's threads, each calling BLAS itself, or
+# one after another through numpy's matmul (where numpy's BLAS cannot be called
+# from numba): both drivers run the same cases
+CONV_DRIVERS = pytest.mark.parametrize("threads", [True, False], ids=["threads", "in_turn"])
+
+
 @EXAMPLES
 @given(case=conv_case(), dtype=dtypes, bias=st.booleans())
-def test_conv_numba_matches_reference(case, dtype, bias, equivalence_log):
-    check_conv_numba_against_reference(case, dtype, bias, equivalence_log)
+@CONV_DRIVERS
+def test_conv_numba_matches_reference(threads, case, dtype, bias, equivalence_log):
+    with mock.patch.object(conv_kernels.blas, "AVAILABLE", threads and conv_kernels.blas.AVAILABLE):
+        check_conv_numba_against_reference(case, dtype, bias, equivalence_log)
 
 
 @EXAMPLES
@@ -217,18 +225,24 @@ def test_conv_backward_computes_only_what_is_needed(module, needs):
             assert g is None, f"{name} computed although needs says False"
 
 
+@CONV_DRIVERS
 @pytest.mark.parametrize("chunk_bytes", [None, 50_000, 1])
 @pytest.mark.parametrize("xs, ws, stride, padding", [
     ((5, 4, 7, 6), (3, 4, 1, 1), (1, 1), (0, 0)),
+    ((4, 2, 1, 1), (3, 2, 5, 5), (1, 1), (2, 2)),     # a row of xp only KW-1 wide
+    ((3, 2, 2, 3), (4, 2, 1, 1), (1, 1), (2, 2)),     # padding wider than the kernel
+    ((7, 5, 6, 6), (6, 5, 3, 3), (1, 1), (1, 1)),     # 7 images: chunks of unequal size
     ((13, 3, 30, 30), (8, 3, 3, 3), (1, 1), (1, 1)),
     ((13, 3, 30, 30), (8, 3, 3, 3), (2, 2), (1, 1)),
     ((9, 1, 20, 17), (4, 1, 5, 3), (1, 1), (2, 0)),
-    ((6, 1, 12, 10), (16, 1, 3, 3), (1, 1), (1, 1))])        # F > C*KH*KW: gw image by image
-def test_conv_numba_chunks_match_torch(xs, ws, stride, padding, chunk_bytes, monkeypatch):
+    ((6, 1, 12, 10), (16, 1, 3, 3), (1, 1), (1, 1))])        # F > C*KH*KW
+def test_conv_numba_chunks_match_torch(xs, ws, stride, padding, chunk_bytes, threads,
+                                      monkeypatch):
     # the numba kernel takes the batch in chunks of about _CHUNK_BYTES of im2col buffer:
     # a chunk of several images, a chunk per image (1 byte), and the default
     if chunk_bytes is not None:
         monkeypatch.setattr(conv_kernels, "_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(conv_kernels.blas, "AVAILABLE", threads and conv_kernels.blas.AVAILABLE)
     rng = np.random.default_rng(2)
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)

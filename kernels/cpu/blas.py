@@ -70,14 +70,14 @@ def _layout(A):
     """(trans flag, leading dimension) BLAS needs to read the 2-D view A in place."""
     rows, cols = A.shape
     s = A.itemsize
-    if A.strides[1] == s or cols == 1:                # rows contiguous
+    if A.strides[1] == s or cols <= 1 or rows == 0:   # rows contiguous (or nothing to read)
         return _NO_TRANS, max(A.strides[0] // s, cols, 1)
     if A.strides[0] == s or rows == 1:                # columns contiguous: A is a transpose
         return _TRANS, max(A.strides[1] // s, rows, 1)
     raise ValueError("gemm: a matrix needs contiguous rows or columns")
 
 
-@njit
+@njit(cache=True)
 def gemm(A, B, C, beta):
     """C = A @ B + beta*C.  A (M,K), B (K,N), C (M,N) of one float dtype; C's rows contiguous."""
     M, K = A.shape
@@ -99,13 +99,18 @@ def gemm(A, B, C, beta):
                B.ctypes.data, ldb, np.float64(beta), C.ctypes.data, ldc)
 
 
+def threads():
+    """The number of threads OpenBLAS runs a product on."""
+    return getattr(_lib, _GET_THREADS)()
+
+
 @contextmanager
 def single_threaded_blas():
     """OpenBLAS on one thread while the block runs (numba's threads bring the
     parallelism); the previous count is put back after. A call costs under a
     microsecond."""
-    get, set_ = getattr(_lib, _GET_THREADS), getattr(_lib, _SET_THREADS)
-    before = get()
+    set_ = getattr(_lib, _SET_THREADS)
+    before = threads()
     set_(1)
     try:
         yield

@@ -1,0 +1,63 @@
+"""blas.gemm, the matrix product numba kernels call: C = A @ B + beta*C against numpy,
+for every way a view can lie in memory (rows contiguous, transposed, a slice of a
+wider matrix) and for empty and one-element shapes."""
+import numpy as np
+import pytest
+
+from minicnn.kernels.cpu import blas
+
+pytestmark = pytest.mark.skipif(not blas.AVAILABLE, reason="numpy's BLAS is not callable from numba")
+
+
+def _view(a, how, rng):
+    """a's values laid out as `how` says: 'rows' (C order), 'cols' (a transposed
+    copy seen through .T), 'slice' (the left part of a wider matrix)."""
+    if how == "rows":
+        return a.copy()
+    if how == "cols":
+        return np.ascontiguousarray(a.T).T
+    wide = rng.standard_normal((a.shape[0], a.shape[1] + 3)).astype(a.dtype)
+    wide[:, :a.shape[1]] = a
+    return wide[:, :a.shape[1]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("a_how", ["rows", "cols", "slice"])
+@pytest.mark.parametrize("b_how", ["rows", "cols", "slice"])
+@pytest.mark.parametrize("c_how", ["rows", "slice"])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_gemm_matches_numpy(dtype, a_how, b_how, c_how, beta):
+    rng = np.random.default_rng(0)
+    for M, K, N in [(5, 7, 3), (1, 1, 1), (1, 9, 4), (6, 1, 2), (33, 17, 65)]:
+        a, b, c0 = (rng.standard_normal(s).astype(dtype) for s in ((M, K), (K, N), (M, N)))
+        A, B, C = _view(a, a_how, rng), _view(b, b_how, rng), _view(c0, c_how, rng)
+        blas.gemm(A, B, C, beta)
+        want = a.astype(np.float64) @ b + beta * c0
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(C, want, rtol=tol, atol=tol * K)
+
+
+def test_gemm_empty_shapes():
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((3, 4)).astype(np.float32)
+    blas.gemm(np.empty((3, 0), np.float32), np.empty((0, 4), np.float32), c, 0.0)
+    assert not c.any()                                # K = 0: C = 0*C
+    empty = np.empty((0, 4), np.float32)
+    blas.gemm(np.empty((0, 2), np.float32), np.ones((2, 4), np.float32), empty, 0.0)
+
+
+def test_gemm_refuses_what_it_cannot_read():
+    a = np.ones((4, 6), np.float32)
+    with pytest.raises(ValueError, match="contiguous rows or columns"):
+        blas.gemm(a[::2, ::2], np.ones((3, 2), np.float32), np.empty((2, 2), np.float32), 0.0)
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        blas.gemm(a, np.ones((5, 2), np.float32), np.empty((4, 2), np.float32), 0.0)
+
+
+def test_single_threaded_blas_puts_the_count_back():
+    before = blas.threads()
+    with pytest.raises(RuntimeError):
+        with blas.single_threaded_blas():
+            assert blas.threads() == 1
+            raise RuntimeError("inside")
+    assert blas.threads() == before
