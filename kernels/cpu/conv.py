@@ -36,9 +36,10 @@ Cost: the products do F*C*KH*KW*Ho*Wo multiply-adds per image (compute-bound; BL
 runs them near the machine's peak); the copies move C*KH*KW*Ho*Wo numbers per image.
 The batch goes through in chunks of images whose col buffer is at most
 _CHUNK_BYTES, small enough to stay in a core's cache between the copy and the
-product. Each of numba's threads takes whole chunks (conv_chunks.py), calling
-BLAS on one thread: the copies then run on every core, and the cores never wait
-for each other within a call. Where numpy's BLAS cannot be called from numba
+product. The chunks are dealt out in shares, one per core (as many as numba's
+thread count), and each share runs on a thread of its own (workers.py) through
+whole chunks, calling BLAS on one thread (conv_chunks.py): the copies then run on
+every core, and the cores never wait for each other within a call. Where numpy's BLAS cannot be called from numba
 (blas.AVAILABLE is False) the same chunks go through numpy's matmul in turn.
 """
 import numba
@@ -46,7 +47,8 @@ import numpy as np
 
 from . import blas
 from .activation import relu_backward
-from .conv_chunks import backward_chunks, forward_chunks, matrix
+from .conv_chunks import backward_share, forward_share, matrix
+from .workers import run_shares
 from .conv_direct import conv3x3_forward, conv3x3_weight
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
                      images_to_rows, pad_chunk, relu_images_to_rows, rows_to_images)
@@ -68,7 +70,7 @@ def out_size(size, k, s, pad):
 
 class _Plan:
     """Sizes of one convolution and of its chunks; `wide` selects the wide-row layout,
-    `threads` the number of numba threads taking chunks (1: numpy's matmul in turn)."""
+    `threads` the number of shares run at once (1: numpy's matmul, chunk by chunk)."""
 
     def __init__(self, x, w, stride, padding):
         self.N, self.C, self.H, self.W = x.shape
@@ -148,7 +150,7 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
     xp, col, Y = pl.buffers(R + 1, F, x.dtype)
     if pl.threads > 1:
         with blas.single_threaded_blas():
-            forward_chunks(x, wb, pl.geo(), relu, xp, col, Y, y)
+            run_shares(forward_share, pl.threads, x, wb, pl.geo(), relu, xp, col, Y, y)
         return y
     for n0, m in pl.chunks():
         c, out = matrix(col[0], R + 1, m * pl.S), matrix(Y[0], F, m * pl.S)
@@ -193,7 +195,8 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     xp, col, GY = pl.buffers(R + 1, F, x.dtype)
     if pl.threads > 1:
         with blas.single_threaded_blas():
-            backward_chunks(x, wt, gy, relu_y, pl.geo(), xp, col, GY, gwbt, gx)
+            run_shares(backward_share, pl.threads, x, wt, gy, relu_y, pl.geo(), xp, col, GY,
+                       gwbt, gx)
     else:
         _backward_in_turn(pl, x, wt, gy, relu_y, xp[0], col[0], GY[0], gwbt[0], gx)
     if needs[1]:

@@ -1,21 +1,23 @@
-"""conv.py's chunk loop, run by numba's threads: each thread takes whole chunks.
+"""conv.py's chunk loop, cut into shares: one share per core, whole chunks each.
 
-With T threads, thread t takes chunks t, t+T, t+2T, ... and runs each through
-its own buffers (xp, col, Y or GY), calling BLAS on one thread (blas.py):
+With T shares, share t takes chunks t, t+T, t+2T, ... and runs each through its
+own buffers (xp, col, Y or GY), calling BLAS on one thread (blas.py):
     forward:   col <- images (im2col)       Y = [W | b] @ col       y <- Y (crop, ReLU)
     backward:  GY <- gy (masked by a fused ReLU)
                col <- images                gWb^T[t] += [col ; 1] @ GY^T
                gcol = W^T @ GY              gx <- gcol (col2im)
 The row of ones under col (the bias's constant input) makes BLAS compute the
 bias gradient as well: its row of gWb^T is sum over the columns of GY = gb.
-Each thread adds into its own gWb^T[t]; conv.py sums the T partial results.
+Each share adds into its own gWb^T[t]; conv.py sums the T partial results.
+workers.py runs the T shares at once, each on a thread of its own (nogil=True:
+a share runs without Python's global lock).
 geo = (KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide) from conv.py's _Plan.
 
-A thread's col, Y and GY are flat buffers, viewed as a matrix m*S wide for a chunk
+A share's col, Y and GY are flat buffers, viewed as a matrix m*S wide for a chunk
 of m images: a view that is contiguous, which numba knows and turns into fast
 copies (a column slice of a wider matrix would compile to loops 3x slower).
 """
-from numba import njit, prange
+from numba import njit
 
 from .blas import gemm
 from .im2col import (col2im, col2im_wide, crop_chunk, im2col, im2col_wide, images_to_rows,
@@ -46,50 +48,46 @@ def matrix(buf, rows, cols):
     return buf[:rows * cols].reshape(rows, cols)
 
 
-@njit(parallel=True, cache=True)
-def forward_chunks(x, wb, geo, relu, xps, cols, Ys, y):
-    """y (N,F,Ho,Wo) from x (N,C,H,W) and wb = [W | b] (F, R+1).
-    Per thread t: xps[t] (M,C,Hp,Wp), flat cols[t] ((R+1)*M*S) and Ys[t] (F*M*S)."""
+@njit(nogil=True, cache=True)
+def forward_share(t, x, wb, geo, relu, xps, cols, Ys, y):
+    """Share t of y (N,F,Ho,Wo) from x (N,C,H,W) and wb = [W | b] (F, R+1).
+    Buffers of share t: xps[t] (M,C,Hp,Wp), flat cols[t] ((R+1)*M*S) and Ys[t] (F*M*S)."""
     KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, cols.shape[0]
     F, R = wb.shape[0], wb.shape[1] - 1
-    n_chunks = (N + M - 1) // M
-    for t in prange(T):
-        for k in range(t, n_chunks, T):
-            n0, m = _chunk(k, M, N)
-            col, Y = matrix(cols[t], R + 1, m * S), matrix(Ys[t], F, m * S)
-            fill_col(x, n0, geo, xps[t], col[:R])
-            col[R] = 1
-            gemm(wb, col, Y, 0.0)
-            rows_to_images(Y, n0, L, relu, y)
+    for k in range(t, (N + M - 1) // M, T):
+        n0, m = _chunk(k, M, N)
+        col, Y = matrix(cols[t], R + 1, m * S), matrix(Ys[t], F, m * S)
+        fill_col(x, n0, geo, xps[t], col[:R])
+        col[R] = 1
+        gemm(wb, col, Y, 0.0)
+        rows_to_images(Y, n0, L, relu, y)
 
 
-@njit(parallel=True, cache=True)
-def backward_chunks(x, wt, gy, relu_y, geo, xps, cols, GYs, gwbt, gx):
-    """Partial sums gwbt[t] (R+1, F) += [col ; 1] @ GY^T when gwbt has rows (zeroed by
+@njit(nogil=True, cache=True)
+def backward_share(t, x, wt, gy, relu_y, geo, xps, cols, GYs, gwbt, gx):
+    """Share t of: gwbt[t] (R+1, F) += [col ; 1] @ GY^T when gwbt has rows (zeroed by
     the caller), and gx (N,C,H,W) = col2im(W^T @ GY) when gx has elements.
-    wt = W^T (R, F); relu_y: a fused ReLU's output, or empty; buffers as forward_chunks'."""
+    wt = W^T (R, F); relu_y: a fused ReLU's output, or empty; buffers as forward_share's."""
     KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, cols.shape[0]
     R, F = wt.shape
-    n_chunks = (N + M - 1) // M
-    for t in prange(T):
-        for k in range(t, n_chunks, T):
-            n0, m = _chunk(k, M, N)
-            col, g = matrix(cols[t], R + 1, m * S), matrix(GYs[t], F, m * S)
-            if relu_y.size == 0:
-                images_to_rows(gy, n0, L, g)
+    for k in range(t, (N + M - 1) // M, T):
+        n0, m = _chunk(k, M, N)
+        col, g = matrix(cols[t], R + 1, m * S), matrix(GYs[t], F, m * S)
+        if relu_y.size == 0:
+            images_to_rows(gy, n0, L, g)
+        else:
+            relu_images_to_rows(gy, relu_y, n0, L, g)
+        if gwbt.shape[1] > 0:
+            fill_col(x, n0, geo, xps[t], col[:R])
+            col[R] = 1
+            gemm(col, g.T, gwbt[t], 1.0)
+        if gx.size > 0:
+            gcol = col[:R]                      # col is free again
+            gemm(wt, g, gcol, 0.0)
+            if wide:
+                col2im_wide(gcol, KH, KW, S, xps[t][:m])
+                crop_chunk(xps[t][:m], n0, ph, pw, gx)
             else:
-                relu_images_to_rows(gy, relu_y, n0, L, g)
-            if gwbt.shape[1] > 0:
-                fill_col(x, n0, geo, xps[t], col[:R])
-                col[R] = 1
-                gemm(col, g.T, gwbt[t], 1.0)
-            if gx.size > 0:
-                gcol = col[:R]                      # col is free again
-                gemm(wt, g, gcol, 0.0)
-                if wide:
-                    col2im_wide(gcol, KH, KW, S, xps[t][:m])
-                    crop_chunk(xps[t][:m], n0, ph, pw, gx)
-                else:
-                    col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx)
+                col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx)
