@@ -15,6 +15,7 @@ Shapes, strides, paddings and kernels are drawn by hypothesis: batch 1, 1 and 3
 channels, non-square everything, windows that do not divide the input, stride
 above and below the kernel, exact ties in max pooling.
 """
+import contextlib
 from unittest import mock
 
 import numpy as np
@@ -119,17 +120,26 @@ def conv3x3_case(draw):
     return (N, C, H, W), (F, C, 3, 3), (1, 1), (ph, pw), draw(st.integers(0, 2**32 - 1))
 
 
-# conv.py runs its chunks either on numba's threads, each calling BLAS itself, or
-# one after another through numpy's matmul (where numpy's BLAS cannot be called
-# from numba): both drivers run the same cases
-CONV_DRIVERS = pytest.mark.parametrize("threads", [True, False], ids=["threads", "in_turn"])
+# conv.py has three drivers: tap by tap (conv_taps.py, stride 1 from _TAPS_MIN_C
+# channels), im2col on shares of the batch (conv_chunks.py), and im2col one chunk
+# after another through numpy's matmul (where numpy's BLAS cannot be called from
+# numba). Every driver runs the same cases.
+CONV_DRIVERS = pytest.mark.parametrize("driver", ["taps", "im2col", "in_turn"])
+
+
+@contextlib.contextmanager
+def conv_driver(driver):
+    blas_ok = conv_kernels.blas.AVAILABLE and driver != "in_turn"
+    with mock.patch.object(conv_kernels, "_TAPS_MIN_C", 1 if driver == "taps" else 10**9), \
+            mock.patch.object(conv_kernels.blas, "AVAILABLE", blas_ok):
+        yield
 
 
 @EXAMPLES
 @given(case=conv_case(), dtype=dtypes, bias=st.booleans())
 @CONV_DRIVERS
-def test_conv_numba_matches_reference(threads, case, dtype, bias, equivalence_log):
-    with mock.patch.object(conv_kernels.blas, "AVAILABLE", threads and conv_kernels.blas.AVAILABLE):
+def test_conv_numba_matches_reference(driver, case, dtype, bias, equivalence_log):
+    with conv_driver(driver):
         check_conv_numba_against_reference(case, dtype, bias, equivalence_log)
 
 
@@ -145,13 +155,15 @@ def test_conv3x3_both_paths_match_reference(max_c, case, dtype, bias, equivalenc
 
 @EXAMPLES
 @given(case=conv_case(), dtype=dtypes)
-@pytest.mark.parametrize("max_c", [0, 3], ids=["im2col", "direct"])
-def test_conv_fused_relu_matches_reference(max_c, case, dtype, equivalence_log):
-    # relu=True forward and relu_y backward, down both paths, against the reference
+@pytest.mark.parametrize("path", ["direct", "taps", "im2col", "in_turn"])
+def test_conv_fused_relu_matches_reference(path, case, dtype, equivalence_log):
+    # relu=True forward and relu_y backward, down every path, against the reference
     xs, ws, stride, padding, seed = case
     rng = np.random.default_rng(seed)
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
-    with mock.patch.object(conv_kernels, "_DIRECT_MAX_C", max_c):
+    max_c = 3 if path == "direct" else 0
+    with mock.patch.object(conv_kernels, "_DIRECT_MAX_C", max_c), \
+            conv_driver("taps" if path == "direct" else path):
         y = NB.conv2d_forward(x, w, b, stride, padding, relu=True)
         y_ref = REF.conv2d_forward(x, w, b, stride, padding, relu=True)
         close(equivalence_log, "k.conv2d+relu fwd", "numba=ref", y, y_ref, **TOL[dtype])
@@ -232,17 +244,23 @@ def test_conv_backward_computes_only_what_is_needed(module, needs):
     ((4, 2, 1, 1), (3, 2, 5, 5), (1, 1), (2, 2)),     # a row of xp only KW-1 wide
     ((3, 2, 2, 3), (4, 2, 1, 1), (1, 1), (2, 2)),     # padding wider than the kernel
     ((7, 5, 6, 6), (6, 5, 3, 3), (1, 1), (1, 1)),     # 7 images: chunks of unequal size
+    ((3, 20, 40, 30), (5, 20, 3, 3), (1, 1), (1, 1)),  # taps: GY^T copied, S in 2 blocks
+    ((2, 9, 11, 13), (4, 9, 2, 4), (1, 1), (0, 2)),    # taps: GY^T as a view
     ((13, 3, 30, 30), (8, 3, 3, 3), (1, 1), (1, 1)),
     ((13, 3, 30, 30), (8, 3, 3, 3), (2, 2), (1, 1)),
     ((9, 1, 20, 17), (4, 1, 5, 3), (1, 1), (2, 0)),
     ((6, 1, 12, 10), (16, 1, 3, 3), (1, 1), (1, 1))])        # F > C*KH*KW
-def test_conv_numba_chunks_match_torch(xs, ws, stride, padding, chunk_bytes, threads,
+def test_conv_numba_chunks_match_torch(xs, ws, stride, padding, chunk_bytes, driver,
                                       monkeypatch):
     # the numba kernel takes the batch in chunks of about _CHUNK_BYTES of im2col buffer:
     # a chunk of several images, a chunk per image (1 byte), and the default
     if chunk_bytes is not None:
         monkeypatch.setattr(conv_kernels, "_CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(conv_kernels.blas, "AVAILABLE", threads and conv_kernels.blas.AVAILABLE)
+    with conv_driver(driver):
+        check_chunks_against_torch(xs, ws, stride, padding)
+
+
+def check_chunks_against_torch(xs, ws, stride, padding):
     rng = np.random.default_rng(2)
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)

@@ -48,6 +48,7 @@ import numpy as np
 from . import blas
 from .activation import relu_backward
 from .conv_chunks import backward_share, forward_share, matrix
+from .conv_taps import backward_taps, forward_taps
 from .workers import run_shares
 from .conv_direct import conv3x3_forward, conv3x3_weight
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
@@ -59,6 +60,10 @@ _CHUNK_BYTES = 1 << 20
 # weight gradient are computed directly (conv_direct.py): measured here, direct
 # wins by 2x or more with one channel and loses with three
 _DIRECT_MAX_C = 1
+# from this many input channels on, a stride-1 convolution runs tap by tap
+# (conv_taps.py): measured here, its products of C terms run as fast as im2col's
+# one product of C*KH*KW terms from 8 channels on (and the copies are gone)
+_TAPS_MIN_C = 8
 
 
 def out_size(size, k, s, pad):
@@ -113,6 +118,11 @@ class _Plan:
             im2col(x, n0, self.KH, self.KW, self.sh, self.sw, self.ph, self.pw,
                    self.Ho, self.Wo, col)
 
+    def taps(self):
+        """True when conv_taps.py computes it: stride 1, at least _TAPS_MIN_C input
+        channels, and shares to run."""
+        return self.wide and self.C >= _TAPS_MIN_C and self.threads > 1
+
     def direct(self):
         """True when conv_direct.py's 3x3 kernels compute the forward pass and gw."""
         return (self.KH, self.KW, self.sh, self.sw) == (3, 3, 1, 1) and self.C <= _DIRECT_MAX_C
@@ -137,27 +147,30 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
     takes max(y, 0) on the way out (a ReLU fused in: no pass of its own)."""
     x = np.ascontiguousarray(x)
     pl = _Plan(x, w, stride, padding)
-    F, R = pl.F, pl.R
+    F, C, K, S, T = pl.F, pl.C, pl.KH * pl.KW, pl.S, pl.threads
     y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
+    bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     if pl.direct():
-        bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
         conv3x3_forward(pl.padded_batch(x), np.ascontiguousarray(w, dtype=x.dtype), bias, relu, y)
         return y
-    # [W | b]: the bias rides along as the weight of a constant input 1
-    wb = np.empty((F, R + 1), dtype=x.dtype)
-    wb[:, :R] = w.reshape(F, R)
-    wb[:, R] = 0 if b is None else b
-    xp, col, Y = pl.buffers(R + 1, F, x.dtype)
-    if pl.threads > 1:
+    if pl.taps():
+        w_taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1), dtype=x.dtype).reshape(K, F, C)
+        xp = np.empty((T, 1, C, pl.Hp, pl.Wp), dtype=x.dtype)
         with blas.single_threaded_blas():
-            run_shares(forward_share, pl.threads, x, wb, pl.geo(), relu, xp, col, Y, y)
+            run_shares(forward_taps, T, x, w_taps, bias, pl.geo(), relu, xp,
+                       np.empty((T, F * S), dtype=x.dtype), y)
+        return y
+    w2 = np.ascontiguousarray(w.reshape(F, pl.R), dtype=x.dtype)
+    xp, col, Y = pl.buffers(pl.R, F, x.dtype)
+    if T > 1:
+        with blas.single_threaded_blas():
+            run_shares(forward_share, T, x, w2, bias, pl.geo(), relu, xp, col, Y, y)
         return y
     for n0, m in pl.chunks():
-        c, out = matrix(col[0], R + 1, m * pl.S), matrix(Y[0], F, m * pl.S)
-        pl.fill_col(x, n0, m, xp[0], c[:R])
-        c[R] = 1
-        np.matmul(wb, c, out=out)
-        rows_to_images(out, n0, pl.L, relu, y)
+        c, out = matrix(col[0], pl.R, m * S), matrix(Y[0], F, m * S)
+        pl.fill_col(x, n0, m, xp[0], c)
+        np.matmul(w2, c, out=out)
+        rows_to_images(out, n0, pl.L, bias, relu, y)
     return y
 
 
@@ -170,28 +183,58 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     the copy of gy into GY.
     """
     x = np.ascontiguousarray(x)
+    w = np.ascontiguousarray(w, dtype=x.dtype)
     gy = np.ascontiguousarray(gy, dtype=x.dtype)
     # the kernels take an empty relu_y for "no ReLU"
     relu_y = np.empty((0, 0, 0, 0), dtype=x.dtype) if relu_y is None else \
         np.ascontiguousarray(relu_y, dtype=x.dtype)
     pl = _Plan(x, w, stride, padding)
-    F, R = pl.F, pl.R
+    F = pl.F
     gb = gw = None
     if needs[1] and pl.direct():                     # gw and gb in one pass over gy
         gw, gb = np.empty(w.shape, dtype=x.dtype), np.empty(F, dtype=x.dtype)
         conv3x3_weight(pl.padded_batch(x), gy, relu_y, gw, gb)
         gb = gb if needs[2] else None
-        needs = (needs[0], False, False)            # im2col below only for gx, if asked
+        needs = (needs[0], False, False)            # the rest only for gx, if asked
     if needs[2] and not needs[1]:                    # gb alone: a sum over gy
         gb = np.empty(F, dtype=x.dtype)
         bias_grad(gy if relu_y.size == 0 else relu_backward(gy, relu_y), gb)
         needs = (needs[0], False, False)
     if not (needs[0] or needs[1]):
         return None, gw, gb
-    # gW and gb: [gW | gb]^T = [col ; 1] @ GY^T, the row of ones as in the forward pass
-    wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
     gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else np.empty((0, 0, 0, 0), x.dtype)
-    gwbt = np.zeros((pl.threads, R + 1 if needs[1] else 0, F), dtype=x.dtype)
+    backward = _backward_taps if pl.taps() else _backward_im2col
+    gw_gb = backward(pl, x, w, gy, relu_y, needs[1], gx)
+    if needs[1]:
+        gw, gb = gw_gb[0], (gw_gb[1] if needs[2] else None)
+    return (gx if needs[0] else None), gw, gb
+
+
+def _backward_taps(pl, x, w, gy, relu_y, need_gw, gx):
+    """conv_taps.py's backward: (gw, gb), both None unless need_gw; gx filled if it
+    has elements."""
+    T, K, F, C, dt = pl.threads, pl.KH * pl.KW, pl.F, pl.C, x.dtype
+    wt_taps = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(K, C, F)
+    gw_taps = np.zeros((T, K, C, F) if need_gw else (T, 0, 0, 0), dtype=dt)
+    gbs = np.zeros((T, F if need_gw else 0, 1), dtype=dt)
+    xp = np.empty((T, 1, C, pl.Hp, pl.Wp), dtype=dt)
+    with blas.single_threaded_blas():
+        run_shares(backward_taps, T, x, wt_taps, gy, relu_y, pl.geo(), xp, np.empty_like(xp),
+                   np.empty((T, 2 * F * pl.S), dtype=dt), np.ones((pl.S, 1), dtype=dt),
+                   gw_taps, gbs, gx)
+    if not need_gw:
+        return None, None
+    gw = gw_taps.sum(axis=0).reshape(pl.KH, pl.KW, C, F).transpose(3, 2, 0, 1)
+    return np.ascontiguousarray(gw), gbs.sum(axis=0)[:, 0]
+
+
+def _backward_im2col(pl, x, w, gy, relu_y, need_gw, gx):
+    """conv_chunks.py's backward, or the same chunks one after another through numpy's
+    matmul: (gw, gb), both None unless need_gw; gx filled if it has elements."""
+    F, R = pl.F, pl.R
+    # gW and gb: [gW | gb]^T = [col ; 1] @ GY^T, the bias as the weight of an input 1
+    wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
+    gwbt = np.zeros((pl.threads, R + 1 if need_gw else 0, F), dtype=x.dtype)
     xp, col, GY = pl.buffers(R + 1, F, x.dtype)
     if pl.threads > 1:
         with blas.single_threaded_blas():
@@ -199,15 +242,14 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
                        gwbt, gx)
     else:
         _backward_in_turn(pl, x, wt, gy, relu_y, xp[0], col[0], GY[0], gwbt[0], gx)
-    if needs[1]:
-        gwb = gwbt.sum(axis=0).T                    # (F, R+1)
-        gw = np.ascontiguousarray(gwb[:, :R]).reshape(w.shape)
-        gb = np.ascontiguousarray(gwb[:, R]) if needs[2] else None
-    return (gx if needs[0] else None), gw, gb
+    if not need_gw:
+        return None, None
+    gwb = gwbt.sum(axis=0).T                        # (F, R+1)
+    return np.ascontiguousarray(gwb[:, :R]).reshape(w.shape), np.ascontiguousarray(gwb[:, R])
 
 
 def _backward_in_turn(pl, x, wt, gy, relu_y, xp, col, GY, gwbt, gx):
-    """backward_chunks' loop, one chunk after another, the products by numpy's matmul."""
+    """backward_share's loop, one chunk after another, the products by numpy's matmul."""
     R, S, F = pl.R, pl.S, pl.F
     for n0, m in pl.chunks():
         c, g = matrix(col, R + 1, m * S), matrix(GY, F, m * S)

@@ -2,12 +2,13 @@
 
 With T shares, share t takes chunks t, t+T, t+2T, ... and runs each through its
 own buffers (xp, col, Y or GY), calling BLAS on one thread (blas.py):
-    forward:   col <- images (im2col)       Y = [W | b] @ col       y <- Y (crop, ReLU)
+    forward:   col <- images (im2col)       Y = W @ col       y <- Y + b (crop, ReLU)
     backward:  GY <- gy (masked by a fused ReLU)
                col <- images                gWb^T[t] += [col ; 1] @ GY^T
                gcol = W^T @ GY              gx <- gcol (col2im)
-The row of ones under col (the bias's constant input) makes BLAS compute the
-bias gradient as well: its row of gWb^T is sum over the columns of GY = gb.
+A row of ones under col (the bias's constant input) makes BLAS compute the bias
+gradient as well: its row of gWb^T is sum over the columns of GY = gb.
+(Stride-1 convolutions of more than a few channels skip im2col: conv_taps.py.)
 Each share adds into its own gWb^T[t]; conv.py sums the T partial results.
 workers.py runs the T shares at once, each on a thread of its own (nogil=True:
 a share runs without Python's global lock).
@@ -49,19 +50,18 @@ def matrix(buf, rows, cols):
 
 
 @njit(nogil=True, cache=True)
-def forward_share(t, x, wb, geo, relu, xps, cols, Ys, y):
-    """Share t of y (N,F,Ho,Wo) from x (N,C,H,W) and wb = [W | b] (F, R+1).
-    Buffers of share t: xps[t] (M,C,Hp,Wp), flat cols[t] ((R+1)*M*S) and Ys[t] (F*M*S)."""
+def forward_share(t, x, w2, b, geo, relu, xps, cols, Ys, y):
+    """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w2 = W (F, R) and b (F,).
+    Buffers of share t: xps[t] (M,C,Hp,Wp), flat cols[t] (R*M*S) and Ys[t] (F*M*S)."""
     KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, cols.shape[0]
-    F, R = wb.shape[0], wb.shape[1] - 1
+    F, R = w2.shape
     for k in range(t, (N + M - 1) // M, T):
         n0, m = _chunk(k, M, N)
-        col, Y = matrix(cols[t], R + 1, m * S), matrix(Ys[t], F, m * S)
-        fill_col(x, n0, geo, xps[t], col[:R])
-        col[R] = 1
-        gemm(wb, col, Y, 0.0)
-        rows_to_images(Y, n0, L, relu, y)
+        col, Y = matrix(cols[t], R, m * S), matrix(Ys[t], F, m * S)
+        fill_col(x, n0, geo, xps[t], col)
+        gemm(w2, col, Y, 0.0)
+        rows_to_images(Y, n0, L, b, relu, y)
 
 
 @njit(nogil=True, cache=True)

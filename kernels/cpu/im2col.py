@@ -9,8 +9,8 @@ views, src[t] -> dst[t], which numba turns into fast copies):
     im2col_wide:     col[r, m*S + t]           =  xp[m, c].flat[p*Wp + q + t]
     col2im_wide:     gxp[m, c].flat[p*Wp+q+t]  += gcol[r, m*S + t]
     im2col/col2im:   col[r, m*S + i*Wo + j]   <-> x[n0+m, c, i*sh+p-ph, j*sw+q-pw]
-    rows_to_images:  y[n0+m, f, i, j]          =  Y[f, m*S + i*L + j],  j < Wo
-                     (or max(Y, 0), the fused ReLU)
+    rows_to_images:  y[n0+m, f, i, j]          =  Y[f, m*S + i*L + j] + b[f],  j < Wo
+                     (then max(., 0), the fused ReLU)
     images_to_rows:  GY[f, m*S + i*L + j]      =  gy[n0+m, f, i, j]  (0 for j >= Wo)
                      (relu_images_to_rows: 0 also where a fused ReLU's output relu_y <= 0)
 """
@@ -157,23 +157,26 @@ def col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx):
 # ----------------------------------------------------------------------------- both layouts
 
 @njit(cache=True)
-def rows_to_images(Y, n0, L, relu, y):
-    """y[n0+m, f, i, j] = Y[f, m*S + i*L + j] for j < Wo (S = Ho*L), through max(., 0)
-    when relu is True (the fused ReLU; NaN stays NaN).  Y (F, M*S), y (N,F,Ho,Wo)"""
+def rows_to_images(Y, n0, L, b, relu, y):
+    """y[n0+m, f, i, j] = Y[f, m*S + i*L + j] + b[f] for j < Wo (S = Ho*L), through
+    max(., 0) when relu is True (the fused ReLU; NaN stays NaN).
+    Y (F, M*S), b (F,), y (N,F,Ho,Wo)"""
     F, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     S = Ho * L
     M = Y.shape[1] // S
     for m in range(M):
         for f in range(F):
+            bf = b[f]
             for i in range(Ho):
                 src = Y[f, m * S + i * L: m * S + i * L + Wo]
                 dst = y[n0 + m, f, i]
                 if relu:
                     for j in range(Wo):
-                        dst[j] = 0 if src[j] < 0 else src[j]
+                        v = src[j] + bf
+                        dst[j] = 0 if v < 0 else v
                 else:
                     for j in range(Wo):
-                        dst[j] = src[j]
+                        dst[j] = src[j] + bf
 
 
 @njit(cache=True)
