@@ -116,3 +116,41 @@ def single_threaded_blas():
         yield
     finally:
         set_(before)
+
+
+# ----------------------------------------------------------------------------- products shared by columns
+
+# below this many multiply-adds (M*N*K) a product runs on the calling thread, as
+# OpenBLAS itself does (its threshold): handing work to another thread costs more
+SHARE_MIN_MACS = 1 << 18
+
+
+@njit(nogil=True, cache=True)
+def _columns_share(t, T, A, B, C):
+    """Share t of C = A @ B: the columns j0 .. j1-1 of C (blocks of 16: whole vectors)."""
+    N = C.shape[1]
+    step = ((N + T - 1) // T + 15) // 16 * 16
+    j0, j1 = min(N, t * step), min(N, (t + 1) * step)
+    if j1 > j0:
+        gemm(A, B[:, j0:j1], C[:, j0:j1], 0.0)
+
+
+def matmul(A, B):
+    """A @ B for 2-D float32/float64 arrays (views, transposed views fine), as numpy's
+    matmul; a large product is cut by columns into one share per thread, each share
+    on a single-threaded BLAS (so OpenBLAS's own threads never start: once woken,
+    they keep polling for 0.1 s and slow down the convolutions' shares that follow)."""
+    import numba
+
+    from .workers import run_shares
+
+    M, K = A.shape
+    N = B.shape[1]
+    T = numba.get_num_threads()
+    if not AVAILABLE or T < 2 or M * N * K < SHARE_MIN_MACS or A.dtype != B.dtype \
+            or A.dtype not in (np.float32, np.float64):
+        return np.matmul(A, B)
+    C = np.empty((M, N), dtype=A.dtype)
+    with single_threaded_blas():
+        run_shares(_columns_share, T, T, A, B, C)
+    return C
