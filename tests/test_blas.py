@@ -61,3 +61,17 @@ def test_single_threaded_blas_puts_the_count_back():
             assert blas.threads() == 1
             raise RuntimeError("inside")
     assert blas.threads() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M, K, N", [(64, 4096, 37), (64, 512, 1000), (3, 5, 7), (200, 300, 17)])
+def test_matmul_matches_numpy(dtype, M, K, N):
+    # large products are cut into column shares, small ones go to numpy: both agree
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for A, B in ((a, b), (np.ascontiguousarray(a.T).T, b), (a, np.ascontiguousarray(b.T).T)):
+        got = blas.matmul(A, B)
+        assert got.shape == (M, N) and got.dtype == dtype
+        np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=tol, atol=tol * np.sqrt(K))
+

@@ -1,4 +1,5 @@
-"""The process settings the CPU kernels make on import (kernels/cpu/__init__.py, memory.py)."""
+"""The process settings the CPU kernels make on import (kernels/cpu/__init__.py, memory.py),
+and the threads that run a job's shares (workers.py)."""
 import os
 import platform
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import pytest
 
 from minicnn.kernels.cpu import memory
+from minicnn.kernels.cpu.workers import run_shares
 
 GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 
@@ -26,6 +28,7 @@ def test_large_arrays_reuse_freed_memory_instead_of_faulting_it_in_again():
     code = """
 import resource, numpy as np
 from minicnn.kernels.cpu import memory
+from minicnn.kernels.cpu.workers import run_shares
 import sys
 if sys.argv[1] == "keep":
     assert memory.keep_freed_memory()
@@ -44,3 +47,20 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
         return int(out.stdout.split()[-1])
 
     assert faults("keep") < 8 <= faults("default")
+
+
+def test_run_shares_runs_each_share_once_and_raises_a_shares_error():
+    seen = []
+    run_shares(lambda t, tag: seen.append((t, tag)), 3, "x")
+    assert sorted(seen) == [(0, "x"), (1, "x"), (2, "x")]
+
+    finished = []
+
+    def fail_in_one(t):
+        if t == 1:
+            raise ValueError("share 1 failed")
+        finished.append(t)
+
+    with pytest.raises(ValueError, match="share 1 failed"):
+        run_shares(fail_in_one, 3)
+    assert sorted(finished) == [0, 2]               # the other shares still ran to the end
