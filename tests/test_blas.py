@@ -1,6 +1,8 @@
 """blas.gemm, the matrix product numba kernels call: C = A @ B + beta*C against numpy,
 for every way a view can lie in memory (rows contiguous, transposed, a slice of a
 wider matrix) and for empty and one-element shapes."""
+import os
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,24 @@ def test_matmul_matches_numpy(dtype, M, K, N):
         assert got.shape == (M, N) and got.dtype == dtype
         np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=tol, atol=tol * np.sqrt(K))
 
+
+
+def test_overlapping_single_threaded_blocks_put_the_count_back_once():
+    before = blas.threads()
+    outer = blas.single_threaded_blas()
+    outer.__enter__()
+    with blas.single_threaded_blas():              # another thread's block, say
+        assert blas.threads() == 1
+    assert blas.threads() == 1                     # the outer block still runs
+    outer.__exit__(None, None, None)
+    assert blas.threads() == before
+
+
+def test_the_blas_kernels_can_be_switched_off():
+    import subprocess
+    import sys
+    env = dict(os.environ, MINICNN_NO_BLAS_KERNELS="1")
+    out = subprocess.run([sys.executable, "-c", "from minicnn.kernels.cpu import blas; "
+                          "print(blas.AVAILABLE)"], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split()[-1] == "False"

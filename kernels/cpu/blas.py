@@ -21,6 +21,7 @@ numpy: Accelerate, MKL), AVAILABLE is False and conv.py uses numpy's matmul.
 import ctypes
 import glob
 import os
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -104,18 +105,29 @@ def threads():
     return getattr(_lib, _GET_THREADS)()
 
 
+_single = {"depth": 0, "before": 1}
+_single_lock = threading.Lock()
+
+
 @contextmanager
 def single_threaded_blas():
-    """OpenBLAS on one thread while the block runs (numba's threads bring the
-    parallelism); the previous count is put back after. A call costs under a
+    """OpenBLAS on one thread while the block runs (the shares bring the
+    parallelism); the count before the first of overlapping blocks (Python threads
+    running minicnn at once) is put back when the last one ends. Costs about a
     microsecond."""
     set_ = getattr(_lib, _SET_THREADS)
-    before = threads()
-    set_(1)
+    with _single_lock:
+        if _single["depth"] == 0:
+            _single["before"] = threads()
+            set_(1)
+        _single["depth"] += 1
     try:
         yield
     finally:
-        set_(before)
+        with _single_lock:
+            _single["depth"] -= 1
+            if _single["depth"] == 0:
+                set_(_single["before"])
 
 
 # ----------------------------------------------------------------------------- products shared by columns
