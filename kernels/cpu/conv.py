@@ -47,12 +47,12 @@ import numpy as np
 
 from . import blas
 from .activation import relu_backward
-from .conv_chunks import backward_share, forward_share, matrix
+from .conv_chunks import backward_share, fill_col, forward_share, matrix
 from .conv_taps import backward_taps, forward_taps
-from .workers import run_shares
+from .workers import run_shares, share_rows
 from .conv_direct import conv3x3_forward, conv3x3_weight
-from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, im2col, im2col_wide,
-                     images_to_rows, pad_chunk, relu_images_to_rows, rows_to_images)
+from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, images_to_rows, pad_chunk,
+                     relu_images_to_rows, rows_to_images)
 
 # bytes of col buffer per chunk (see above); a core here has 1 MiB of L2 cache
 _CHUNK_BYTES = 1 << 20
@@ -105,18 +105,9 @@ class _Plan:
             yield n0, min(self.M, self.N - n0)
 
     def geo(self):
-        """The sizes conv_chunks.py's kernels take."""
+        """The sizes conv_chunks.py's and conv_taps.py's kernels take."""
         return (self.KH, self.KW, self.sh, self.sw, self.ph, self.pw, self.Ho, self.Wo,
-                self.L, self.M, int(self.wide))
-
-    def fill_col(self, x, n0, m, xp, col):
-        """col[:R, :m*S] for images n0 .. n0+m-1."""
-        if self.wide:
-            pad_chunk(x, n0, self.ph, self.pw, xp[:m])
-            im2col_wide(xp[:m], self.KH, self.KW, self.S, col)
-        else:
-            im2col(x, n0, self.KH, self.KW, self.sh, self.sw, self.ph, self.pw,
-                   self.Ho, self.Wo, col)
+                self.Hp, self.L, self.M, int(self.wide))
 
     def taps(self):
         """True when conv_taps.py computes it: stride 1, at least _TAPS_MIN_C input
@@ -134,12 +125,12 @@ class _Plan:
         return xp
 
     def buffers(self, rows, out_rows, dtype):
-        """One (xp, col, Y) set per thread: xp (T,M,C,Hp,Wp) (or (T,0,1,1,1) for
-        general strides), flat col (T, rows*M*S) and Y (T, out_rows*M*S)."""
+        """Workspace rows, one per share (workers.share_rows): xp (padded images,
+        M*C*Hp*Wp; wide rows only), col (rows*M*S) and Y (out_rows*M*S)."""
         T, MS = self.threads, self.M * self.S
-        shape = (self.M, self.C, self.Hp, self.Wp) if self.wide else (0, 1, 1, 1)
-        return (np.empty((T,) + shape, dtype), np.empty((T, rows * MS), dtype),
-                np.empty((T, out_rows * MS), dtype))
+        xp = self.M * self.C * self.Hp * self.Wp if self.wide else 0
+        return (share_rows(T, xp, dtype), share_rows(T, rows * MS, dtype),
+                share_rows(T, out_rows * MS, dtype))
 
 
 def conv2d_forward(x, w, b, stride, padding, relu=False):
@@ -155,10 +146,9 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
         return y
     if pl.taps():
         w_taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1), dtype=x.dtype).reshape(K, F, C)
-        xp = np.empty((T, 1, C, pl.Hp, pl.Wp), dtype=x.dtype)
+        xp, Y = share_rows(T, C * pl.Hp * pl.Wp, x.dtype), share_rows(T, F * S, x.dtype)
         with blas.single_threaded_blas():
-            run_shares(forward_taps, T, x, w_taps, bias, pl.geo(), relu, xp,
-                       np.empty((T, F * S), dtype=x.dtype), y)
+            run_shares(forward_taps, T, x, w_taps, bias, pl.geo(), relu, xp, Y, y)
         return y
     w2 = np.ascontiguousarray(w.reshape(F, pl.R), dtype=x.dtype)
     xp, col, Y = pl.buffers(pl.R, F, x.dtype)
@@ -168,7 +158,7 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
         return y
     for n0, m in pl.chunks():
         c, out = matrix(col[0], pl.R, m * S), matrix(Y[0], F, m * S)
-        pl.fill_col(x, n0, m, xp[0], c)
+        fill_col(x, n0, pl.geo(), xp[0], c)
         np.matmul(w2, c, out=out)
         rows_to_images(out, n0, pl.L, bias, relu, y)
     return y
@@ -215,17 +205,16 @@ def _backward_taps(pl, x, w, gy, relu_y, need_gw, gx):
     has elements."""
     T, K, F, C, dt = pl.threads, pl.KH * pl.KW, pl.F, pl.C, x.dtype
     wt_taps = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(K, C, F)
-    gw_taps = np.zeros((T, K, C, F) if need_gw else (T, 0, 0, 0), dtype=dt)
-    gbs = np.zeros((T, F if need_gw else 0, 1), dtype=dt)
-    xp = np.empty((T, 1, C, pl.Hp, pl.Wp), dtype=dt)
+    gws, gbs = share_rows(T, K * C * F, dt, zero=True), share_rows(T, F, dt, zero=True)
+    planes = C * pl.Hp * pl.Wp
     with blas.single_threaded_blas():
-        run_shares(backward_taps, T, x, wt_taps, gy, relu_y, pl.geo(), xp, np.empty_like(xp),
-                   np.empty((T, 2 * F * pl.S), dtype=dt), np.ones((pl.S, 1), dtype=dt),
-                   gw_taps, gbs, gx)
+        run_shares(backward_taps, T, x, wt_taps, gy, relu_y, pl.geo(), need_gw,
+                   share_rows(T, planes, dt), share_rows(T, planes, dt),
+                   share_rows(T, 2 * F * pl.S, dt), np.ones((pl.S, 1), dtype=dt), gws, gbs, gx)
     if not need_gw:
         return None, None
-    gw = gw_taps.sum(axis=0).reshape(pl.KH, pl.KW, C, F).transpose(3, 2, 0, 1)
-    return np.ascontiguousarray(gw), gbs.sum(axis=0)[:, 0]
+    gw = gws[:, :K * C * F].sum(axis=0).reshape(pl.KH, pl.KW, C, F).transpose(3, 2, 0, 1)
+    return np.ascontiguousarray(gw), gbs[:, :F].sum(axis=0)
 
 
 def _backward_im2col(pl, x, w, gy, relu_y, need_gw, gx):
@@ -234,21 +223,22 @@ def _backward_im2col(pl, x, w, gy, relu_y, need_gw, gx):
     F, R = pl.F, pl.R
     # gW and gb: [gW | gb]^T = [col ; 1] @ GY^T, the bias as the weight of an input 1
     wt = np.ascontiguousarray(w.reshape(F, R).T)    # W^T (R, F)
-    gwbt = np.zeros((pl.threads, R + 1 if need_gw else 0, F), dtype=x.dtype)
+    gwbt = share_rows(pl.threads, (R + 1) * F, x.dtype, zero=True)
     xp, col, GY = pl.buffers(R + 1, F, x.dtype)
     if pl.threads > 1:
         with blas.single_threaded_blas():
-            run_shares(backward_share, pl.threads, x, wt, gy, relu_y, pl.geo(), xp, col, GY,
-                       gwbt, gx)
+            run_shares(backward_share, pl.threads, x, wt, gy, relu_y, pl.geo(), need_gw, xp,
+                       col, GY, gwbt, gx)
     else:
-        _backward_in_turn(pl, x, wt, gy, relu_y, xp[0], col[0], GY[0], gwbt[0], gx)
+        _backward_in_turn(pl, x, wt, gy, relu_y, need_gw, xp[0], col[0], GY[0],
+                          matrix(gwbt[0], R + 1, F), gx)
     if not need_gw:
         return None, None
-    gwb = gwbt.sum(axis=0).T                        # (F, R+1)
+    gwb = gwbt[:, :(R + 1) * F].sum(axis=0).reshape(R + 1, F).T     # (F, R+1)
     return np.ascontiguousarray(gwb[:, :R]).reshape(w.shape), np.ascontiguousarray(gwb[:, R])
 
 
-def _backward_in_turn(pl, x, wt, gy, relu_y, xp, col, GY, gwbt, gx):
+def _backward_in_turn(pl, x, wt, gy, relu_y, need_gw, xp, col, GY, gwbt, gx):
     """backward_share's loop, one chunk after another, the products by numpy's matmul."""
     R, S, F = pl.R, pl.S, pl.F
     for n0, m in pl.chunks():
@@ -257,15 +247,16 @@ def _backward_in_turn(pl, x, wt, gy, relu_y, xp, col, GY, gwbt, gx):
             images_to_rows(gy, n0, pl.L, g)
         else:
             relu_images_to_rows(gy, relu_y, n0, pl.L, g)
-        if gwbt.shape[0] > 0:
-            pl.fill_col(x, n0, m, xp, c[:R])
+        if need_gw:
+            fill_col(x, n0, pl.geo(), xp, c[:R])
             c[R] = 1
             gwbt += c @ g.T
         if gx.size > 0:
             gcol = c[:R]                            # the col buffer is free again
             np.matmul(wt, g, out=gcol)
             if pl.wide:
-                col2im_wide(gcol, pl.KH, pl.KW, S, xp[:m])
-                crop_chunk(xp[:m], n0, pl.ph, pl.pw, gx)
+                gxp = xp[:m * pl.C * pl.Hp * pl.Wp].reshape(m, pl.C, pl.Hp, pl.Wp)
+                col2im_wide(gcol, pl.KH, pl.KW, S, gxp)
+                crop_chunk(gxp, n0, pl.ph, pl.pw, gx)
             else:
                 col2im(gcol, n0, pl.KH, pl.KW, pl.sh, pl.sw, pl.ph, pl.pw, pl.Ho, pl.Wo, gx)

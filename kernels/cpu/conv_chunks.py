@@ -12,11 +12,12 @@ gradient as well: its row of gWb^T is sum over the columns of GY = gb.
 Each share adds into its own gWb^T[t]; conv.py sums the T partial results.
 workers.py runs the T shares at once, each on a thread of its own (nogil=True:
 a share runs without Python's global lock).
-geo = (KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide) from conv.py's _Plan.
+geo = (KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide) from conv.py's _Plan.
 
-A share's col, Y and GY are flat buffers, viewed as a matrix m*S wide for a chunk
-of m images: a view that is contiguous, which numba knows and turns into fast
-copies (a column slice of a wider matrix would compile to loops 3x slower).
+Each buffer argument holds a row of workspace per share (workers.share_rows).
+A share's col, Y and GY are viewed as a matrix m*S wide for a chunk of m images:
+a view that is contiguous, which numba knows and turns into fast copies (a
+column slice of a wider matrix would compile to loops 3x slower).
 """
 from numba import njit
 
@@ -27,12 +28,15 @@ from .im2col import (col2im, col2im_wide, crop_chunk, im2col, im2col_wide, image
 
 @njit(cache=True)
 def fill_col(x, n0, geo, xp, col):
-    """col[:R, :m*S] <- images n0 .. n0+m-1 of x (m = col's columns / S)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide = geo
+    """col[:R, :m*S] <- images n0 .. n0+m-1 of x (m = col's columns / S).
+    xp: the share's workspace row for the padded images (wide rows only)."""
+    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
     m = col.shape[1] // (Ho * L)
     if wide:
-        pad_chunk(x, n0, ph, pw, xp[:m])
-        im2col_wide(xp[:m], KH, KW, Ho * L, col)
+        C = x.shape[1]
+        xpm = xp[:m * C * Hp * L].reshape(m, C, Hp, L)
+        pad_chunk(x, n0, ph, pw, xpm)
+        im2col_wide(xpm, KH, KW, Ho * L, col)
     else:
         im2col(x, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, col)
 
@@ -52,8 +56,8 @@ def matrix(buf, rows, cols):
 @njit(nogil=True, cache=True)
 def forward_share(t, x, w2, b, geo, relu, xps, cols, Ys, y):
     """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w2 = W (F, R) and b (F,).
-    Buffers of share t: xps[t] (M,C,Hp,Wp), flat cols[t] (R*M*S) and Ys[t] (F*M*S)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide = geo
+    Workspace rows of share t: xps[t] (>= M*C*Hp*Wp), cols[t] (>= R*M*S), Ys[t] (>= F*M*S)."""
+    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, cols.shape[0]
     F, R = w2.shape
     for k in range(t, (N + M - 1) // M, T):
@@ -65,13 +69,16 @@ def forward_share(t, x, w2, b, geo, relu, xps, cols, Ys, y):
 
 
 @njit(nogil=True, cache=True)
-def backward_share(t, x, wt, gy, relu_y, geo, xps, cols, GYs, gwbt, gx):
-    """Share t of: gwbt[t] (R+1, F) += [col ; 1] @ GY^T when gwbt has rows (zeroed by
-    the caller), and gx (N,C,H,W) = col2im(W^T @ GY) when gx has elements.
-    wt = W^T (R, F); relu_y: a fused ReLU's output, or empty; buffers as forward_share's."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide = geo
+def backward_share(t, x, wt, gy, relu_y, geo, need_gw, xps, cols, GYs, gwbt, gx):
+    """Share t of: when need_gw, gwbt[t] += [col ; 1] @ GY^T as (R+1, F) (zeroed by the
+    caller); gx (N,C,H,W) = col2im(W^T @ GY) when gx has elements.
+    wt = W^T (R, F); relu_y: a fused ReLU's output, or empty; workspace rows as
+    forward_share's (cols[t] >= (R+1)*M*S)."""
+    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, cols.shape[0]
     R, F = wt.shape
+    C = x.shape[1]
+    gwb = matrix(gwbt[t], R + 1, F)
     for k in range(t, (N + M - 1) // M, T):
         n0, m = _chunk(k, M, N)
         col, g = matrix(cols[t], R + 1, m * S), matrix(GYs[t], F, m * S)
@@ -79,15 +86,16 @@ def backward_share(t, x, wt, gy, relu_y, geo, xps, cols, GYs, gwbt, gx):
             images_to_rows(gy, n0, L, g)
         else:
             relu_images_to_rows(gy, relu_y, n0, L, g)
-        if gwbt.shape[1] > 0:
+        if need_gw:
             fill_col(x, n0, geo, xps[t], col[:R])
             col[R] = 1
-            gemm(col, g.T, gwbt[t], 1.0)
+            gemm(col, g.T, gwb, 1.0)
         if gx.size > 0:
-            gcol = col[:R]                      # col is free again
+            gcol = col[:R]                          # col is free again
             gemm(wt, g, gcol, 0.0)
             if wide:
-                col2im_wide(gcol, KH, KW, S, xps[t][:m])
-                crop_chunk(xps[t][:m], n0, ph, pw, gx)
+                gxp = xps[t][:m * C * Hp * L].reshape(m, C, Hp, L)
+                col2im_wide(gcol, KH, KW, S, gxp)
+                crop_chunk(gxp, n0, ph, pw, gx)
             else:
                 col2im(gcol, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, gx)

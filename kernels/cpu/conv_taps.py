@@ -22,8 +22,10 @@ Y (or GY) and of the runs stays in cache for the KH*KW products that use it:
 at 64x64 (S = 4160) that took BLAS from 84 to 101 GFLOP/s.
 
 Shares as in conv_chunks.py: share t takes images t, t+T, t+2T, ..., one at a
-time, with its own buffers, and adds into its own gw/gb partial sums.
-geo = (KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide) from conv.py's _Plan (sh = sw = 1).
+time, with its own buffers, and adds into its own gw/gb partial sums; each
+buffer argument holds one row of workspace per share (workers.share_rows).
+geo = (KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide) from conv.py's _Plan
+(sh = sw = 1, L = Wp).
 """
 from numba import njit
 
@@ -48,14 +50,15 @@ def _transpose(a, out):
 @njit(nogil=True, cache=True)
 def forward_taps(t, x, w_taps, b, geo, relu, xps, Ys, y):
     """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w_taps (KH*KW, F, C), b (F,).
-    Buffers of share t: xps[t] (1,C,Hp,Wp), flat Ys[t] (F*S)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide = geo
+    Workspace rows of share t: xps[t] (>= C*Hp*Wp), Ys[t] (>= F*S)."""
+    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, xps.shape[0]
     F, C = w_taps.shape[1], w_taps.shape[2]
-    planes = xps[t].reshape(C, -1)                  # (C, Hp*Wp)
+    xp = xps[t][:C * Hp * L].reshape(1, C, Hp, L)
+    planes = xp.reshape(C, Hp * L)
     Y = matrix(Ys[t], F, S)
     for n in range(t, N, T):
-        pad_chunk(x, n, ph, pw, xps[t])
+        pad_chunk(x, n, ph, pw, xp, n == t)         # the padding stays zero after the first
         for s0 in range(0, S, _S_BLOCK):
             s1 = min(S, s0 + _S_BLOCK)
             for p in range(KH):
@@ -67,25 +70,26 @@ def forward_taps(t, x, w_taps, b, geo, relu, xps, Ys, y):
 
 
 @njit(nogil=True, cache=True)
-def backward_taps(t, x, wt_taps, gy, relu_y, geo, xps, gxps, GYs, ones, gw_taps, gbs, gx):
-    """Share t of: gw_taps[t] (KH*KW, C, F) += run @ GY^T and gbs[t] (F, 1) += GY @ 1
-    when those have elements (zeroed by the caller), and gx (N,C,H,W) when it has.
+def backward_taps(t, x, wt_taps, gy, relu_y, geo, need_gw, xps, gxps, GYs, ones, gws, gbs, gx):
+    """Share t of: when need_gw, gws[t] += run @ GY^T as (KH*KW, C, F) and gbs[t] += GY @ 1
+    as (F,) (both zeroed by the caller); gx (N,C,H,W) when it has elements.
     wt_taps (KH*KW, C, F): w_pq^T; relu_y: a fused ReLU's output, or empty;
-    buffers of share t: xps[t], gxps[t] (1,C,Hp,Wp), flat GYs[t] (2*F*S); ones (S, 1)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, L, M, wide = geo
+    workspace rows of share t: xps[t], gxps[t] (>= C*Hp*Wp), GYs[t] (>= 2*F*S); ones (S, 1)."""
+    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, xps.shape[0]
-    C, F = wt_taps.shape[1], wt_taps.shape[2]
-    planes, gplanes = xps[t].reshape(C, -1), gxps[t].reshape(C, -1)
+    K, C, F = wt_taps.shape
+    xp, gxp = xps[t][:C * Hp * L].reshape(1, C, Hp, L), gxps[t][:C * Hp * L].reshape(1, C, Hp, L)
+    planes, gplanes = xp.reshape(C, Hp * L), gxp.reshape(C, Hp * L)
     g, gT = matrix(GYs[t], F, S), matrix(GYs[t][F * S:], S, F)
+    gw, gb = matrix(gws[t], K * C, F), matrix(gbs[t], F, 1)
     for n in range(t, N, T):
         if relu_y.size == 0:
             images_to_rows(gy, n, L, g)
         else:
             relu_images_to_rows(gy, relu_y, n, L, g)
-        if gbs.size > 0:
-            gemm(g, ones, gbs[t], 1.0)
-        if gw_taps.size > 0:
-            pad_chunk(x, n, ph, pw, xps[t])
+        if need_gw:
+            gemm(g, ones, gb, 1.0)
+            pad_chunk(x, n, ph, pw, xp, n == t)
             gyt = g.T                               # (S, F): a view, or a copy
             if C > _GY_T_ABOVE_C:
                 _transpose(g, gT)
@@ -94,8 +98,9 @@ def backward_taps(t, x, wt_taps, gy, relu_y, geo, xps, gxps, GYs, ones, gw_taps,
                 s1 = min(S, s0 + _S_BLOCK)
                 for p in range(KH):
                     for q in range(KW):
-                        run = p * L + q
-                        gemm(planes[:, run + s0:run + s1], gyt[s0:s1], gw_taps[t, p * KW + q], 1.0)
+                        run, tap = p * L + q, p * KW + q
+                        gemm(planes[:, run + s0:run + s1], gyt[s0:s1], gw[tap * C:(tap + 1) * C],
+                             1.0)
         if gx.size > 0:
             gplanes[:] = 0
             for s0 in range(0, S, _S_BLOCK):
@@ -104,4 +109,4 @@ def backward_taps(t, x, wt_taps, gy, relu_y, geo, xps, gxps, GYs, ones, gw_taps,
                     for q in range(KW):
                         run = p * L + q
                         gemm(wt_taps[p * KW + q], g[:, s0:s1], gplanes[:, run + s0:run + s1], 1.0)
-            crop_chunk(gxps[t], n, ph, pw, gx)
+            crop_chunk(gxp, n, ph, pw, gx)

@@ -21,11 +21,13 @@ from numba import njit, prange
 # ----------------------------------------------------------------------------- wide rows (stride 1)
 
 @njit(cache=True)
-def pad_chunk(x, n0, ph, pw, xp):
-    """xp[m, c, ph+h, pw+w] = x[n0+m, c, h, w], 0 elsewhere.  x (N,C,H,W), xp (M,C,Hp,Wp)"""
+def pad_chunk(x, n0, ph, pw, xp, zero=True):
+    """xp[m, c, ph+h, pw+w] = x[n0+m, c, h, w], 0 elsewhere.  x (N,C,H,W), xp (M,C,Hp,Wp)
+    zero=False leaves the padding as it is (zeros already, from an earlier call)."""
     M, C, Hp, Wp = xp.shape
     H, W = x.shape[2], x.shape[3]
-    xp[:] = 0
+    if zero:
+        xp[:] = 0
     for m in range(M):
         for c in range(C):
             for h in range(H):
