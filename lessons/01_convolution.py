@@ -144,10 +144,11 @@ save(fig, OUT, "conv_timings.png")
 # The loops lose by two to three orders of magnitude everywhere: Python pays for
 # every single multiply-add. Between numpy and numba the ranking depends on the
 # sizes and the machine: the reference kernel hands whole arrays to numpy for each
-# kernel tap, and the numba kernel spreads im2col over threads and hands one big
-# matrix product to BLAS, whose threads cost time to start and compete when the
-# cores are busy. Measure before believing either (`minicnn bench` does it
-# properly, op by op).
+# kernel tap; the numba kernel deals the images out, one share per core, and each
+# core builds the im2col matrix of its images and multiplies it by the weights on
+# its own (conv.py says why; with more input channels than here it skips im2col
+# altogether, conv_taps.py). With only a few small images there is little to
+# share. Measure before believing either (`minicnn bench` does it properly, op by op).
 #
 # ## Edge filters on a medical image
 #

@@ -1,8 +1,12 @@
 """The CPU kernels, compiled by numba: one module per op family (lessons 01, 02, 03, 06).
 
-    conv.py        conv2d forward / backward (im2col + BLAS)
-    im2col.py      the copies around conv.py's matrix products
+    conv.py        conv2d forward / backward: which path, and the plan of chunks
+    conv_taps.py   stride 1, many channels: one BLAS product per kernel tap
+    conv_chunks.py the others: im2col + one BLAS product per chunk of images
+    im2col.py      the copies around those matrix products
     conv_direct.py 3x3 convolution of one input channel, without BLAS
+    blas.py        BLAS's matrix product called from numba, and products cut in shares
+    workers.py     the threads that run a job's shares at once
     pool.py        max and average pooling
     activation.py  relu, sigmoid
     linear.py      fully connected layer (BLAS)
@@ -10,13 +14,14 @@
     optim.py       SGD and Adam steps
     memory.py      why large arrays are slow to make, and the malloc setting used
 
-Two pools of threads share the cores during a training step: numba's, which runs
-the `prange` loops, and the one behind numpy's matrix products (BLAS). Each pool
-keeps its idle threads spinning for a while after a job, hoping for the next one;
-with two pools taking turns on a machine with few cores, each spinning pool holds
-back the other, and one switch can cost milliseconds (measured here: 8 ms for a
-20-microsecond kernel following a matrix product). So, before numba starts its
-threads, ask for idle threads that sleep at once:
+Pools of threads share the cores during a training step: numba's, which runs the
+`prange` loops (pooling, activations, optimiser steps), workers.py's, which runs
+the shares of the matrix products, and OpenBLAS's own, which minicnn keeps idle
+(blas.py says why). A pool whose idle threads keep spinning for a while after a
+job, hoping for the next one, holds back the others on a machine with few cores,
+and one switch can cost milliseconds (measured here: 8 ms for a 20-microsecond
+kernel following a multi-threaded matrix product). workers.py's threads sleep
+when idle; so, before numba starts its threads, ask the same of numba's:
   * numba's default OpenMP pool reads OMP_WAIT_POLICY when OpenMP is first loaded;
     PASSIVE makes idle threads sleep (waking them costs tens of microseconds per
     parallel loop, which is why small arrays skip the pool: PARALLEL_MIN_ELEMENTS).
