@@ -13,9 +13,9 @@ one row per kernel tap and one column per output pixel, for a chunk of M images:
     col[r, m*S + i*L + j] = x[n0+m, c, i*sh+p-ph, j*sw+q-pw]     (0 in the padding)
     r = (c*KH + p)*KW + q   (R = C*KH*KW rows)
 Then the convolution of the whole chunk is ONE matrix product, done by BLAS:
-    Y  (F, M*S) = [W | b] (F, R+1) @ [col ; 1 ... 1] (R+1, M*S)
+    Y  (F, M*S) = W (F, R) @ col (R, M*S), and y = Y + b on the way out
+    [gW | gb] (F, R+1) = GY (F, M*S) @ [col ; 1 ... 1]^T      summed over the chunks
                   (the bias is the weight of an extra input that is always 1)
-    gW (F, R)   = GY (F, M*S) @ col^T      summed over the chunks
     gcol (R, M*S) = W^T @ GY, then col2im, the transpose of im2col: it adds each
                   column entry back onto the pixel im2col copied it from
 GY is gy laid out like Y. Two layouts of an output row:
@@ -29,9 +29,11 @@ GY is gy laid out like Y. Two layouts of an output row:
         col[r, m*S + t] = xp[m, c].flat[p*Wp + q + t],   t = 0 .. Ho*Wp - 1
     so im2col is KH*KW memory copies per channel instead of a gather.
 
-A 3x3 stride-1 convolution of a single input channel (the first layer) skips all
-this: its forward pass and weight gradient are computed directly
-(conv_direct.py), which is faster when a product has only 9 terms per output.
+Two paths skip im2col. A stride-1 convolution of _TAPS_MIN_C channels or more
+runs one product per kernel tap straight on the padded image (conv_taps.py).
+A 3x3 stride-1 convolution of a single input channel (the first layer) computes
+its forward pass and weight gradient directly (conv_direct.py), which is faster
+when a product has only 9 terms per output.
 Cost: the products do F*C*KH*KW*Ho*Wo multiply-adds per image (compute-bound; BLAS
 runs them near the machine's peak); the copies move C*KH*KW*Ho*Wo numbers per image.
 The batch goes through in chunks of images whose col buffer is at most
@@ -39,8 +41,9 @@ _CHUNK_BYTES, small enough to stay in a core's cache between the copy and the
 product. The chunks are dealt out in shares, one per core (as many as numba's
 thread count), and each share runs on a thread of its own (workers.py) through
 whole chunks, calling BLAS on one thread (conv_chunks.py): the copies then run on
-every core, and the cores never wait for each other within a call. Where numpy's BLAS cannot be called from numba
-(blas.AVAILABLE is False) the same chunks go through numpy's matmul in turn.
+every core, and the cores never wait for each other within a call. Where numpy's
+BLAS cannot be called from numba (blas.AVAILABLE is False), or a batch has one
+image, the same chunks go through numpy's matmul one after another.
 """
 import numba
 import numpy as np
