@@ -49,14 +49,42 @@ def test_gemm_empty_shapes():
 
 
 def test_gemm_refuses_what_it_cannot_read():
-    a = np.ones((4, 6), np.float32)
-    with pytest.raises(ValueError, match="contiguous rows or columns"):
-        blas.gemm(a[::2, ::2], np.ones((3, 2), np.float32), np.empty((2, 2), np.float32), 0.0)
+    a = np.arange(24, dtype=np.float32).reshape(4, 6)
+    b, c = np.ones((6, 2), np.float32), np.empty((4, 2), np.float32)
+    for bad in (a[::2, ::2], a[::-1], np.broadcast_to(a[:1], a.shape)):
+        with pytest.raises(ValueError, match="non-overlapping rows or columns"):
+            blas.gemm(bad, b[:bad.shape[1]], c[:bad.shape[0]], 0.0)
     with pytest.raises(ValueError, match="shapes do not fit"):
-        blas.gemm(a, np.ones((5, 2), np.float32), np.empty((4, 2), np.float32), 0.0)
+        blas.gemm(a, np.ones((5, 2), np.float32), c, 0.0)
+    with pytest.raises(TypeError, match="all be float32 or all float64"):
+        blas.gemm(a, b.astype(np.float64), c, 0.0)
+    with pytest.raises(TypeError, match="all be float32 or all float64"):
+        blas.gemm(a.astype(np.int32), b.astype(np.int32), c.astype(np.int32), 0.0)
 
 
-def test_single_threaded_blas_puts_the_count_back():
+def test_matmul_of_views_blas_cannot_read_is_numpys():
+    # reversed, broadcast, strided and overlapping views go to numpy's matmul
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((64, 600)).astype(np.float32)
+    b = rng.standard_normal((600, 300)).astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(a[0], 300)[:64]      # rows overlap
+    for A, B in ((a[::-1], b), (np.broadcast_to(a[:1], a.shape), b), (a[:, ::2], b[::2]),
+                 (windows, b[:300]), (a, b[::-1])):
+        np.testing.assert_allclose(blas.matmul(A, B), np.matmul(A, B), rtol=1e-4, atol=1e-3)
+
+
+@pytest.fixture
+def two_blas_threads():
+    """OpenBLAS on 2 threads for the test (so that "back to before" is not 1 anyway)."""
+    before = blas.threads()
+    blas._lib.scipy_openblas_set_num_threads64_(2)
+    if blas.threads() != 2:
+        pytest.skip("OpenBLAS runs on one thread here")
+    yield
+    blas._lib.scipy_openblas_set_num_threads64_(before)
+
+
+def test_single_threaded_blas_puts_the_count_back(two_blas_threads):
     before = blas.threads()
     with pytest.raises(RuntimeError):
         with blas.single_threaded_blas():
@@ -67,8 +95,10 @@ def test_single_threaded_blas_puts_the_count_back():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("M, K, N", [(64, 4096, 37), (64, 512, 1000), (3, 5, 7), (200, 300, 17)])
-def test_matmul_matches_numpy(dtype, M, K, N):
-    # large products are cut into column shares, small ones go to numpy: both agree
+def test_matmul_matches_numpy(dtype, M, K, N, monkeypatch):
+    # large products are cut into column shares (3 here, whatever the machine's
+    # core count), small ones go to numpy: both agree
+    monkeypatch.setattr(blas.numba, "get_num_threads", lambda: 3)
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     tol = 1e-4 if dtype == np.float32 else 1e-11
@@ -79,7 +109,7 @@ def test_matmul_matches_numpy(dtype, M, K, N):
 
 
 
-def test_overlapping_single_threaded_blocks_put_the_count_back_once():
+def test_overlapping_single_threaded_blocks_put_the_count_back_once(two_blas_threads):
     before = blas.threads()
     outer = blas.single_threaded_blas()
     outer.__enter__()

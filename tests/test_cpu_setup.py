@@ -28,7 +28,6 @@ def test_large_arrays_reuse_freed_memory_instead_of_faulting_it_in_again():
     code = """
 import resource, numpy as np
 from minicnn.kernels.cpu import memory
-from minicnn.kernels.cpu.workers import run_shares
 import sys
 if sys.argv[1] == "keep":
     assert memory.keep_freed_memory()

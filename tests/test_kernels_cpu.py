@@ -30,6 +30,7 @@ from minicnn import backends
 from minicnn.backends import cpu as NB
 from minicnn.backends import reference as REF
 from minicnn.kernels.cpu import conv as conv_kernels
+from minicnn.kernels.cpu.workers import run_shares
 from minicnn.testing import assert_close, numerical_grad, rel_error
 
 EXAMPLES = settings(max_examples=25, deadline=None)
@@ -128,18 +129,35 @@ CONV_DRIVERS = pytest.mark.parametrize("driver", ["taps", "im2col", "in_turn"])
 
 
 @contextlib.contextmanager
-def conv_driver(driver):
+def conv_driver(driver, N, stride):
+    """Run conv.py's kernels down `driver` for a batch of N, in 3 shares whatever the
+    machine's core count, and check on the way out that the driver's kernels ran."""
     blas_ok = conv_kernels.blas.AVAILABLE and driver != "in_turn"
+    ran = []
+
+    def record(kernel, T, *args):
+        ran.append(kernel)
+        return run_shares(kernel, T, *args)
+
     with mock.patch.object(conv_kernels, "_TAPS_MIN_C", 1 if driver == "taps" else 10**9), \
-            mock.patch.object(conv_kernels.blas, "AVAILABLE", blas_ok):
+            mock.patch.object(conv_kernels.blas, "AVAILABLE", blas_ok), \
+            mock.patch.object(conv_kernels, "_share_count", lambda: 3), \
+            mock.patch.object(conv_kernels, "run_shares", record):
         yield
+    if driver == "in_turn" or N < 2 or not blas_ok:  # nothing to share out
+        assert ran == []
+        return
+    taps = driver == "taps" and tuple(stride) == (1, 1)
+    allowed = {conv_kernels.forward_taps, conv_kernels.backward_taps} if taps else \
+        {conv_kernels.forward_share, conv_kernels.backward_share}
+    assert ran and set(ran) <= allowed, f"{driver}: ran {ran}"
 
 
 @EXAMPLES
 @given(case=conv_case(), dtype=dtypes, bias=st.booleans())
 @CONV_DRIVERS
 def test_conv_numba_matches_reference(driver, case, dtype, bias, equivalence_log):
-    with conv_driver(driver):
+    with conv_driver(driver, N=case[0][0], stride=case[2]):
         check_conv_numba_against_reference(case, dtype, bias, equivalence_log)
 
 
@@ -163,7 +181,7 @@ def test_conv_fused_relu_matches_reference(path, case, dtype, equivalence_log):
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[:1]))
     max_c = 3 if path == "direct" else 0
     with mock.patch.object(conv_kernels, "_DIRECT_MAX_C", max_c), \
-            conv_driver("taps" if path == "direct" else path):
+            conv_driver("taps" if path == "direct" else path, N=xs[0], stride=stride):
         y = NB.conv2d_forward(x, w, b, stride, padding, relu=True)
         y_ref = REF.conv2d_forward(x, w, b, stride, padding, relu=True)
         close(equivalence_log, "k.conv2d+relu fwd", "numba=ref", y, y_ref, **TOL[dtype])
@@ -256,8 +274,18 @@ def test_conv_numba_chunks_match_torch(xs, ws, stride, padding, chunk_bytes, dri
     # a chunk of several images, a chunk per image (1 byte), and the default
     if chunk_bytes is not None:
         monkeypatch.setattr(conv_kernels, "_CHUNK_BYTES", chunk_bytes)
-    with conv_driver(driver):
+    with conv_driver(driver, N=xs[0], stride=stride):
         check_chunks_against_torch(xs, ws, stride, padding)
+
+
+@CONV_DRIVERS
+def test_conv_of_an_empty_batch(driver):
+    x, w = np.ones((0, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)
+    with conv_driver(driver, N=0, stride=(1, 1)):
+        y = NB.conv2d_forward(x, w, np.ones(4, np.float32), (1, 1), (1, 1))
+        gx, gw, gb = NB.conv2d_backward(x, w, np.ones((0, 4, 8, 8), np.float32), (1, 1), (1, 1))
+    assert y.shape == (0, 4, 8, 8) and gx.shape == x.shape
+    assert not gw.any() and gw.shape == w.shape and not gb.any() and gb.shape == (4,)
 
 
 def check_chunks_against_torch(xs, ws, stride, padding):

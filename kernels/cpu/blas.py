@@ -6,9 +6,10 @@
 
 Why: conv.py runs each chunk of images through copy -> product -> copy. Called
 from Python, numpy's matmul spreads every product over all cores while the copies
-around it run on one, and the cores meet at every product. Called from a numba
-`prange` loop instead, each core runs whole chunks by itself, copies included, with
-a single-threaded BLAS (see single_threaded_blas) on data still in its own cache.
+around it run on one, and the cores meet at every product. Called from inside a
+numba kernel instead, one kernel per core (a share, run by workers.py), each core
+runs whole chunks by itself, copies included, with a single-threaded BLAS (see
+single_threaded_blas) on data still in its own cache.
 
 How: numpy's wheels ship OpenBLAS (libscipy_openblas64_, 64-bit integers) with
 their own names for the CBLAS functions. Loading that library makes its symbols
@@ -24,8 +25,10 @@ import os
 import threading
 from contextlib import contextmanager
 
+import numba
 import numpy as np
 from numba import njit, types
+from numba.extending import overload
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _SGEMM, _DGEMM = "scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"
@@ -66,16 +69,42 @@ _sgemm = types.ExternalFunction(_SGEMM, _signature(types.float32))
 _dgemm = types.ExternalFunction(_DGEMM, _signature(types.float64))
 
 
+def _blas_layout(shape, strides, itemsize):
+    """(trans flag, leading dimension) for BLAS to read a 2-D array of this shape and
+    these strides in place, or None: rows (or columns) must each be contiguous and
+    lie one after another, none overlapping (no negative, zero or odd strides)."""
+    rows, cols = shape
+    s0, s1 = strides
+    if rows * cols == 0:
+        return _NO_TRANS, max(cols, 1)
+    if (s1 == itemsize or cols == 1) and (rows == 1 or (s0 % itemsize == 0 and s0 >= cols * itemsize)):
+        return _NO_TRANS, max(s0 // itemsize if rows > 1 else cols, cols, 1)
+    if (s0 == itemsize or rows == 1) and (cols == 1 or (s1 % itemsize == 0 and s1 >= rows * itemsize)):
+        return _TRANS, max(s1 // itemsize if cols > 1 else rows, rows, 1)
+    return None
+
+
+_layout_jit = njit(inline="always")(_blas_layout)
+
+
 @njit(inline="always")
 def _layout(A):
-    """(trans flag, leading dimension) BLAS needs to read the 2-D view A in place."""
-    rows, cols = A.shape
-    s = A.itemsize
-    if A.strides[1] == s or cols <= 1 or rows == 0:   # rows contiguous (or nothing to read)
-        return _NO_TRANS, max(A.strides[0] // s, cols, 1)
-    if A.strides[0] == s or rows == 1:                # columns contiguous: A is a transpose
-        return _TRANS, max(A.strides[1] // s, rows, 1)
-    raise ValueError("gemm: a matrix needs contiguous rows or columns")
+    """_blas_layout of A, or a ValueError."""
+    got = _layout_jit(A.shape, A.strides, A.itemsize)
+    if got is None:
+        raise ValueError("gemm: a matrix needs contiguous, non-overlapping rows or columns")
+    return got
+
+
+def _one_float_dtype(A, B, C):
+    """True when A, B and C are all float32 or all float64 (numba: decided while compiling)."""
+    return A.dtype == B.dtype == C.dtype and A.dtype in (np.float32, np.float64)
+
+
+@overload(_one_float_dtype)
+def _one_float_dtype_typed(A, B, C):
+    same = A.dtype == B.dtype == C.dtype and A.dtype in (types.float32, types.float64)
+    return lambda A, B, C: same
 
 
 @njit(cache=True)
@@ -85,6 +114,8 @@ def gemm(A, B, C, beta):
     N = B.shape[1]
     if B.shape[0] != K or C.shape[0] != M or C.shape[1] != N:
         raise ValueError("gemm: shapes do not fit")
+    if not _one_float_dtype(A, B, C):
+        raise TypeError("gemm: A, B and C must all be float32 or all float64")
     if M == 0 or N == 0:
         return
     ta, lda = _layout(A)
@@ -107,6 +138,19 @@ def threads():
 
 _single = {"depth": 0, "before": 1}
 _single_lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    """A fork from inside a block: the child has one thread and no block running."""
+    global _single_lock
+    _single_lock = threading.Lock()
+    if _single["depth"] > 0 and _lib is not None:
+        getattr(_lib, _SET_THREADS)(_single["before"])
+    _single["depth"] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager
@@ -152,16 +196,16 @@ def matmul(A, B):
     matmul; a large product is cut by columns into one share per thread, each share
     on a single-threaded BLAS (so OpenBLAS's own threads never start: once woken,
     they keep polling for 0.1 s and slow down the convolutions' shares that follow)."""
-    import numba
-
     from .workers import run_shares
 
     M, K = A.shape
     N = B.shape[1]
     T = numba.get_num_threads()
     if not AVAILABLE or T < 2 or M * N * K < SHARE_MIN_MACS or A.dtype != B.dtype \
-            or A.dtype not in (np.float32, np.float64):
-        return np.matmul(A, B)
+            or A.dtype not in (np.float32, np.float64) \
+            or _blas_layout(A.shape, A.strides, A.itemsize) is None \
+            or _blas_layout(B.shape, B.strides, B.itemsize) is None:
+        return np.matmul(A, B)                      # (and any view BLAS cannot read in place)
     C = np.empty((M, N), dtype=A.dtype)
     with single_threaded_blas():
         run_shares(_columns_share, T, T, A, B, C)

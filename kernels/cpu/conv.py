@@ -22,7 +22,9 @@ GY is gy laid out like Y. Two layouts of an output row:
   * general (any stride): L = Wo, S = Ho*Wo, im2col copies pixel by pixel.
   * wide rows (stride 1, the common case): first copy the images into a zero-padded
     buffer xp, pw zeros left of each row. A row's right padding is the next row's
-    left padding (the flat index runs on into it), so xp is only Wp = W + pw wide.
+    left padding (the flat index runs on into it), so xp is only Wp = W + pw wide
+    (wider only when a padding larger than the kernel makes Wo > W + pw, or a
+    kernel wider than W + pw + 1 needs room for its last run: _Plan).
     Then compute each output row Wp wide instead of Wo wide (L = Wp, S = Ho*Wp):
     the Wp-Wo extra outputs per row are thrown away (their gradient is 0). In
     exchange row r of col is ONE contiguous run of xp:
@@ -30,7 +32,8 @@ GY is gy laid out like Y. Two layouts of an output row:
     so im2col is KH*KW memory copies per channel instead of a gather.
 
 Two paths skip im2col. A stride-1 convolution of _TAPS_MIN_C channels or more
-runs one product per kernel tap straight on the padded image (conv_taps.py).
+runs one product per kernel tap straight on the padded image (conv_taps.py),
+when its batch is shared out (below).
 A 3x3 stride-1 convolution of a single input channel (the first layer) computes
 its forward pass and weight gradient directly (conv_direct.py), which is faster
 when a product has only 9 terms per output.
@@ -41,9 +44,11 @@ _CHUNK_BYTES, small enough to stay in a core's cache between the copy and the
 product. The chunks are dealt out in shares, one per core (as many as numba's
 thread count), and each share runs on a thread of its own (workers.py) through
 whole chunks, calling BLAS on one thread (conv_chunks.py): the copies then run on
-every core, and the cores never wait for each other within a call. Where numpy's
-BLAS cannot be called from numba (blas.AVAILABLE is False), or a batch has one
-image, the same chunks go through numpy's matmul one after another.
+every core, and the cores never wait for each other within a call. There is
+nothing to share out with one image, one numba thread, a dtype other than
+float32 and float64, or where numpy's BLAS cannot be called from numba
+(blas.AVAILABLE is False): then the chunks go through numpy's matmul one after
+another (im2col for every convolution but the direct one).
 """
 import numba
 import numpy as np
@@ -67,6 +72,12 @@ _DIRECT_MAX_C = 1
 # (conv_taps.py): measured here, its products of C terms run as fast as im2col's
 # one product of C*KH*KW terms from 8 channels on (and the copies are gone)
 _TAPS_MIN_C = 8
+
+
+def _share_count():
+    """How many shares a convolution is cut into: numba's thread count (the user's
+    NUMBA_NUM_THREADS or numba.set_num_threads), one per core by default."""
+    return numba.get_num_threads()
 
 
 def out_size(size, k, s, pad):
@@ -95,13 +106,13 @@ class _Plan:
         self.L = self.Wp if self.wide else self.Wo      # length of an output row in col
         self.S = self.Ho * self.L                       # columns of col per image
         threaded = blas.AVAILABLE and x.dtype in (np.float32, np.float64)
-        self.threads = min(numba.get_num_threads(), self.N) if threaded else 1
+        self.threads = max(1, min(_share_count(), self.N)) if threaded else 1
         per_image = (self.R + 1) * self.S * x.itemsize
         M = max(1, min(-(-self.N // self.threads), _CHUNK_BYTES // max(1, per_image)))
         # as many chunks for each thread: round their number up to a multiple of threads
-        n_chunks = -(-self.N // M)
+        n_chunks = max(1, -(-self.N // M))
         n_chunks = -(-n_chunks // self.threads) * self.threads
-        self.M = -(-self.N // n_chunks)
+        self.M = max(1, -(-self.N // n_chunks))
 
     def chunks(self):
         for n0 in range(0, self.N, self.M):

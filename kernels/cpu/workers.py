@@ -1,9 +1,11 @@
-"""Run the shares of a job at once, one thread per share (conv_chunks.py's kernels).
+"""Run the shares of a job at once, one thread per share (the kernels of
+conv_taps.py and conv_chunks.py, and blas.matmul's).
 
     run_shares(kernel, T, *args)  calls kernel(t, *args) for t = 0 .. T-1 at once:
                                   share 0 on the calling thread, the others on a
                                   pool of T-1 threads kept for the next job
-    share_rows(T, n, dtype)       a row of n-or-more numbers of workspace per share
+    share_rows(T, n, dtype, zero=False)
+                                  a row of n-or-more numbers of workspace per share
 
 Why not numba's own `prange`: numba runs prange loops on a threading layer, and
 which one it gets depends on what else is loaded (conv.py's parent package says
@@ -15,21 +17,27 @@ nogil=True, so each runs without Python's global lock, and the calling thread
 runs a share itself instead of waiting idle.
 """
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _pool = None
+_pool_size = 0
 _pool_pid = None
+_pool_lock = threading.Lock()
 
 
 def _workers(n):
     """A pool of at least n threads (a new one after a fork: threads are not copied)."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid() or _pool._max_workers < n:
-        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="minicnn")
-        _pool_pid = os.getpid()
-    return _pool
+    global _pool, _pool_size, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid() or _pool_size < n:
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=False)          # its threads end once idle
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="minicnn")
+            _pool_size, _pool_pid = n, os.getpid()
+        return _pool
 
 
 def run_shares(kernel, T, *args):
