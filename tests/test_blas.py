@@ -8,7 +8,8 @@ import pytest
 
 from minicnn.kernels.cpu import blas
 
-pytestmark = pytest.mark.skipif(not blas.AVAILABLE, reason="numpy's BLAS is not callable from numba")
+pytestmark = pytest.mark.skipif(not blas.AVAILABLE,
+                                reason="numpy's BLAS is not callable from numba")
 
 
 def _view(a, how, rng):

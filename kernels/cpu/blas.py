@@ -32,7 +32,8 @@ from numba.extending import overload
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _SGEMM, _DGEMM = "scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"
-_SET_THREADS, _GET_THREADS = "scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"
+_SET_THREADS = "scipy_openblas_set_num_threads64_"
+_GET_THREADS = "scipy_openblas_get_num_threads64_"
 
 
 def _find_openblas():
@@ -77,9 +78,11 @@ def _blas_layout(shape, strides, itemsize):
     s0, s1 = strides
     if rows * cols == 0:
         return _NO_TRANS, max(cols, 1)
-    if (s1 == itemsize or cols == 1) and (rows == 1 or (s0 % itemsize == 0 and s0 >= cols * itemsize)):
+    rows_apart = s0 % itemsize == 0 and s0 >= cols * itemsize       # rows one after another
+    cols_apart = s1 % itemsize == 0 and s1 >= rows * itemsize
+    if (s1 == itemsize or cols == 1) and (rows == 1 or rows_apart):
         return _NO_TRANS, max(s0 // itemsize if rows > 1 else cols, cols, 1)
-    if (s0 == itemsize or rows == 1) and (cols == 1 or (s1 % itemsize == 0 and s1 >= rows * itemsize)):
+    if (s0 == itemsize or rows == 1) and (cols == 1 or cols_apart):   # a transposed matrix
         return _TRANS, max(s1 // itemsize if cols > 1 else rows, rows, 1)
     return None
 
@@ -174,7 +177,7 @@ def single_threaded_blas():
                 set_(_single["before"])
 
 
-# ----------------------------------------------------------------------------- products shared by columns
+# ------------------------------------------------------------------ products shared by columns
 
 # below this many multiply-adds (M*N*K) a product runs on the calling thread, as
 # OpenBLAS itself does (its threshold): handing work to another thread costs more

@@ -40,6 +40,15 @@ def _workers(n):
         return _pool
 
 
+def _after_fork_in_child():
+    global _pool_lock
+    _pool_lock = threading.Lock()                   # the parent's may have been held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def run_shares(kernel, T, *args):
     """kernel(t, *args) for t in 0 .. T-1, at once; returns when all have finished
     (the first exception of a share is raised then)."""
