@@ -56,11 +56,11 @@ import numpy as np
 from . import blas
 from .activation import relu_backward
 from .conv_chunks import backward_share, fill_col, forward_share, matrix
-from .conv_taps import backward_taps, forward_taps
-from .workers import run_shares, share_rows
 from .conv_direct import conv3x3_forward, conv3x3_weight
+from .conv_taps import backward_taps, forward_taps
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, images_to_rows, pad_chunk,
                      relu_images_to_rows, rows_to_images)
+from .workers import run_shares, share_rows
 
 # bytes of col buffer per chunk (see above); a core here has 1 MiB of L2 cache
 _CHUNK_BYTES = 1 << 20

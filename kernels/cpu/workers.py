@@ -73,6 +73,8 @@ def share_rows(T, n, dtype, zero=False):
     ("transparent huge pages") for arrays of 4 MiB and more, which this always
     is, so each share's row then sits in huge pages of its own: fewer address
     translations for the products' strided reads, none shared between cores."""
+    if T == 1:                                      # no neighbour to keep apart from
+        return (np.zeros if zero else np.empty)((1, max(1, n)), dtype=dtype)
     item = np.dtype(dtype).itemsize
     per_page = _HUGE_PAGE // item
     P = max(1, -(-n // per_page)) * per_page
