@@ -5,10 +5,11 @@ import platform
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from minicnn.kernels.cpu import memory
-from minicnn.kernels.cpu.workers import run_shares
+from minicnn.kernels.cpu.workers import run_shares, share_rows
 
 GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 
@@ -63,3 +64,14 @@ def test_run_shares_runs_each_share_once_and_raises_a_shares_error():
     with pytest.raises(ValueError, match="share 1 failed"):
         run_shares(fail_in_one, 3)
     assert sorted(finished) == [0, 2]               # the other shares still ran to the end
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_share_rows_start_each_share_on_a_2_mib_boundary(dtype):
+    rows = share_rows(3, 1000, dtype, zero=True)
+    assert rows.shape[0] == 3 and rows.shape[1] >= 1000 and rows.dtype == dtype
+    assert rows.flags.c_contiguous
+    assert all(rows[t].ctypes.data % (2 << 20) == 0 for t in range(3))
+    assert not rows[:, :1000].any()
+    one = share_rows(1, 10, dtype, zero=True)
+    assert one.shape == (1, 10) and not one.any()
