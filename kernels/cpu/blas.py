@@ -30,6 +30,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .workers import run_shares
+
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _SGEMM, _DGEMM = "scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"
 _SET_THREADS = "scipy_openblas_set_num_threads64_"
@@ -199,8 +201,6 @@ def matmul(A, B):
     matmul; a large product is cut by columns into one share per thread, each share
     on a single-threaded BLAS (so OpenBLAS's own threads never start: once woken,
     they keep polling for 0.1 s and slow down the convolutions' shares that follow)."""
-    from .workers import run_shares
-
     M, K = A.shape
     N = B.shape[1]
     T = numba.get_num_threads()

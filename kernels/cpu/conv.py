@@ -55,7 +55,7 @@ import numpy as np
 
 from . import blas
 from .activation import relu_backward
-from .conv_chunks import backward_share, fill_col, forward_share, matrix
+from .conv_chunks import backward_share, fill_col, forward_share, matrix, padded
 from .conv_direct import conv3x3_forward, conv3x3_weight
 from .conv_taps import backward_taps, forward_taps
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, images_to_rows, pad_chunk,
@@ -171,9 +171,10 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
         with blas.single_threaded_blas():
             run_shares(forward_share, T, x, w2, bias, pl.geo(), relu, xp, col, Y, y)
         return y
+    geo = pl.geo()
     for n0, m in pl.chunks():
         c, out = matrix(col[0], pl.R, m * S), matrix(Y[0], F, m * S)
-        fill_col(x, n0, pl.geo(), xp[0], c)
+        fill_col(x, n0, geo, xp[0], c)
         np.matmul(w2, c, out=out)
         rows_to_images(out, n0, pl.L, bias, relu, y)
     return y
@@ -255,7 +256,7 @@ def _backward_im2col(pl, x, w, gy, relu_y, need_gw, gx):
 
 def _backward_in_turn(pl, x, wt, gy, relu_y, need_gw, xp, col, GY, gwbt, gx):
     """backward_share's loop, one chunk after another, the products by numpy's matmul."""
-    R, S, F = pl.R, pl.S, pl.F
+    R, S, F, geo = pl.R, pl.S, pl.F, pl.geo()
     for n0, m in pl.chunks():
         c, g = matrix(col, R + 1, m * S), matrix(GY, F, m * S)
         if relu_y.size == 0:
@@ -263,14 +264,14 @@ def _backward_in_turn(pl, x, wt, gy, relu_y, need_gw, xp, col, GY, gwbt, gx):
         else:
             relu_images_to_rows(gy, relu_y, n0, pl.L, g)
         if need_gw:
-            fill_col(x, n0, pl.geo(), xp, c[:R])
+            fill_col(x, n0, geo, xp, c[:R])
             c[R] = 1
             gwbt += c @ g.T
         if gx.size > 0:
             gcol = c[:R]                            # the col buffer is free again
             np.matmul(wt, g, out=gcol)
             if pl.wide:
-                gxp = xp[:m * pl.C * pl.Hp * pl.Wp].reshape(m, pl.C, pl.Hp, pl.Wp)
+                gxp = padded(xp, m, pl.C, pl.Hp, pl.Wp)
                 col2im_wide(gcol, pl.KH, pl.KW, S, gxp)
                 crop_chunk(gxp, n0, pl.ph, pl.pw, gx)
             else:

@@ -33,8 +33,7 @@ def fill_col(x, n0, geo, xp, col):
     KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
     m = col.shape[1] // (Ho * L)
     if wide:
-        C = x.shape[1]
-        xpm = xp[:m * C * Hp * L].reshape(m, C, Hp, L)
+        xpm = padded(xp, m, x.shape[1], Hp, L)
         pad_chunk(x, n0, ph, pw, xpm)
         im2col_wide(xpm, KH, KW, Ho * L, col)
     else:
@@ -51,6 +50,12 @@ def _chunk(k, M, N):
 def matrix(buf, rows, cols):
     """The first rows*cols numbers of the flat buffer buf as a (rows, cols) matrix."""
     return buf[:rows * cols].reshape(rows, cols)
+
+
+@njit(inline="always")
+def padded(buf, m, C, Hp, Wp):
+    """The start of the flat buffer buf as m padded images (m, C, Hp, Wp)."""
+    return buf[:m * C * Hp * Wp].reshape(m, C, Hp, Wp)
 
 
 @njit(nogil=True, cache=True)
@@ -94,7 +99,7 @@ def backward_share(t, x, wt, gy, relu_y, geo, need_gw, xps, cols, GYs, gwbt, gx)
             gcol = col[:R]                          # col is free again
             gemm(wt, g, gcol, 0.0)
             if wide:
-                gxp = xps[t][:m * C * Hp * L].reshape(m, C, Hp, L)
+                gxp = padded(xps[t], m, C, Hp, L)
                 col2im_wide(gcol, KH, KW, S, gxp)
                 crop_chunk(gxp, n0, ph, pw, gx)
             else:

@@ -30,7 +30,7 @@ geo = (KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide) from conv.py's _Plan
 from numba import njit
 
 from .blas import gemm
-from .conv_chunks import matrix
+from .conv_chunks import matrix, padded
 from .im2col import crop_chunk, images_to_rows, pad_chunk, relu_images_to_rows, rows_to_images
 
 
@@ -54,7 +54,7 @@ def forward_taps(t, x, w_taps, b, geo, relu, xps, Ys, y):
     KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, xps.shape[0]
     F, C = w_taps.shape[1], w_taps.shape[2]
-    xp = xps[t][:C * Hp * L].reshape(1, C, Hp, L)
+    xp = padded(xps[t], 1, C, Hp, L)
     planes = xp.reshape(C, Hp * L)
     Y = matrix(Ys[t], F, S)
     for n in range(t, N, T):
@@ -78,7 +78,7 @@ def backward_taps(t, x, wt_taps, gy, relu_y, geo, need_gw, xps, gxps, GYs, ones,
     KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
     N, S, T = x.shape[0], Ho * L, xps.shape[0]
     K, C, F = wt_taps.shape
-    xp, gxp = xps[t][:C * Hp * L].reshape(1, C, Hp, L), gxps[t][:C * Hp * L].reshape(1, C, Hp, L)
+    xp, gxp = padded(xps[t], 1, C, Hp, L), padded(gxps[t], 1, C, Hp, L)
     planes, gplanes = xp.reshape(C, Hp * L), gxp.reshape(C, Hp * L)
     g, gT = matrix(GYs[t], F, S), matrix(GYs[t][F * S:], S, F)
     gw, gb = matrix(gws[t], K * C, F), matrix(gbs[t], F, 1)
