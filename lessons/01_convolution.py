@@ -39,7 +39,7 @@ from minicnn import functional as F
 from minicnn.kernels import reference
 from minicnn.kernels.cpu import conv as numba_conv
 
-from lesson_common import setup, save, best_time, medical_image, plt
+from minicnn.lesson import setup, save, best_time, medical_image, plt
 
 args, OUT = setup("01_convolution", "Lesson 01: convolution, by hand, numpy and numba")
 

@@ -19,7 +19,7 @@ import numpy as np
 import minicnn
 from minicnn import functional as F, nn
 
-from lesson_common import setup, save, medical_image, plt
+from minicnn.lesson import setup, save, medical_image, plt
 
 args, OUT = setup("02_activations", "Lesson 02: activation functions and their gradients")
 

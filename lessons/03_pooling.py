@@ -23,7 +23,7 @@ import minicnn
 from minicnn import functional as F
 from minicnn.kernels import reference
 
-from lesson_common import setup, save, medical_image, plt
+from minicnn.lesson import setup, save, medical_image, plt
 
 args, OUT = setup("03_pooling", "Lesson 03: max and average pooling, forward and backward")
 

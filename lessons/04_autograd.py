@@ -23,7 +23,7 @@ import minicnn
 from minicnn import functional as F
 from minicnn.autograd import Function
 
-from lesson_common import setup, save, plt
+from minicnn.lesson import setup, save, plt
 
 args, OUT = setup("04_autograd", "Lesson 04: autograd from scratch, then minicnn's")
 

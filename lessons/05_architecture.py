@@ -25,7 +25,7 @@ import minicnn
 from minicnn import nn
 from minicnn.nn.models import ChestXrayCNN, AlexNet
 
-from lesson_common import setup, save, plt
+from minicnn.lesson import setup, save, plt
 
 args, OUT = setup("05_architecture", "Lesson 05: the layers of ChestXrayCNN and AlexNet")
 

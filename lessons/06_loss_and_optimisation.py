@@ -20,7 +20,7 @@ import minicnn
 from minicnn import functional as F
 from minicnn.optim import SGD, Adam, StepLR, CosineAnnealingLR
 
-from lesson_common import setup, save, plt
+from minicnn.lesson import setup, save, plt
 
 args, OUT = setup("06_loss_and_optimisation", "Lesson 06: cross-entropy, SGD, momentum, Adam")
 

@@ -20,7 +20,7 @@ from minicnn import functional as F
 from minicnn.data import (DataLoader, balanced_sampler, class_weights, open_splits,
                           transforms)
 
-from lesson_common import setup, save, plt
+from minicnn.lesson import setup, save, plt
 
 args, OUT = setup("07_data", "Lesson 07: data sets, augmentation and class imbalance", data=True)
 

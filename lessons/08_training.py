@@ -30,7 +30,7 @@ from minicnn.nn.models import ChestXrayCNN
 from minicnn.optim import SGD, Adam, CosineAnnealingLR
 from minicnn.train import evaluate
 
-from lesson_common import setup, saved
+from minicnn.lesson import setup, saved
 
 
 def options(parser):

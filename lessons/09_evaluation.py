@@ -23,7 +23,7 @@ import numpy as np
 
 from minicnn import metrics, viz
 
-from lesson_common import setup, save, saved, train_classifier, plt
+from minicnn.lesson import setup, save, saved, train_classifier, plt
 
 args, OUT = setup("09_evaluation", "Lesson 09: sensitivity, specificity, ROC, thresholds",
                   data=True, train=True)

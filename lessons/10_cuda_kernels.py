@@ -37,7 +37,7 @@ from minicnn import functional as F
 from minicnn.kernels import reference
 from minicnn.kernels.cuda.emu import load_module
 
-from lesson_common import setup, save, plt
+from minicnn.lesson import setup, save, plt
 
 args, OUT = setup("10_cuda_kernels", "Lesson 10: CUDA index maps, tiling, running kernels")
 rng = np.random.default_rng(0)

@@ -25,7 +25,7 @@ from minicnn import viz
 from minicnn.gradcam import grad_cam, split_at_last_conv
 from minicnn.train import normalise
 
-from lesson_common import setup, save, saved, train_classifier, plt
+from minicnn.lesson import setup, save, saved, train_classifier, plt
 
 args, OUT = setup("11_looking_inside", "Lesson 11: feature maps, Grad-CAM and occlusion",
                   data=True, train=True)

@@ -11,6 +11,8 @@ when gradients are wanted, records a node linking the output to its inputs.
 """
 import contextlib
 
+import numpy as np
+
 _grad_enabled = True
 
 
@@ -100,12 +102,23 @@ class Function:
         ctx.device = device
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        out = cls.forward(ctx, *raw, **kwargs)
+        out = _as_array(cls.forward(ctx, *raw, **kwargs))
         track = _grad_enabled and any(ctx.needs_input_grad)
         result = Tensor._wrap(out, device=device, requires_grad=track)
         if track:
             result._node = Node(cls, ctx, args)
         return result
+
+
+def _as_array(a):
+    """a as an array, never a numpy scalar.
+
+    numpy arithmetic on 0-d arrays returns scalars (np.float32(2) * 0.5 is an
+    np.float32, not an array); backends only take arrays, so every value that
+    crosses a Function boundary, forward or backward, passes through here.
+    cupy keeps 0-d results as arrays, so only numpy's scalars need the change.
+    """
+    return np.asarray(a) if isinstance(a, np.generic) else a
 
 
 def _common_device(op, tensors):
@@ -147,18 +160,19 @@ def backward(root, grad=None, retain_graph=False):
             continue
         if node.ctx.freed:
             node.ctx.saved_tensors  # raises the "graph already used" error
-        input_grads = node.fn.backward(node.ctx, g)
+        input_grads = node.fn.backward(node.ctx, _as_array(g))
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, shape, ig in zip(node.parents, node.shapes, input_grads):
             if ig is None or parent is None:
                 continue
+            ig = _as_array(ig)
             if tuple(ig.shape) != shape:
                 raise RuntimeError(f"{node.fn.__name__}.backward returned a gradient of shape "
                                    f"{tuple(ig.shape)} for an input of shape {shape}")
             if isinstance(parent, Node):
                 key = id(parent)
-                grads[key] = grads[key] + ig if key in grads else ig
+                grads[key] = _as_array(grads[key] + ig) if key in grads else ig
             else:
                 _accumulate(parent, ig)
         if not retain_graph:
@@ -171,7 +185,7 @@ def _accumulate(leaf, g):
     if leaf.grad is None:
         leaf.grad = Tensor._wrap(g.copy(), device=leaf.device)
     else:
-        leaf.grad.data = leaf.grad.data + g
+        leaf.grad.data = _as_array(leaf.grad.data + g)
 
 
 def _topological_order(root):

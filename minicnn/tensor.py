@@ -46,7 +46,7 @@ class Tensor:
     def _wrap(cls, array, device="cpu", requires_grad=False):
         """Wrap an array that is already on `device`, without a copy."""
         t = cls.__new__(cls)
-        t.data = array
+        t.data = autograd._as_array(array)   # numpy scalars (argmax, a == b of 0-d) as 0-d
         t.grad = None
         t.requires_grad = requires_grad
         t.device = device

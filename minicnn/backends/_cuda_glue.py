@@ -121,7 +121,7 @@ class CudaKernels:
     def _floats(self, a, op, what):
         """a as a C-contiguous float32 array of this device, or a clear error."""
         self._check(a, op, what)
-        return self.xp.ascontiguousarray(a)
+        return self.xp.asarray(a, order="C")      # 0-d stays 0-d (ascontiguousarray: 1-d)
 
     def _in_place(self, a, op, what):
         """a itself, checked: it is updated in place, so it must already be contiguous."""
@@ -143,7 +143,7 @@ class CudaKernels:
         """Class indices as C-contiguous int64 (the kernels' long long)."""
         if not np.issubdtype(t.dtype, np.integer):
             raise TypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}")
-        return self.xp.ascontiguousarray(t, dtype=np.int64)
+        return self.xp.asarray(t, dtype=np.int64, order="C")
 
     def _empty(self, shape, dtype=np.float32):
         return self.xp.empty(shape, dtype=dtype)
@@ -248,7 +248,7 @@ class CudaKernels:
     def max_pool2d_backward(self, gy, idx, x_shape):
         """gy, idx (N,C,Ho,Wo) -> gx x_shape (N,C,H,W); gx[n,c].flat[idx] += gy"""
         gy = self._floats(gy, "max_pool2d backward", "output gradient")
-        idx = self.xp.ascontiguousarray(idx, dtype=np.int32)
+        idx = self.xp.asarray(idx, dtype=np.int32, order="C")
         n, c, h, w = x_shape
         ho, wo = gy.shape[2:]
         gx = self.xp.zeros(x_shape, dtype=np.float32)     # the kernel adds into it

@@ -1,7 +1,11 @@
 """What every lesson script shares: its command line, where figures go, a stopwatch.
 
+It lives in the installed package (not beside the lessons) so that a lesson opened
+alone as a notebook, from any folder or uploaded to Colab, still finds it.
+
 Each lesson runs as `python lessons/NN_name.py [--quick] [--out FOLDER]`:
-  --quick   small sizes and few steps, so the lesson finishes in seconds
+  --quick   small sizes and few steps, so the lesson finishes in seconds (the
+            environment variable MINICNN_QUICK=1 does the same, for notebooks)
   --out     where figures are saved (default ./lesson_out/NN_name)
 In Jupyter or VS Code the same file opens as a notebook; there the figures show
 inline as well as being saved.
@@ -41,6 +45,7 @@ def setup(name, description, add_options=None, data=False, train=False):
         add_options(parser)
     # parse_known_args: a notebook kernel passes its own arguments (-f kernel.json)
     args, _ = parser.parse_known_args()
+    args.quick = args.quick or os.environ.get("MINICNN_QUICK", "") not in ("", "0")
     os.makedirs(args.out, exist_ok=True)
     print(f"[{name}] {'quick mode, ' if args.quick else ''}figures go to {args.out}/")
     return args, args.out
