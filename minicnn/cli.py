@@ -17,6 +17,7 @@ COMMANDS = {
     "train": ("minicnn.commands.train", "train the chest X-ray pneumonia classifier"),
     "evaluate": ("minicnn.commands.evaluate", "score a checkpoint on a data split"),
     "predict": ("minicnn.commands.predict", "P(pneumonia) for chest X-ray image files"),
+    "export": ("minicnn.commands.export", "a trained network as ONNX or safetensors"),
     "download": ("minicnn.commands.download", "fetch PneumoniaMNIST (checked by MD5)"),
     "bench": ("minicnn.bench", "time the kernels and a training step on each device"),
     "doctor": ("minicnn.doctor", "what this machine has, and which devices work"),
