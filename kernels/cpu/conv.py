@@ -1,4 +1,9 @@
-"""2-D convolution on the CPU: im2col + matrix multiply (numba + BLAS).      lesson 01
+"""2-D convolution on the CPU, the fast path: im2col + BLAS (numba).   lessons 01, 12
+
+First reading: the same sums as plain loops are ladder/conv_v1_loops.py (lesson 01).
+This file is the top of the kernel ladder (kernels/cpu/ladder, lesson 12), which
+climbs to it one step at a time; `upto` stops a call at any step (STEPS), and
+plan_name(x_shape, w_shape, stride, padding) says which path a shape takes.
 
 Forward, with stride (sh, sw) and zero padding (ph, pw):
     y[n,f,i,j] = b[f] + sum_c sum_p sum_q  w[f,c,p,q] * x[n,c, i*sh+p-ph, j*sw+q-pw]
@@ -88,25 +93,45 @@ def out_size(size, k, s, pad):
 
 # ----------------------------------------------------------------------------- the table's functions
 
+# The steps that made this path fast, in the order lesson 12 takes them (the
+# kernel ladder, kernels/cpu/ladder). `upto` caps a call at one of them, for
+# study: every step below it still runs, none above.
+#   in_turn  im2col chunks that fit in cache, one after another (numpy's matmul)
+#   shares   the chunks dealt out, one share per core, BLAS called from numba
+#   wide     stride 1: wide rows, im2col as one contiguous copy per tap and channel
+#   taps     stride 1, _TAPS_MIN_C channels or more: one product per tap, no im2col
+#   direct   3x3, stride 1, _DIRECT_MAX_C channel: the stencil written out (the engine)
+STEPS = ("in_turn", "shares", "wide", "taps", "direct")
+
+
+def _step(upto):
+    if upto not in STEPS:
+        raise ValueError(f"conv2d: upto must be one of {', '.join(STEPS)}, got {upto!r}")
+    return STEPS.index(upto)
+
+
 class _Plan:
     """Sizes of one convolution and of its chunks; `wide` selects the wide-row layout,
-    `threads` the number of shares run at once (1: numpy's matmul, chunk by chunk)."""
+    `threads` the number of shares run at once (1: numpy's matmul, chunk by chunk);
+    `upto` the last of STEPS it may take."""
 
-    def __init__(self, x, w, stride, padding):
+    def __init__(self, x, w, stride, padding, upto="direct"):
         self.N, self.C, self.H, self.W = x.shape
         self.F, _, self.KH, self.KW = w.shape
         (self.sh, self.sw), (self.ph, self.pw) = stride, padding
+        self.step = _step(upto)
         self.Ho = out_size(self.H, self.KH, self.sh, self.ph)
         self.Wo = out_size(self.W, self.KW, self.sw, self.pw)
         self.R = self.C * self.KH * self.KW
-        self.wide = self.sh == 1 and self.sw == 1
+        self.wide = self.sh == 1 and self.sw == 1 and self.step >= STEPS.index("wide")
         # wide rows: padded images, one spare row so the last tap's run stays inside;
         # at least Wo wide (to hold an output row) and KW-1 (so the last run fits)
         self.Hp = self.H + 2 * self.ph + 1
         self.Wp = max(self.W + self.pw, self.Wo, self.KW - 1)
         self.L = self.Wp if self.wide else self.Wo      # length of an output row in col
         self.S = self.Ho * self.L                       # columns of col per image
-        threaded = blas.AVAILABLE and x.dtype in (np.float32, np.float64)
+        threaded = blas.AVAILABLE and x.dtype in (np.float32, np.float64) \
+            and self.step >= STEPS.index("shares")
         self.threads = max(1, min(_share_count(), self.N)) if threaded else 1
         per_image = (self.R + 1) * self.S * x.itemsize
         M = max(1, min(-(-self.N // self.threads), _CHUNK_BYTES // max(1, per_image)))
@@ -127,11 +152,24 @@ class _Plan:
     def taps(self):
         """True when conv_taps.py computes it: stride 1, at least _TAPS_MIN_C input
         channels, and shares to run."""
-        return self.wide and self.C >= _TAPS_MIN_C and self.threads > 1
+        return self.wide and self.C >= _TAPS_MIN_C and self.threads > 1 \
+            and self.step >= STEPS.index("taps")
 
     def direct(self):
         """True when conv_direct.py's 3x3 kernels compute the forward pass and gw."""
-        return (self.KH, self.KW, self.sh, self.sw) == (3, 3, 1, 1) and self.C <= _DIRECT_MAX_C
+        return (self.KH, self.KW, self.sh, self.sw) == (3, 3, 1, 1) and self.C <= _DIRECT_MAX_C \
+            and self.step >= STEPS.index("direct")
+
+    def name(self):
+        """The path this plan takes, in words (what plan_name reports)."""
+        if self.direct():
+            return "direct 3x3 stencil (conv_direct.py)"
+        if self.taps():
+            return f"tap by tap, {self.threads} shares (conv_taps.py)"
+        rows = "wide rows" if self.wide else "gathered rows"
+        if self.threads > 1:
+            return f"im2col + BLAS, {rows}, {self.threads} shares (conv_chunks.py)"
+        return f"im2col + BLAS, {rows}, chunks in turn (numpy matmul)"
 
     def padded_batch(self, x):
         """x (N,C,H,W) with its zero padding: (N, C, H+2*ph, W+2*pw)."""
@@ -148,11 +186,27 @@ class _Plan:
                 share_rows(T, out_rows * MS, dtype))
 
 
-def conv2d_forward(x, w, b, stride, padding, relu=False):
+def plan_name(x_shape, w_shape, stride, padding, dtype=np.float32, upto="direct"):
+    """Which path conv2d_forward takes for these shapes, in words, e.g.
+    "tap by tap, 2 shares (conv_taps.py)" (it depends on numba's thread count).
+    x_shape (N,C,H,W), w_shape (F,C,KH,KW); stride, padding (pairs)."""
+    x = np.empty(0, dtype=dtype)
+    return _Plan(_Shaped(x_shape, x), _Shaped(w_shape, x), stride, padding, upto).name()
+
+
+class _Shaped:
+    """A stand-in array for _Plan: a shape, a dtype, an itemsize, no numbers."""
+
+    def __init__(self, shape, like):
+        self.shape, self.dtype, self.itemsize = tuple(shape), like.dtype, like.itemsize
+
+
+def conv2d_forward(x, w, b, stride, padding, relu=False, upto="direct"):
     """x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo); relu=True also
-    takes max(y, 0) on the way out (a ReLU fused in: no pass of its own)."""
+    takes max(y, 0) on the way out (a ReLU fused in: no pass of its own).
+    upto: the last of STEPS the call may take (for study; the default is every one)."""
     x = np.ascontiguousarray(x)
-    pl = _Plan(x, w, stride, padding)
+    pl = _Plan(x, w, stride, padding, upto)
     F, C, K, S, T = pl.F, pl.C, pl.KH * pl.KW, pl.S, pl.threads
     y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
     bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
@@ -180,9 +234,10 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
     return y
 
 
-def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
+def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None,
+                    upto="direct"):
     """x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> (gx (N,C,H,W), gw (F,C,KH,KW), gb (F,)),
-    each None where needs (input, weight, bias) says False.
+    each None where needs (input, weight, bias) says False; upto as conv2d_forward's.
 
     relu_y: the output of a relu=True forward, or None. The ReLU's backward (gy where
     relu_y > 0, else 0) is then applied as gy is read: by the direct kernel, or in
@@ -194,7 +249,7 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     # the kernels take an empty relu_y for "no ReLU"
     relu_y = np.empty((0, 0, 0, 0), dtype=x.dtype) if relu_y is None else \
         np.ascontiguousarray(relu_y, dtype=x.dtype)
-    pl = _Plan(x, w, stride, padding)
+    pl = _Plan(x, w, stride, padding, upto)
     F = pl.F
     gb = gw = None
     if needs[1] and pl.direct():                     # gw and gb in one pass over gy

@@ -13,8 +13,16 @@ from minicnn.kernels.cpu.activation import (  # noqa: F401  (the table)
     sigmoid_backward,
     sigmoid_forward,
 )
-from minicnn.kernels.cpu.conv import conv2d_backward, conv2d_forward  # noqa: F401
-from minicnn.kernels.cpu.linear import linear_backward, linear_forward  # noqa: F401
+# conv2d, max_pool2d and linear run the kernel ladder's chosen rung: the top one
+# (kernels/cpu/conv.py, pool.py, linear.py) unless one is chosen for study
+from minicnn.kernels.cpu.ladder.dispatch import (  # noqa: F401
+    conv2d_backward,
+    conv2d_forward,
+    linear_backward,
+    linear_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
 from minicnn.kernels.cpu.loss import (  # noqa: F401
     cross_entropy_backward,
     cross_entropy_forward,
@@ -24,11 +32,6 @@ from minicnn.kernels.cpu.loss import (  # noqa: F401
     softmax_forward,
 )
 from minicnn.kernels.cpu.optim import adam_step, sgd_step  # noqa: F401
-from minicnn.kernels.cpu.pool import (  # noqa: F401
-    avg_pool2d_backward,
-    avg_pool2d_forward,
-    max_pool2d_backward,
-    max_pool2d_forward,
-)
+from minicnn.kernels.cpu.pool import avg_pool2d_backward, avg_pool2d_forward  # noqa: F401
 
 xp = numpy
