@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules (lesson 06), with PyTorch's update rules.
+"""Optimisers (lesson 06), with PyTorch's update rules.
 
 SGD (momentum, dampening, Nesterov, L2 weight decay), for each parameter p with gradient g:
     g' = g + weight_decay * p
@@ -7,11 +7,16 @@ SGD (momentum, dampening, Nesterov, L2 weight decay), for each parameter p with 
     d = g' + momentum * buf  (Nesterov)   or   d = buf   (or d = g' without momentum)
     p = p - lr * d
 
+AdamW is Adam with the weight decay taken out of the gradient (decoupled, Loshchilov &
+Hutter 2019): p = p * (1 - lr * weight_decay) first, then the Adam step with g' = g.
+
 Adam, with step t counted from 1:
     g' = g + weight_decay * p
     m = beta1 * m + (1 - beta1) * g'           running mean of the gradient
     v = beta2 * v + (1 - beta2) * g'^2         running mean of its square
     p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+Learning-rate schedules live in minicnn.optim.lr_scheduler, as in PyTorch.
 
 The arithmetic runs in the parameter's backend (`sgd_step`, `adam_step` in
 minicnn.backends), in place, so it happens on the GPU when the model is there.
@@ -25,10 +30,10 @@ import math
 
 import numpy as np
 
-from . import backends
-from .errors import UserError
-from .nn.module import _move_array, _to_host
-from .tensor import Tensor
+from .. import backends
+from ..errors import UserError
+from ..nn.module import _move_array, _to_host
+from ..tensor import Tensor
 
 
 class OptimizerStateError(UserError, ValueError):
@@ -279,81 +284,26 @@ class Adam(Optimizer):
                 beta1, beta2, float(group["eps"]), float(group["weight_decay"]), state["step"])
 
 
-# --- learning-rate schedules --------------------------------------------------------------
+class AdamW(Adam):
+    """Adam with decoupled weight decay (PyTorch's AdamW; default weight_decay 0.01)."""
 
-class LRScheduler:
-    """Sets each group's lr from the epoch count; call step() once per epoch, after
-    optimizer.step(). Creating the scheduler sets epoch 0 (lr = the initial lr)."""
-
-    def __init__(self, optimizer):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"{type(self).__name__}: expected an optimiser, "
-                            f"got {type(optimizer).__name__}")
-        self.optimizer = optimizer
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = 0
-        self._apply()
-
-    def lr_at(self, base_lr, epoch):
-        raise NotImplementedError
-
-    def _apply(self):
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.lr_at(base, self.last_epoch)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def step(self):
-        self.last_epoch += 1
-        self._apply()
-
-    def get_last_lr(self):
-        return [group["lr"] for group in self.optimizer.param_groups]
-
-    def state_dict(self):
-        """{"last_epoch": int, "base_lrs": array}: numbers and arrays only."""
-        return {"last_epoch": self.last_epoch, "base_lrs": np.asarray(self.base_lrs, np.float64)}
-
-    def load_state_dict(self, state):
-        base = np.asarray(state["base_lrs"], np.float64).reshape(-1)
-        if base.size != len(self.optimizer.param_groups):
-            raise OptimizerStateError(f"{type(self).__name__}.load_state_dict: saved for "
-                                      f"{base.size} parameter groups, the optimiser has "
-                                      f"{len(self.optimizer.param_groups)}")
-        self.base_lrs = [float(b) for b in base]
-        self.last_epoch = int(np.asarray(state["last_epoch"]))
-        self._apply()
+        """Shrink each parameter by (1 - lr * weight_decay), then take Adam's step without it."""
+        decays = []
+        for group in self.param_groups:
+            decays.append(group["weight_decay"])
+            for p in group["params"]:
+                if p.grad is not None and group["weight_decay"] != 0:
+                    p.data *= p.dtype.type(1.0 - group["lr"] * group["weight_decay"])
+            group["weight_decay"] = 0.0
+        try:
+            super().step()
+        finally:
+            for group, decay in zip(self.param_groups, decays):
+                group["weight_decay"] = decay
 
 
-class StepLR(LRScheduler):
-    """lr = initial_lr * gamma ** (epoch // step_size): drop by gamma every step_size epochs."""
-
-    def __init__(self, optimizer, step_size, gamma=0.1):
-        if not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
-        self.step_size, self.gamma = step_size, float(gamma)
-        super().__init__(optimizer)
-
-    def lr_at(self, base_lr, epoch):
-        return base_lr * self.gamma ** (epoch // self.step_size)
-
-
-class CosineAnnealingLR(LRScheduler):
-    """lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2
-
-    falls along half a cosine from the initial lr to eta_min over T_max epochs
-    (and, like PyTorch's, climbs back along the cosine if stepped past T_max).
-    """
-
-    def __init__(self, optimizer, T_max, eta_min=0.0):
-        if not isinstance(T_max, int) or T_max < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max!r}")
-        self.T_max, self.eta_min = T_max, float(eta_min)
-        super().__init__(optimizer)
-
-    def lr_at(self, base_lr, epoch):
-        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
-
-
-__all__ = ["Optimizer", "SGD", "Adam", "LRScheduler", "StepLR", "CosineAnnealingLR",
-           "OptimizerStateError"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "OptimizerStateError"]
