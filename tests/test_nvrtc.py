@@ -22,7 +22,8 @@ static shared memory per block; every kernel has a 0-byte stack frame (no local
 memory), 0 bytes of spill stores and 0 bytes of spill loads.
 
   file           kernel                    sm_75 regs  sm_90 regs  smem (bytes)
-  gemm.cu        sgemm                         63          48         8320
+  gemm.cu        sgemm                         64          55         8320
+                 sum_partials                  38          32            0
                  bias_grad                     15          19         1024
                  add_bias                      14          13            0
   conv.cu        im2col                        23          26            0
@@ -30,7 +31,8 @@ memory), 0 bytes of spill stores and 0 bytes of spill loads.
                  nfl_to_fnl                    20          20            0
                  fnl_to_nfl                    18          22            0
   pool.cu        max_pool2d_forward            25          26            0
-                 max_pool2d_backward           16          16            0
+                 max_pool2d_backward           39          32            0
+                 max_pool2d_backward_planes    22          24            0
                  avg_pool2d_forward            31          31            0
                  avg_pool2d_backward           49          30            0
   activation.cu  relu_forward                  10          10            0

@@ -6,27 +6,32 @@
 //   avg:  y[n,c,i,j] = sum over the window of x / (KH*KW)
 //         (padding counts as 0 and stays in the divisor: count_include_pad)
 //   backward:
-//   max:  gx[n,c].flat[idx[n,c,i,j]] += gy[n,c,i,j]       (the winner takes the gradient)
+//   max:  gx[n,c,h,w] = sum of gy[n,c,i,j] over the windows (i, j) that contain (h, w)
+//                       and whose idx[n,c,i,j] is h*W + w       (the winner takes it)
 //   avg:  gx[n,c,h,w] = sum of gy[n,c,i,j] over the windows that contain (h, w), / (KH*KW)
 //
 // Index maps (t = blockIdx.x * blockDim.x + threadIdx.x, one thread per element):
-//   max_pool2d_forward, avg_pool2d_forward, max_pool2d_backward:
+//   max_pool2d_forward, avg_pool2d_forward:
 //             t -> output (n, c, i, j) = unravel(t, N, C, Ho, Wo)
-//   avg_pool2d_backward:
+//   max_pool2d_backward, avg_pool2d_backward:
 //             t -> input  (n, c, h, w) = unravel(t, N, C, H, W)
-// max_pool2d_backward SCATTERS: the thread of output (i, j) adds its gradient to the
-// pixel its window picked. When windows overlap (stride < kernel) two threads can pick
-// the same pixel, and a plain `gx[k] += g` from both would lose one of the additions
-// (each reads the old value before the other writes): atomicAdd makes the
-// read-add-write one indivisible step. The order of the additions then varies from run
-// to run, so the last bits of gx can too.
-// avg_pool2d_backward GATHERS instead: each input pixel visits the few windows that
-// contain it and adds their gradients itself, so no two threads write the same address
-// and no atomics are needed. (Max pooling could gather the same way, but only knowing
-// the window geometry; its backward is given just the indices.)
+//   max_pool2d_backward_planes (when the window geometry is not known):
+//             t -> plane n*C + c
+// Both backward kernels GATHER: each input pixel visits the few windows that contain
+// it and adds up their gradients itself, in a fixed order (i, then j). No two threads
+// write the same address, so no atomics are needed, and the sum does not depend on
+// the order the threads run in: the same bits on every run. (A scatter, one thread
+// per output adding gy into gx[idx] with atomicAdd, is shorter, but where windows
+// overlap the additions land in whatever order the threads happen to run, and the
+// last bits of gx change from run to run.)
 // The windows that contain row h are those with i*sh - ph <= h <= i*sh - ph + KH - 1:
 //   ceil((h + ph - KH + 1) / sh) <= i <= floor((h + ph) / sh), clipped to [0, Ho).
-// Cost: memory-bound, KH*KW reads per output.
+// max_pool2d_backward_planes is the fallback for indices whose window geometry the
+// caller does not know: one thread per plane walks its outputs in order and adds each
+// gradient into the pixel it picked, so it is as deterministic, but has only N*C
+// threads of work.
+// Cost: memory-bound; forward KH*KW reads per output; the backward gathers read
+// about (KH/sh)*(KW/sw) windows' idx and gy per input pixel.
 
 // First window index i whose window reaches down to row h (clipped to 0).
 __device__ int first_window(int h, int pad, int k, int s)
@@ -70,15 +75,39 @@ extern "C" __global__ void max_pool2d_forward(const float* x, float* y, int* idx
     idx[t] = best_at;
 }
 
-// gx must hold zeros on entry; plane = n*C + c.
+// Gather: gx[t] for input pixel t sums the gradients of the windows that picked it.
 extern "C" __global__ void max_pool2d_backward(const float* gy, const int* idx, float* gx,
-                                               int N, int C, int H, int W, int Ho, int Wo)
+                                               int N, int C, int H, int W, int KH, int KW,
+                                               int sh, int sw, int ph, int pw, int Ho, int Wo)
 {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= N * C * Ho * Wo) return;
-    int plane = t / (Ho * Wo), k = idx[t];
-    if (k >= 0 && k < H * W)                    // never write outside the plane
-        atomicAdd(&gx[plane * H * W + k], gy[t]);
+    if (t >= N * C * H * W) return;
+    int w = t % W, h = (t / W) % H, plane = t / (W * H);
+    const float* g = gy + plane * Ho * Wo;
+    const int* k = idx + plane * Ho * Wo;
+    int here = h * W + w;
+    float s = 0.0f;
+    int i_hi = last_window(h, ph, sh, Ho), j_hi = last_window(w, pw, sw, Wo);
+    for (int i = first_window(h, ph, KH, sh); i <= i_hi; ++i)
+        for (int j = first_window(w, pw, KW, sw); j <= j_hi; ++j)
+            if (k[i * Wo + j] == here) s += g[i * Wo + j];
+    gx[t] = s;
+}
+
+// Fallback without the geometry: one thread per plane, outputs in row-major order.
+extern "C" __global__ void max_pool2d_backward_planes(const float* gy, const int* idx,
+                                                      float* gx, int N, int C, int H, int W,
+                                                      int Ho, int Wo)
+{
+    int plane = blockIdx.x * blockDim.x + threadIdx.x;
+    if (plane >= N * C) return;
+    float* out = gx + plane * H * W;
+    for (int e = 0; e < H * W; ++e) out[e] = 0.0f;
+    for (int e = 0; e < Ho * Wo; ++e) {
+        int k = idx[plane * Ho * Wo + e];
+        if (k >= 0 && k < H * W)                 // never write outside the plane
+            out[k] += gy[plane * Ho * Wo + e];
+    }
 }
 
 extern "C" __global__ void avg_pool2d_forward(const float* x, float* y,

@@ -3,10 +3,23 @@
 Every entry of the backend table (minicnn/backends/__init__.py) becomes a few launches
 of the kernels in kernels/cuda/*.cu:
 
-  conv2d_forward     im2col -> sgemm (W @ cols) -> fnl_to_nfl -> add_bias
-  conv2d_backward    nfl_to_fnl -> sgemm (gW) ; sgemm (W^T @ gout) -> col2im ; bias_grad
+  conv2d_forward     per chunk of images: im2col -> sgemm (W @ cols) -> fnl_to_nfl;
+                     then add_bias
+  conv2d_backward    per chunk: nfl_to_fnl -> im2col -> sgemm (gW, split along K) ;
+                     sgemm (W^T @ gout) -> col2im ; then sum_partials (gW) and bias_grad
   linear_*           sgemm, add_bias, bias_grad
   pooling, activations, softmax, cross-entropy, optimisers: one kernel each (or two)
+
+The convolution works on chunks of images whose workspace (the column matrix and the
+product beside it) stays under CONV_WORKSPACE_BYTES, so the memory it needs does not
+grow with the batch: AlexNet's conv2 at batch 32 would need a 224 MB column matrix in
+one piece. Chunking changes no bits: each output pixel's sum runs over the same taps
+in the same order, and the weight gradient, a sum over the batch, is cut into slices
+of whole images that depend on the shapes only (see WeightGrad).
+
+Deterministic: no kernel adds into memory another thread also writes (no atomicAdd on
+floats); every sum runs in an order fixed by the code, so a result has the same bits
+on every run, in whatever order the GPU schedules threads and blocks.
 
 The two devices differ in two things only, handed to CudaKernels:
   xp           cupy (arrays in GPU memory) or numpy (arrays in RAM)
@@ -19,15 +32,27 @@ Rules every launch here follows:
     index type) and class targets (int64, C's long long);
   - scalars are np.int32 / np.float32: cupy passes a Python int as a 64-bit long long
     and a Python float as a double, and the kernel would read garbage;
-  - grid and block sizes are worked out in one place, "launch geometry" below.
+  - grid and block sizes are worked out in one place, "launch geometry" below;
+  - no array argument has 2**31 elements or more (the kernels index with int);
+  - on "cuda-sim" every fresh output starts as garbage, as on a GPU: NaN in every
+    float, 0x7FC00000 in every 32-bit word (poisoned()), so a kernel that forgets to
+    write an element fails its test; outputs a kernel adds into are zeroed here;
+  - MINICNN_CUDA_SYNC=1 waits for every launch to finish and names the kernel, its
+    .cu file, grid and block when one fails (a GPU otherwise reports a failed launch
+    at some later call).
 """
+import contextlib
 import math
+import os
+import weakref
 from pathlib import Path
 
 import numpy as np
 
 import minicnn.kernels.cuda
 from minicnn.backends import KERNEL_TABLE
+from minicnn.errors import UserError
+from minicnn.kernels.cuda.emu.loader import parse_kernels
 
 KERNEL_DIR = Path(minicnn.kernels.cuda.__file__).resolve().parent
 
@@ -35,6 +60,62 @@ KERNEL_DIR = Path(minicnn.kernels.cuda.__file__).resolve().parent
 def kernel_path(family):
     """kernels/cuda/<family>.cu, e.g. kernel_path("gemm")."""
     return KERNEL_DIR / f"{family}.cu"
+
+
+# The convolution's workspace per chunk of images: column matrix + product (+ the
+# weight gradient's partials), in bytes.
+CONV_WORKSPACE_BYTES = 64 * 2**20
+# A weight-gradient product with fewer 64 x 64 tiles than this many blocks is split
+# along K (a GPU with ~130 multiprocessors runs about two such blocks on each) ...
+SPLIT_K_TARGET_BLOCKS = 256
+# ... into slices of at least this many terms each (enough work to be worth a block).
+SPLIT_K_MIN_SLICE = 1024
+# Arrays of this many elements or more overflow the kernels' int indices.
+MAX_ELEMENTS = 2**31
+SYNC_ENV = "MINICNN_CUDA_SYNC"
+POISON = 0x7FC00000          # NaN as a float32, 2143289344 as an int32 (emu.h's poison)
+
+
+class CudaKernelError(RuntimeError):
+    """A kernel launch failed (raised under MINICNN_CUDA_SYNC=1, naming the launch)."""
+
+
+class KernelSizeError(UserError, ValueError):
+    """An array too large for the kernels' 32-bit indices."""
+
+
+def poisoned(shape, dtype=np.float32):
+    """A new numpy array whose every 32-bit word is POISON: what "cuda-sim" hands a
+    kernel as a fresh output (a GPU's fresh memory holds whatever was there before)."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    words = np.empty(-(-nbytes // 4), np.uint32)
+    words.fill(POISON)
+    return words.view(np.uint8)[:nbytes].view(dtype).reshape(shape)
+
+
+class MemoryMeter:
+    """Device memory held by the arrays the glue allocates, from allocation until the
+    last view of each is gone: `live` and `peak`, in bytes (see CudaKernels.measure_memory).
+    Inputs the caller passes in are not counted, copies the glue makes of them are."""
+
+    def __init__(self):
+        self.live = 0
+        self.peak = 0
+        self.allocations = 0
+
+    def add(self, a):
+        owner = a
+        while getattr(owner, "base", None) is not None and hasattr(owner.base, "nbytes"):
+            owner = owner.base            # views keep their owner alive: count the owner
+        n = int(owner.nbytes)
+        self.live += n
+        self.peak = max(self.peak, self.live)
+        self.allocations += 1
+        weakref.finalize(owner, self._free, n)
+
+    def _free(self, n):
+        self.live -= n
 
 
 # ----------------------------------------------------------------------------- launch geometry
@@ -60,9 +141,10 @@ def single_block():
     return (1, 1, 1), (THREADS, 1, 1)
 
 
-def gemm_tiles(m, n):
-    """One block per 64 x 64 tile of the m x n result; blockIdx.x runs along n."""
-    return ((math.ceil(n / GEMM_TILE), math.ceil(m / GEMM_TILE), 1),
+def gemm_tiles(m, n, slices=1):
+    """One block per 64 x 64 tile of the m x n result and per slice of K; blockIdx.x
+    runs along n, blockIdx.z over the slices."""
+    return ((math.ceil(n / GEMM_TILE), math.ceil(m / GEMM_TILE), slices),
             (GEMM_THREADS, GEMM_THREADS, 1))
 
 
@@ -84,6 +166,81 @@ def _out_size(size, k, s, pad):
     return (size + 2 * pad - k) // s + 1
 
 
+def _chunks(n, step, group):
+    """(n0, n1) ranges covering 0..n, at most `step` long; each either lies inside one
+    group of `group` items or is made of whole groups (the last one may be short)."""
+    if step >= group:
+        step -= step % group
+        for n0 in range(0, n, step):
+            yield n0, min(n, n0 + step)
+        return
+    for g0 in range(0, n, group):
+        g1 = min(n, g0 + group)
+        for n0 in range(g0, g1, step):
+            yield n0, min(g1, n0 + step)
+
+
+class WeightGrad:
+    """A weight gradient gW (m, cols) = sum over `items` (images, or rows for linear) of
+    each item's `per` terms: one long sum, split along K when gW alone has too few
+    tiles to keep a GPU busy (SPLIT_K_TARGET_BLOCKS).
+
+    The K axis is cut into groups of `group` whole items, each group into `parts`
+    slices; slice z's product goes to partials[z], and finish() adds the partials in
+    the order z = 0, 1, ... (sum_partials in gemm.cu). The cut depends on the shapes
+    only, so products added chunk by chunk (add()) give the same bits as one product."""
+
+    def __init__(self, kernels, m, cols, items, per):
+        self.k, self.m, self.cols, self.items, self.per = kernels, m, cols, items, per
+        tiles = math.ceil(m / GEMM_TILE) * math.ceil(cols / GEMM_TILE)
+        total = items * per
+        want = math.ceil(SPLIT_K_TARGET_BLOCKS / max(1, tiles))
+        self.group, self.parts = max(1, items), 1
+        if want > 1 and total >= 2 * SPLIT_K_MIN_SLICE:
+            slice_len = max(SPLIT_K_MIN_SLICE, math.ceil(total / want))
+            if slice_len >= per:                      # a slice is whole items
+                self.group = min(max(1, items), math.ceil(slice_len / per))
+            else:                                     # a slice is part of one item
+                self.group = 1
+                length = math.ceil(per / math.ceil(per / slice_len))
+                self.parts = math.ceil(per / length)
+        self.slices = math.ceil(items / self.group) * self.parts
+        self.out = kernels._empty((m, cols))
+        self.partials = (self.out.reshape(1, m, cols) if self.slices == 1 else
+                         kernels._empty((self.slices, m, cols)))
+        self.added = False
+
+    @property
+    def scratch_bytes(self):
+        """Bytes of the partials beside gW itself (0 when K is not split)."""
+        return 0 if self.slices == 1 else self.partials.nbytes
+
+    def add(self, a, b, trans_a, trans_b, n0, n1):
+        """Add op(a) @ op(b), the terms of items n0..n1 (a range _chunks gives)."""
+        g0 = n0 // self.group
+        per_item_k = self.per
+        if n0 % self.group == 0 and ((n1 - n0) % self.group == 0 or n1 == self.items):
+            groups = math.ceil((n1 - n0) / self.group)           # whole groups
+            z0, z1 = g0 * self.parts, (g0 + groups) * self.parts
+            span, accumulate = self.group * per_item_k, 0
+        else:                                                    # inside one group
+            assert self.parts == 1 and (n1 - 1) // self.group == g0, (n0, n1, self.group)
+            z0, z1 = g0, g0 + 1
+            span, accumulate = (n1 - n0) * per_item_k, int(n0 % self.group != 0)
+        self.k.matmul(a, b, trans_a, trans_b, out=self.partials[z0:z1],
+                      split=(span, self.parts, accumulate))
+        self.added = True
+
+    def finish(self):
+        """gW (m, cols); zeros when no item was added (an empty batch)."""
+        if not self.added:
+            self.out.fill(0)
+        elif self.slices > 1:
+            self.k.launch("gemm", "sum_partials", per_element(self.out.size), self.partials,
+                          self.out, *_i32(self.slices, self.out.size))
+        return self.out
+
+
 class CudaKernels:
     """The backend table over one array module and one way of loading .cu files."""
 
@@ -93,6 +250,9 @@ class CudaKernels:
         self._load_module = load_module
         self._modules = {}
         self._functions = {}
+        self._params = {}             # (family, kernel) -> parameter names, for messages
+        self._pool_windows = {}       # id(idx) -> (weak reference to idx, window geometry)
+        self.meter = None             # a MemoryMeter while measure_memory() runs
 
     # -- loading and launching
 
@@ -108,20 +268,67 @@ class CudaKernels:
     def launch(self, family, name, geometry, *args):
         """Run kernel `name` of <family>.cu on (grid, block) = geometry with args."""
         grid, block = geometry
+        self._check_sizes(family, name, args)
         if 0 in grid:
             return                      # nothing to compute; CUDA refuses an empty grid
         _i32(*(g * b for g, b in zip(grid, block)))   # every thread index fits in an int
         kernel = self._functions.get((family, name))
         if kernel is None:
             kernel = self._functions[(family, name)] = self.module(family).get_function(name)
-        kernel(grid, block, args)
+        if os.environ.get(SYNC_ENV, "") in ("", "0"):
+            kernel(grid, block, args)
+            return
+        try:                            # MINICNN_CUDA_SYNC=1: wait, and name a failure
+            kernel(grid, block, args)
+            if self.device == "cuda":
+                self.xp.cuda.Device().synchronize()
+        except Exception as exc:
+            raise CudaKernelError(
+                f"{SYNC_ENV}=1: kernel {name} of {kernel_path(family)} failed (grid "
+                f"{tuple(grid)}, block {tuple(block)}) on device '{self.device}': "
+                f"{type(exc).__name__}: {exc}") from exc
+
+    def param_names(self, family, name):
+        """The parameter names of kernel `name`, read from <family>.cu."""
+        key = (family, name)
+        if key not in self._params:
+            kernels, _ = parse_kernels(kernel_path(family).read_text())
+            k = kernels.get(name)
+            self._params[key] = [p.name for p in k.params] if k else []
+        return self._params[key]
+
+    def _check_sizes(self, family, name, args):
+        """Refuse, by name, an array argument too large for the kernels' int indices."""
+        for i, a in enumerate(args):
+            size = getattr(a, "size", 0)
+            if getattr(a, "ndim", 0) and size >= MAX_ELEMENTS:
+                names = self.param_names(family, name)
+                what = f"'{names[i]}'" if i < len(names) else f"{i}"
+                raise KernelSizeError(
+                    f"kernel {name} ({family}.cu): argument {what} has shape {tuple(a.shape)}, "
+                    f"{size} elements, but the kernels index with 32-bit ints (fewer than "
+                    f"2**31 = {MAX_ELEMENTS} elements); use a smaller batch or image")
+
+    @contextlib.contextmanager
+    def measure_memory(self):
+        """with kernels.measure_memory() as meter: ...  -> meter.peak, the most bytes the
+        arrays allocated here held at once (see MemoryMeter)."""
+        meter, previous = MemoryMeter(), self.meter
+        self.meter = meter
+        try:
+            yield meter
+        finally:
+            self.meter = previous
 
     # -- checking and allocating arrays
 
     def _floats(self, a, op, what):
         """a as a C-contiguous float32 array of this device, or a clear error."""
         self._check(a, op, what)
-        return self.xp.asarray(a, order="C")      # 0-d stays 0-d (ascontiguousarray: 1-d)
+        out = self.xp.asarray(a, order="C")       # 0-d stays 0-d (ascontiguousarray: 1-d)
+        if out is not a:
+            self._track(out)                      # a copy: device memory too
+        return out
 
     def _in_place(self, a, op, what):
         """a itself, checked: it is updated in place, so it must already be contiguous."""
@@ -143,25 +350,53 @@ class CudaKernels:
         """Class indices as C-contiguous int64 (the kernels' long long)."""
         if not np.issubdtype(t.dtype, np.integer):
             raise TypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}")
-        return self.xp.asarray(t, dtype=np.int64, order="C")
+        out = self.xp.asarray(t, dtype=np.int64, order="C")
+        if out is not t:
+            self._track(out)
+        return out
+
+    def _track(self, a):
+        if self.meter is not None:
+            self.meter.add(a)
 
     def _empty(self, shape, dtype=np.float32):
-        return self.xp.empty(shape, dtype=dtype)
+        """A fresh output: garbage on a GPU, so poisoned (NaN) on "cuda-sim"."""
+        shape = tuple(int(d) for d in shape)
+        if math.prod(shape) >= MAX_ELEMENTS:
+            raise KernelSizeError(
+                f"an array of shape {shape} ({math.prod(shape)} elements) is too large for "
+                f"the kernels' 32-bit indices (fewer than 2**31 = {MAX_ELEMENTS} elements); "
+                f"use a smaller batch or image")
+        a = poisoned(shape, dtype) if self.device == "cuda-sim" else \
+            self.xp.empty(shape, dtype=dtype)
+        self._track(a)
+        return a
+
+    def _zeros(self, shape, dtype=np.float32):
+        """An output a kernel adds into: zeroed here, on every device."""
+        a = self._empty(shape, dtype)
+        a.fill(0)
+        return a
 
     # -- building blocks shared by several table entries
 
-    def matmul(self, a, b, trans_a=False, trans_b=False):
+    def matmul(self, a, b, trans_a=False, trans_b=False, out=None, split=None):
         """op(a) @ op(b) by sgemm; op transposes when its flag is set.
 
-        a (M,K) or (K,M) with trans_a; b (K,N) or (N,K) with trans_b -> (M,N) float32
+        a (M,K) or (K,M) with trans_a; b (K,N) or (N,K) with trans_b -> (M,N) float32.
+        split=(k_span, k_parts, accumulate) with out (S,M,N): slice z of the sum over k
+        goes to out[z] (split-K, see gemm.cu; WeightGrad chooses the slices).
         """
         m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
         k2, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
         if k != k2:
             raise ValueError(f"matmul: inner sizes differ ({k} and {k2})")
-        c = self._empty((m, n))
-        self.launch("gemm", "sgemm", gemm_tiles(m, n), a, b, c,
-                    *_i32(m, n, k, trans_a, trans_b))
+        if split is None:
+            c, slices, split = self._empty((m, n)), 1, (k, 1, 0)
+        else:
+            c, slices = out, out.shape[0]
+        self.launch("gemm", "sgemm", gemm_tiles(m, n, slices), a, b, c,
+                    *_i32(m, n, k, trans_a, trans_b, *split))
         return c
 
     def _add_bias(self, y, b, f, l):
@@ -182,12 +417,15 @@ class CudaKernels:
                     *_i32(n, c, h, w, *kernel, *stride, *padding, ho, wo))
         return cols
 
-    def _col2im(self, cols, x_shape, kernel, stride, padding, ho, wo):
-        """cols (C*KH*KW, N*Ho*Wo) -> gx x_shape, adding every tap's share; see conv.cu."""
-        gx = self._empty(x_shape)
+    def _col2im(self, cols, gx, kernel, stride, padding, ho, wo):
+        """cols (C*KH*KW, N*Ho*Wo) -> gx (N,C,H,W), every pixel written (the sum of the
+        taps that read it); see conv.cu."""
         self.launch("conv", "col2im", per_element(gx.size), cols, gx,
-                    *_i32(*x_shape, *kernel, *stride, *padding, ho, wo))
-        return gx
+                    *_i32(*gx.shape, *kernel, *stride, *padding, ho, wo))
+
+    def _images_per_chunk(self, per_image_bytes, reserved=0):
+        """How many images' workspace fits in CONV_WORKSPACE_BYTES (at least one)."""
+        return max(1, (CONV_WORKSPACE_BYTES - reserved) // max(1, per_image_bytes))
 
     # ----------------------------------------------------------------------------- the table
 
@@ -199,13 +437,23 @@ class CudaKernels:
         n, c, h, wd = x.shape
         f, _, kh, kw = w.shape
         ho, wo = _out_size(h, kh, stride[0], padding[0]), _out_size(wd, kw, stride[1], padding[1])
-        cols = self._im2col(x, (kh, kw), stride, padding, ho, wo)
-        out = self.matmul(w.reshape(f, c * kh * kw), cols)             # (F, N*Ho*Wo)
+        taps, pixels = c * kh * kw, ho * wo
+        w2 = w.reshape(f, taps)
         y = self._empty((n, f, ho, wo))
-        self.launch("conv", "fnl_to_nfl", per_element(y.size), out, y, *_i32(n, f, ho * wo))
+        step = self._images_per_chunk((taps + f) * pixels * 4)    # cols + product per image
+        for n0 in range(0, n, step):
+            n1 = min(n, n0 + step)
+            cols = self._im2col(x[n0:n1], (kh, kw), stride, padding, ho, wo)
+            out = self.matmul(w2, cols)                               # (F, n*Ho*Wo)
+            del cols
+            self.launch("conv", "fnl_to_nfl", per_element(out.size), out, y[n0:n1],
+                        *_i32(n1 - n0, f, pixels))
+            del out
         if b is not None:
-            self._add_bias(y, self._floats(b, op, "bias"), f, ho * wo)
-        return self.relu_forward(y) if relu else y
+            self._add_bias(y, self._floats(b, op, "bias"), f, pixels)
+        if relu:                                  # in place: each thread reads, then writes
+            self.launch("activation", "relu_forward", per_element(y.size), y, y, *_i32(y.size))
+        return y
 
     def conv2d_backward(self, x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
         """x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> (gx, gw, gb), None where not needed;
@@ -218,23 +466,37 @@ class CudaKernels:
         n, c, h, wd = x.shape
         f, _, kh, kw = w.shape
         ho, wo = gy.shape[2:]
+        taps, pixels = c * kh * kw, ho * wo
         gx = gw = gb = None
         if needs[0] or needs[1]:
-            gout = self._empty((f, n * ho * wo))
-            self.launch("conv", "nfl_to_fnl", per_element(gy.size), gy, gout,
-                        *_i32(n, f, ho * wo))
-            if needs[1]:
-                cols = self._im2col(x, (kh, kw), stride, padding, ho, wo)
-                gw = self.matmul(gout, cols, trans_b=True).reshape(w.shape)
-            if needs[0]:
-                gcols = self.matmul(w.reshape(f, c * kh * kw), gout, trans_a=True)
-                gx = self._col2im(gcols, x.shape, (kh, kw), stride, padding, ho, wo)
+            gx = self._empty(x.shape) if needs[0] else None
+            wg = WeightGrad(self, f, taps, n, pixels) if needs[1] else None
+            # per image: gout, and cols or gcols (one at a time)
+            step = self._images_per_chunk((taps + f) * pixels * 4,
+                                          reserved=wg.scratch_bytes if wg else 0)
+            for n0, n1 in _chunks(n, step, wg.group if wg else 1):
+                gout = self._empty((f, (n1 - n0) * pixels))
+                self.launch("conv", "nfl_to_fnl", per_element(gout.size), gy[n0:n1], gout,
+                            *_i32(n1 - n0, f, pixels))
+                if wg is not None:
+                    cols = self._im2col(x[n0:n1], (kh, kw), stride, padding, ho, wo)
+                    wg.add(gout, cols, False, True, n0, n1)          # gW += gout @ cols^T
+                    del cols
+                if gx is not None:
+                    gcols = self.matmul(w.reshape(f, taps), gout, trans_a=True)
+                    self._col2im(gcols, gx[n0:n1], (kh, kw), stride, padding, ho, wo)
+                    del gcols
+                del gout
+            gw = wg.finish().reshape(w.shape) if wg is not None else None
         if needs[2]:
             gb = self._bias_grad(gy, n, f, ho * wo)
         return gx, gw, gb
 
     def max_pool2d_forward(self, x, kernel, stride, padding):
-        """x (N,C,H,W) -> y (N,C,Ho,Wo), idx (N,C,Ho,Wo) int32 (flat h*W + w in the plane)"""
+        """x (N,C,H,W) -> y (N,C,Ho,Wo), idx (N,C,Ho,Wo) int32 (flat h*W + w in the plane)
+
+        The window geometry is remembered for this idx array (until it is freed), so
+        that the backward can gather (see pool.cu)."""
         x = self._floats(x, "max_pool2d", "input")
         n, c, h, w = x.shape
         ho = _out_size(h, kernel[0], stride[0], padding[0])
@@ -243,17 +505,44 @@ class CudaKernels:
         idx = self._empty((n, c, ho, wo), np.int32)
         self.launch("pool", "max_pool2d_forward", per_element(y.size), x, y, idx,
                     *_i32(n, c, h, w, *kernel, *stride, *padding, ho, wo))
+        key = id(idx)
+        windows = self._pool_windows
+        windows[key] = (weakref.ref(idx, lambda _: windows.pop(key, None)),
+                        (tuple(kernel), tuple(stride), tuple(padding), (h, w), (ho, wo)))
         return y, idx
 
+    def _pool_window(self, idx, x_shape, out_shape):
+        """(kernel, stride, padding) of the forward that made idx, or None if unknown."""
+        entry = self._pool_windows.get(id(idx))
+        if entry is None or entry[0]() is not idx:
+            return None
+        kernel, stride, padding, in_hw, out_hw = entry[1]
+        if in_hw != tuple(x_shape[2:]) or out_hw != tuple(out_shape[2:]):
+            return None
+        return kernel, stride, padding
+
     def max_pool2d_backward(self, gy, idx, x_shape):
-        """gy, idx (N,C,Ho,Wo) -> gx x_shape (N,C,H,W); gx[n,c].flat[idx] += gy"""
+        """gy, idx (N,C,Ho,Wo) -> gx x_shape (N,C,H,W); gx[n,c].flat[idx] += gy
+
+        With the idx of this backend's forward: one thread per input pixel gathers the
+        gradients of the windows that picked it. With any other indices (say, copied
+        from the host) the windows are unknown: one thread per plane adds them in turn.
+        Both in a fixed order: the same bits on every run."""
         gy = self._floats(gy, "max_pool2d backward", "output gradient")
-        idx = self.xp.asarray(idx, dtype=np.int32, order="C")
+        window = self._pool_window(idx, x_shape, gy.shape)
+        idx32 = self.xp.asarray(idx, dtype=np.int32, order="C")
+        if idx32 is not idx:
+            self._track(idx32)
         n, c, h, w = x_shape
         ho, wo = gy.shape[2:]
-        gx = self.xp.zeros(x_shape, dtype=np.float32)     # the kernel adds into it
-        self.launch("pool", "max_pool2d_backward", per_element(gy.size), gy, idx, gx,
-                    *_i32(n, c, h, w, ho, wo))
+        gx = self._empty(x_shape)
+        if window is not None:
+            kernel, stride, padding = window
+            self.launch("pool", "max_pool2d_backward", per_element(gx.size), gy, idx32, gx,
+                        *_i32(n, c, h, w, *kernel, *stride, *padding, ho, wo))
+        else:
+            self.launch("pool", "max_pool2d_backward_planes", per_element(n * c), gy, idx32,
+                        gx, *_i32(n, c, h, w, ho, wo))
         return gx
 
     def avg_pool2d_forward(self, x, kernel, stride, padding):
@@ -314,7 +603,12 @@ class CudaKernels:
         x, w = self._floats(x, op, "input"), self._floats(w, op, "weight")
         gy = self._floats(gy, op, "output gradient")
         gx = self.matmul(gy, w) if needs[0] else None
-        gw = self.matmul(gy, x, trans_a=True) if needs[1] else None
+        gw = None
+        if needs[1]:                                     # gw = gy^T @ x, a sum over rows
+            wg = WeightGrad(self, gy.shape[1], x.shape[1], gy.shape[0], 1)
+            if gy.shape[0]:
+                wg.add(gy, x, True, False, 0, gy.shape[0])
+            gw = wg.finish()
         gb = self._bias_grad(gy, gy.shape[0], gy.shape[1], 1) if needs[2] else None
         return gx, gw, gb
 
@@ -346,7 +640,9 @@ class CudaKernels:
 
     def _class_weights(self, weight, k, op):
         if weight is None:
-            return self.xp.ones((k,), dtype=np.float32)
+            ones = self._empty((k,))
+            ones.fill(1)
+            return ones
         return self._floats(weight, op, "weight")
 
     def cross_entropy_forward(self, logits, target, weight, reduction):
@@ -375,7 +671,7 @@ class CudaKernels:
         weight = self._class_weights(weight, k, op)
         gloss = self._floats(gloss, op, "loss gradient").reshape(-1)
         mode = {"none": 0, "sum": 1, "mean": 2}[reduction]
-        wsum = self.xp.zeros((1,), dtype=np.float32)
+        wsum = self._zeros((1,))                          # ce_weight_sum writes it; else unread
         if mode == 2:
             self.launch("loss", "ce_weight_sum", single_block(), target, weight, wsum,
                         *_i32(n, k))
