@@ -14,9 +14,12 @@ Tolerance |got - ref| <= ATOL + RTOL*|ref|, as in test_ops.py: RTOL = 1e-4 is ab
 1e-5 covers results near zero that come out of cancellation. A wrong index or a
 missing term moves values by O(1).
 """
+import contextlib
+
 import numpy as np
 from hypothesis import strategies as st
 
+from minicnn.backends import _cuda_glue as glue
 from minicnn.kernels import reference as R
 
 from draws import examples, few_values, normal, run_examples, seeds
@@ -72,6 +75,19 @@ class Runner:
         finally:
             if self._set_order:
                 self._set_order(self._orders[0])
+
+
+@contextlib.contextmanager
+def glue_limits(**values):
+    """Set constants of the CUDA glue (CONV_WORKSPACE_BYTES, SPLIT_K_...) for a while."""
+    old = {k: getattr(glue, k) for k in values}
+    try:
+        for k, v in values.items():
+            setattr(glue, k, v)
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(glue, k, v)
 
 
 def run_cases(strategy, body, max_examples=20):
@@ -133,9 +149,15 @@ def conv_cases(draw):
     h = max(1, kh - 2 * ph) + draw(st.integers(0, 5))
     w = max(1, kw - 2 * pw) + draw(st.integers(0, 5))
     needs = draw(st.tuples(st.booleans(), st.booleans(), st.booleans()))
-    return dict(n=draw(st.sampled_from([1, 2])), c=draw(st.sampled_from([1, 3])),
+    # limits: the glue's defaults, or one image per chunk, or small sums split along K
+    limits = draw(st.sampled_from([{}, {"CONV_WORKSPACE_BYTES": 1},
+                                   {"SPLIT_K_TARGET_BLOCKS": 8, "SPLIT_K_MIN_SLICE": 4},
+                                   {"CONV_WORKSPACE_BYTES": 1, "SPLIT_K_TARGET_BLOCKS": 8,
+                                    "SPLIT_K_MIN_SLICE": 12}]))
+    return dict(n=draw(st.sampled_from([1, 2, 3])), c=draw(st.sampled_from([1, 3])),
                 f=draw(st.sampled_from([1, 2, 4])), h=h, w=w, k=(kh, kw), stride=(sh, sw),
-                padding=(ph, pw), bias=draw(st.booleans()), needs=needs, seed=draw(seeds))
+                padding=(ph, pw), bias=draw(st.booleans()), needs=needs, limits=limits,
+                seed=draw(seeds))
 
 
 def check_conv2d(run, c):
@@ -148,13 +170,15 @@ def check_conv2d(run, c):
     gy = normal(rng, *y_ref.shape)
     needs = c["needs"] if c["bias"] else (c["needs"][0], c["needs"][1], False)
     grads_ref = R.conv2d_backward(f64(x), f64(w), f64(gy), c["stride"], c["padding"], needs)
-    for order in run.orders():
-        y = run.B.conv2d_forward(run.dev(x), run.dev(w), None if b is None else run.dev(b),
-                                 c["stride"], c["padding"])
-        assert_close(run.host(y), y_ref, f"conv2d forward {c} [{order}]")
-        grads = run.B.conv2d_backward(run.dev(x), run.dev(w), run.dev(gy), c["stride"],
-                                      c["padding"], needs)
-        check_grads(run, f"conv2d backward {c}", grads, grads_ref, needs, order)
+    with glue_limits(**c["limits"]):
+        for order in run.orders():
+            y = run.B.conv2d_forward(run.dev(x), run.dev(w),
+                                     None if b is None else run.dev(b), c["stride"],
+                                     c["padding"])
+            assert_close(run.host(y), y_ref, f"conv2d forward {c} [{order}]")
+            grads = run.B.conv2d_backward(run.dev(x), run.dev(w), run.dev(gy), c["stride"],
+                                          c["padding"], needs)
+            check_grads(run, f"conv2d backward {c}", grads, grads_ref, needs, order)
 
 
 def check_conv2d_layer(run, seed):
@@ -195,15 +219,19 @@ def check_max_pool2d(run, c):
     gy = normal(rng, *y_ref.shape)
     gx_ref = R.max_pool2d_backward(gy.astype(F64), idx_ref, x.shape)
     for order in run.orders():
-        y, idx = run.B.max_pool2d_forward(run.dev(x), c["k"], c["stride"], c["padding"])
+        y, idx_dev = run.B.max_pool2d_forward(run.dev(x), c["k"], c["stride"], c["padding"])
         assert_close(run.host(y), y_ref, f"max_pool2d forward {c} [{order}]")
-        idx = run.host(idx)
+        idx = run.host(idx_dev)
         assert idx.shape == idx_ref.shape and np.array_equal(idx, idx_ref), (
             f"max_pool2d {c} [{order}]: indices differ at "
             f"{np.argwhere(idx != idx_ref)[:3].tolist()}: kernel "
             f"{idx[idx != idx_ref][:3].tolist()}, reference {idx_ref[idx != idx_ref][:3].tolist()}")
-        gx = run.B.max_pool2d_backward(run.dev(gy), run.dev(idx), x.shape)
+        # the forward's own indices (the gather knows their windows), and a copy of
+        # them made on the host (windows unknown: one thread per plane)
+        gx = run.B.max_pool2d_backward(run.dev(gy), idx_dev, x.shape)
         assert_close(run.host(gx), gx_ref, f"max_pool2d backward {c} [{order}]")
+        gx = run.B.max_pool2d_backward(run.dev(gy), run.dev(idx.astype(np.int64)), x.shape)
+        assert_close(run.host(gx), gx_ref, f"max_pool2d backward, copied indices {c} [{order}]")
 
 
 def check_avg_pool2d(run, c):
@@ -254,6 +282,8 @@ def linear_cases(draw):
     return dict(n=draw(st.integers(1, 5)), i=draw(st.integers(1, 70)), o=draw(st.integers(1, 70)),
                 bias=draw(st.booleans()),
                 needs=draw(st.tuples(st.booleans(), st.booleans(), st.booleans())),
+                limits=draw(st.sampled_from([{}, {"SPLIT_K_TARGET_BLOCKS": 8,
+                                                  "SPLIT_K_MIN_SLICE": 1}])),
                 seed=draw(seeds))
 
 
@@ -265,11 +295,12 @@ def check_linear(run, c):
     gy = normal(rng, c["n"], c["o"])
     needs = c["needs"]
     g_ref = R.linear_backward(x.astype(F64), w.astype(F64), gy.astype(F64), needs)
-    for order in run.orders():
-        y = run.B.linear_forward(run.dev(x), run.dev(w), None if b is None else run.dev(b))
-        assert_close(run.host(y), y_ref, f"linear forward {c} [{order}]")
-        grads = run.B.linear_backward(run.dev(x), run.dev(w), run.dev(gy), needs)
-        check_grads(run, f"linear backward {c}", grads, g_ref, needs, order)
+    with glue_limits(**c["limits"]):
+        for order in run.orders():
+            y = run.B.linear_forward(run.dev(x), run.dev(w), None if b is None else run.dev(b))
+            assert_close(run.host(y), y_ref, f"linear forward {c} [{order}]")
+            grads = run.B.linear_backward(run.dev(x), run.dev(w), run.dev(gy), needs)
+            check_grads(run, f"linear backward {c}", grads, g_ref, needs, order)
 
 
 # ----------------------------------------------------------------------------- softmax and loss

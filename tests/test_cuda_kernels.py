@@ -110,3 +110,49 @@ def test_cross_entropy_bad_target_gives_nan_not_a_wild_read():
     logits = np.zeros((2, 3), np.float32)
     loss, _ = sim.cross_entropy_forward(logits, np.array([0, 7]), None, "none")
     assert np.isfinite(loss[0]) and np.isnan(loss[1])
+
+
+# ----------------------------------------------------------------------------- like a real GPU
+
+def test_fresh_outputs_on_cuda_sim_are_garbage_as_on_a_gpu():
+    k = sim._kernels
+    f, i = k._empty((3, 2)), k._empty((4,), np.int32)
+    assert np.isnan(f).all(), "a fresh float output must hold NaN"
+    assert (i == glue.POISON).all(), "a fresh int output must hold the poison pattern"
+    assert (k._zeros((5,)) == 0).all()
+    # a kernel that forgets an element shows it: relu writes only the first n elements
+    x = np.ones(10, np.float32)
+    out = k._empty((10,))
+    k.launch("activation", "relu_forward", glue.per_element(7), x, out, np.int32(7))
+    assert (out[:7] == 1).all() and np.isnan(out[7:]).all()
+
+
+def test_sync_mode_names_the_failing_kernel_file_grid_and_block(monkeypatch):
+    x = np.ones(4, np.float32)
+    bad = ((1, 1, 1), (64, 32, 1))                   # more threads than a block may have
+    monkeypatch.delenv(glue.SYNC_ENV, raising=False)
+    with pytest.raises(Exception, match="2048 threads per block"):
+        sim._kernels.launch("activation", "relu_forward", bad, x, x.copy(), np.int32(4))
+    monkeypatch.setenv(glue.SYNC_ENV, "1")
+    with pytest.raises(glue.CudaKernelError) as e:
+        sim._kernels.launch("activation", "relu_forward", bad, x, x.copy(), np.int32(4))
+    msg = str(e.value)
+    for part in ("relu_forward", "activation.cu", "(1, 1, 1)", "(64, 32, 1)",
+                 "2048 threads per block"):
+        assert part in msg, f"{part!r} missing from: {msg}"
+    # and a good launch still runs (and returns) under the synchronous mode
+    assert np.array_equal(sim.relu_forward(np.array([-1.0, 2.0], np.float32)), [0.0, 2.0])
+
+
+def test_an_array_of_2_31_elements_is_refused_by_name():
+    big = np.broadcast_to(np.float32(0), (2**16, 2**15))   # 2**31 elements, no memory
+    out = np.zeros(4, np.float32)
+    with pytest.raises(glue.KernelSizeError,
+                       match=r"kernel relu_forward \(activation\.cu\): argument 'x' has shape "
+                             r"\(65536, 32768\), 2147483648 elements"):
+        sim._kernels.launch("activation", "relu_forward", glue.per_element(4), big, out,
+                            np.int32(4))
+    with pytest.raises(glue.KernelSizeError, match=r"shape \(65536, 32768\)"):
+        sim._kernels._empty((2**16, 2**15))               # refused before allocating
+    just_under = np.broadcast_to(np.float32(0), (2**31 - 1,))
+    sim._kernels._check_sizes("activation", "relu_forward", (just_under, out))
