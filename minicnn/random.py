@@ -3,6 +3,8 @@
 Masks are drawn on the host with numpy and moved to the device, so a seeded run
 gives the same numbers on "cpu", "cuda-sim" and "cuda".
 """
+import contextlib
+
 import numpy as np
 
 _rng = np.random.default_rng(0)
@@ -28,3 +30,19 @@ def get_state():
 
 def set_state(state):
     _rng.bit_generator.state = state
+
+
+@contextlib.contextmanager
+def using(rng):
+    """Draw from `rng` instead of the engine's generator inside the block.
+
+    The data loader wraps each batch in this, with a Generator seeded by (seed, epoch,
+    batch), so a transform that draws from generator() gives the same batch again
+    after a resume, whatever ran before it.
+    """
+    global _rng
+    previous, _rng = _rng, rng
+    try:
+        yield rng
+    finally:
+        _rng = previous

@@ -124,7 +124,13 @@ class Tensor:
         return array if dtype is None else array.astype(dtype)
 
     def to(self, device):
-        """This tensor on another device; a leaf stays a leaf that keeps requires_grad."""
+        """This tensor on another device (or, given a dtype, as that dtype); a leaf stays a
+        leaf that keeps requires_grad."""
+        if not isinstance(device, str):
+            try:
+                return self.astype(np.dtype(device))
+            except TypeError:
+                pass
         device = backends.check_device(device)
         if device == self.device:
             return self
@@ -255,28 +261,63 @@ class Tensor:
         from .tensor_ops import Abs
         return Abs.apply(self)
 
-    def sum(self, axis=None, keepdims=False):
+    # Reductions take PyTorch's dim=/keepdim= or numpy's axis=/keepdims=, the same thing.
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         from .tensor_ops import Sum
-        return Sum.apply(self, axis=_axes(axis), keepdims=keepdims)
+        axes, keep = _reduction(dim, keepdim, axis, keepdims)
+        return Sum.apply(self, axis=axes, keepdims=keep)
 
-    def mean(self, axis=None, keepdims=False):
-        axes = _axes(axis)
-        count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
-        return self.sum(axis=axes, keepdims=keepdims) * (1.0 / count)
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        axes, keep = _reduction(dim, keepdim, axis, keepdims)
+        count = self.numel() if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        return self.sum(axis=axes, keepdims=keep) * (1.0 / count)
 
     def var(self, axis=None, keepdims=False, unbiased=False):
         axes = _axes(axis)
-        count = self.size if axes is None else int(np.prod([self.shape[a] for a in axes]))
+        count = self.numel() if axes is None else int(np.prod([self.shape[a] for a in axes]))
         centred = self - self.mean(axis=axes, keepdims=True)
         total = (centred * centred).sum(axis=axes, keepdims=keepdims)
         return total * (1.0 / (count - 1 if unbiased else count))
 
-    def max(self, axis=None, keepdims=False):
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """max() or max(axis=a): the largest values (ties share the gradient). max(dim),
+        PyTorch's form: (values, indices) along dim, the first maximum, which alone gets
+        the gradient."""
         from .tensor_ops import Max
-        return Max.apply(self, axis=_axes(axis), keepdims=keepdims)
+        axes, keep = _reduction(dim, keepdim, axis, keepdims)
+        if dim is None:
+            return Max.apply(self, axis=axes, keepdims=keep)
+        return self._pick(self.argmax(dim), dim, keep)
 
-    def argmax(self, axis=None):
-        return Tensor._wrap(self.xp.argmax(self.data, axis=axis), device=self.device)
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """As max, for the smallest values (and their first index)."""
+        axes, keep = _reduction(dim, keepdim, axis, keepdims)
+        if dim is None:
+            return -((-self).max(axis=axes, keepdims=keep))
+        return self._pick(self.argmin(dim), dim, keep)
+
+    def _pick(self, indices, dim, keepdim):
+        """(values, indices): the entries at `indices` along dim, as a differentiable gather."""
+        if isinstance(dim, (tuple, list)):
+            raise TypeError(f"max/min with indices: dim must be one int, got {dim}")
+        dim = dim % self.ndim
+        grid = list(self.xp.indices(indices.shape, sparse=True))
+        grid.insert(dim, indices.data)
+        values = self[tuple(grid)]
+        if keepdim:
+            values, indices = values.unsqueeze(dim), indices.unsqueeze(dim)
+        return MaxResult(values, indices)
+
+    def argmax(self, dim=None, keepdim=False, *, axis=None):
+        """Index of the first largest value (of the flattened tensor when dim is None)."""
+        dim = axis if dim is None else dim
+        out = Tensor._wrap(self.xp.argmax(self.data, axis=dim), device=self.device)
+        if keepdim:
+            out = out.reshape((1,) * self.ndim) if dim is None else out.unsqueeze(dim)
+        return out
+
+    def argmin(self, dim=None, keepdim=False):
+        return (-self).argmax(dim, keepdim)
 
     def reshape(self, *shape):
         from .tensor_ops import Reshape
@@ -295,6 +336,39 @@ class Tensor:
             perm[axes[0]], perm[axes[1]] = perm[axes[1]], perm[axes[0]]
             axes = tuple(perm)
         return Transpose.apply(self, axes=axes or None)
+
+    def permute(self, *dims):
+        """The axes in the order `dims` (a full permutation), as PyTorch's permute."""
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        if sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: {dims} is not an ordering of the {self.ndim} dims of "
+                             f"shape {self.shape}")
+        return self.transpose(tuple(d % self.ndim for d in dims))
+
+    def unsqueeze(self, dim):
+        """A new axis of size 1 at `dim` (dim may be -1 for the end)."""
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim=None):
+        """Drop axes of size 1 (only `dim`, when given; an axis of another size stays)."""
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        dims = {d % max(self.ndim, 1) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1)))
+
+    def clone(self):
+        """A copy that stays in the graph (the gradient flows back to this tensor)."""
+        return self * 1.0 if np.issubdtype(self.dtype, np.floating) else \
+            Tensor._wrap(self.data.copy(), device=self.device)
+
+    def contiguous(self):
+        return self        # every minicnn tensor is C-contiguous
+
+    def dim(self):
+        """The number of dimensions (PyTorch's t.dim(); also t.ndim)."""
+        return self.ndim
 
     @property
     def T(self):
@@ -330,6 +404,28 @@ class Tensor:
         return self._compare(other, lambda a, b: a >= b)
 
     __hash__ = object.__hash__
+
+
+class MaxResult(tuple):
+    """(values, indices), as PyTorch's max(dim) returns: unpack it, or use .values / .indices."""
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+
+def _reduction(dim, keepdim, axis, keepdims):
+    """(axes tuple or None, keepdims) from PyTorch's or numpy's spelling, refusing both."""
+    if dim is not None and axis is not None:
+        raise TypeError("give dim (PyTorch's name) or axis (numpy's), not both")
+    return _axes(axis if dim is None else dim), bool(keepdim if keepdims is None else keepdims)
 
 
 def _axes(axis):

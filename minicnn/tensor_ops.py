@@ -279,3 +279,31 @@ class ToDevice(Function):
             import cupy
             return cupy.asarray(g)
         return g.get() if not isinstance(g, np.ndarray) else g.copy()
+
+
+class Cat(Function):
+    """Join tensors along an existing axis; each gets back its own slice of the gradient."""
+
+    @staticmethod
+    def forward(ctx, *arrays, axis):
+        ctx.axis, ctx.sizes = axis, [a.shape[axis] for a in arrays]
+        return _xp(arrays[0]).concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        ends = np.cumsum(ctx.sizes)[:-1]
+        return tuple(_contiguous(part) for part in _xp(g).split(g, ends, axis=ctx.axis))
+
+
+class Stack(Function):
+    """Join same-shape tensors along a new axis; each gets back its slice of the gradient."""
+
+    @staticmethod
+    def forward(ctx, *arrays, axis):
+        ctx.axis = axis
+        return _xp(arrays[0]).stack(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = _xp(g)
+        return tuple(_contiguous(xp.take(g, i, axis=ctx.axis)) for i in range(g.shape[ctx.axis]))
