@@ -2,7 +2,11 @@
 
 The models are compared with torch.nn networks of the same structure: same parameter
 names, shapes and counts; weights copied from torch give the same outputs and gradients.
+Every layer runs on every device (`backend`, tests/conftest.py) against PyTorch and
+against the same layer on the cpu; AlexNet at 227 px runs on the cpu only (an emulated
+step would take minutes).
 """
+import copy
 import json
 
 import numpy as np
@@ -22,6 +26,50 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def t2n(t):
     return t.detach().numpy()
+
+
+def on_cpu_too(make_layer, x, backend, upstream=None):
+    """Output and input/parameter gradients of make_layer() on the cpu (numba kernels),
+    for comparing a layer run on `backend`: (y, x.grad, {name: grad})."""
+    from torch_compare import numba_cpu
+    with numba_cpu():
+        layer = make_layer()
+        xt = minicnn.tensor(x, requires_grad=True)
+        y = layer(xt)
+        y.backward(np.ones(y.shape, np.float32) if upstream is None else upstream)
+        return y.numpy(), xt.grad.numpy(), {n: p.grad.numpy() for n, p in layer.named_parameters()}
+
+
+def check_on_device(layer, ref, x, backend, what):
+    """layer on backend against torch's ref and against a copy of it on the cpu:
+    forward, sum().backward() gradients of the input and of every parameter."""
+    state = {k: v.copy() for k, v in layer.state_dict().items()}
+    layer.to(backend)
+    xt = minicnn.tensor(x, requires_grad=True, device=backend)
+    tx = torch.tensor(x, requires_grad=True)
+    y, ty = layer(xt), ref(tx)
+    assert y.device == backend and y.shape == tuple(ty.shape), what
+    assert_close(y.numpy(), t2n(ty), 1e-5, 1e-4, f"{what} forward on {backend}")
+    y.sum().backward()
+    ty.sum().backward()
+    assert xt.grad.device == backend
+    assert_close(xt.grad.numpy(), tx.grad.numpy(), 1e-5, 1e-4, f"{what} input grad on {backend}")
+    tgrads = dict(ref.named_parameters())
+    for name, p in layer.named_parameters():
+        assert p.grad.device == backend, name
+        assert_close(p.grad.numpy(), tgrads[name].grad.numpy(), 1e-4, 1e-4,
+                     f"{what} {name} grad on {backend}")
+    if backend != "cpu":
+        def fresh():
+            other = copy.deepcopy(layer).to("cpu")
+            other.load_state_dict(state)
+            other.zero_grad()
+            return other
+        cy, cgx, cgrads = on_cpu_too(fresh, x, backend)
+        assert_close(y.numpy(), cy, 1e-5, 1e-4, f"{what} forward on {backend} against cpu")
+        assert_close(xt.grad.numpy(), cgx, 1e-5, 1e-4, f"{what} input grad against cpu")
+        for name, p in layer.named_parameters():
+            assert_close(p.grad.numpy(), cgrads[name], 1e-4, 1e-4, f"{what} {name} grad against cpu")
 
 
 # --- torch twins of the models, built with the same names -------------------------------------
@@ -71,23 +119,16 @@ def shapes_of(state):
 @pytest.mark.parametrize("cin,cout,k,stride,padding,hw", [
     (1, 4, 3, 1, 1, (9, 9)), (3, 5, (3, 2), 2, 0, (11, 8)), (2, 3, 5, (2, 3), (2, 1), (13, 10)),
 ])
-def test_conv2d_layer_matches_torch(cin, cout, k, stride, padding, hw):
+def test_conv2d_layer_matches_torch(backend, cin, cout, k, stride, padding, hw):
     layer = nn.Conv2d(cin, cout, k, stride=stride, padding=padding)
     ref = torch.nn.Conv2d(cin, cout, k, stride=stride, padding=padding)
     layer.load_state_dict({k_: t2n(v) for k_, v in ref.state_dict().items()})
     x = np.random.default_rng(1).standard_normal((2, cin) + hw).astype(np.float32)
-    y = layer(minicnn.tensor(x, requires_grad=True))
-    ty = ref(torch.tensor(x))
-    assert y.shape == tuple(ty.shape)
-    assert_close(y.numpy(), t2n(ty), 1e-5, 1e-4, "Conv2d forward")
-    y.sum().backward()
-    ty.sum().backward()
-    assert_close(layer.weight.grad.numpy(), ref.weight.grad.numpy(), 1e-4, 1e-4, "Conv2d weight grad")
-    assert_close(layer.bias.grad.numpy(), ref.bias.grad.numpy(), 1e-4, 1e-4, "Conv2d bias grad")
+    check_on_device(layer, ref, x, backend, "Conv2d")
     assert repr(layer) == repr(ref)
 
 
-def test_linear_flatten_pool_activation_layers_match_torch():
+def test_linear_flatten_pool_activation_layers_match_torch(backend):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 2, 7, 6)).astype(np.float32)
     pairs = [
@@ -101,20 +142,22 @@ def test_linear_flatten_pool_activation_layers_match_torch():
         (nn.Flatten(2), torch.nn.Flatten(2)),
     ]
     for ours, ref in pairs:
-        xt = minicnn.tensor(x, requires_grad=True)
+        xt = minicnn.tensor(x, requires_grad=True, device=backend)
         tx = torch.tensor(x, requires_grad=True)
         y, ty = ours(xt), ref(tx)
-        assert y.shape == tuple(ty.shape), repr(ours)
-        assert_close(y.numpy(), t2n(ty), 1e-6, 1e-5, f"{ours!r} forward")
+        assert y.shape == tuple(ty.shape) and y.device == backend, repr(ours)
+        assert_close(y.numpy(), t2n(ty), 1e-6, 1e-5, f"{ours!r} forward on {backend}")
         (y * y).sum().backward()
         (ty * ty).sum().backward()
-        assert_close(xt.grad.numpy(), tx.grad.numpy(), 1e-5, 1e-5, f"{ours!r} input grad")
+        assert_close(xt.grad.numpy(), tx.grad.numpy(), 1e-5, 1e-5, f"{ours!r} input grad on {backend}")
+        if backend != "cpu":
+            cy, cgx, _ = on_cpu_too(lambda: ours, x, backend, upstream=2 * y.numpy())
+            assert_close(y.numpy(), cy, 1e-6, 1e-5, f"{ours!r} forward against cpu")
+            assert_close(xt.grad.numpy(), cgx, 1e-5, 1e-5, f"{ours!r} input grad against cpu")
 
     lin, tlin = nn.Linear(84, 5), torch.nn.Linear(84, 5)
     lin.load_state_dict({k: t2n(v) for k, v in tlin.state_dict().items()})
-    flat = x.reshape(3, -1)
-    assert_close(lin(minicnn.tensor(flat)).numpy(), t2n(tlin(torch.tensor(flat))), 1e-5, 1e-4,
-                 "Linear forward")
+    check_on_device(lin, tlin, x.reshape(3, -1), backend, "Linear")
     assert repr(lin) == repr(tlin)
     nobias = nn.Linear(4, 3, bias=False)
     assert nobias.bias is None and [n for n, _ in nobias.named_parameters()] == ["weight"]
@@ -139,12 +182,13 @@ def test_sequential_indexing_and_iteration():
     assert_close(seq(x).numpy(), y.numpy(), 0, 0, "Sequential vs layer by layer")
 
 
-def test_sequential_fuses_conv_then_relu_with_the_same_gradients():
+def test_sequential_fuses_conv_then_relu_with_the_same_gradients(backend):
     from minicnn.bench import trace
     minicnn.manual_seed(3)
-    seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3), nn.ReLU())
-    x = minicnn.randn(2, 2, 7, 6, requires_grad=True)
-    with trace.record("cpu") as calls:
+    seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3),
+                        nn.ReLU()).to(backend)
+    x = minicnn.randn(2, 2, 7, 6, requires_grad=True).to(backend)
+    with trace.record(backend) as calls:
         fused = seq(x)
     assert "relu_forward" not in [c.name for c in calls]       # the ReLUs ran inside the convs
     fused.sum().backward()
@@ -190,8 +234,8 @@ def test_batchnorm_state_dict_has_buffers_like_torch():
     assert np.array_equal(ours.state_dict()["1.running_mean"], np.full(4, 2.0))
 
 
-def test_children_modules_zero_grad_and_modes():
-    net = models.ChestXrayCNN(dropout=0.5)
+def test_children_modules_zero_grad_and_modes(backend):
+    net = models.ChestXrayCNN(dropout=0.5, image_size=16).to(backend)
     assert [name for name, _ in net.named_children()] == ["features", "classifier"]
     kinds = [type(m).__name__ for m in net.modules()]
     assert kinds[0] == "ChestXrayCNN" and kinds.count("Conv2d") == 3 and kinds.count("Linear") == 2
@@ -200,9 +244,9 @@ def test_children_modules_zero_grad_and_modes():
     net.train()
     assert all(m.training for m in net.modules())
 
-    x = minicnn.randn(2, 1, 28, 28)
-    minicnn.functional.cross_entropy(net(x), minicnn.tensor([0, 1])).backward()
-    assert all(p.grad is not None for p in net.parameters())
+    x = minicnn.randn(2, 1, 16, 16).to(backend)
+    minicnn.functional.cross_entropy(net(x), minicnn.tensor([0, 1], device=backend)).backward()
+    assert all(p.grad is not None and p.grad.device == backend for p in net.parameters())
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
 
@@ -233,11 +277,11 @@ def test_repr_reads_like_torch():
 
 # --- state_dict round trip and load errors ------------------------------------------------------
 
-def test_state_dict_round_trip_through_npz(tmp_path):
+def test_state_dict_round_trip_through_npz(tmp_path, backend):
     minicnn.manual_seed(1)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
-    x = minicnn.randn(5, 1, 8, 8)
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).to(backend)
+    x = minicnn.randn(5, 1, 8, 8).to(backend)
     net(x)  # a training-mode pass moves the BatchNorm running statistics
     state = net.state_dict()
     assert all(isinstance(v, np.ndarray) for v in state.values())
@@ -248,7 +292,7 @@ def test_state_dict_round_trip_through_npz(tmp_path):
     np.savez(tmp_path / "w.npz", **net.state_dict())
     minicnn.manual_seed(2)
     other = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).to(backend)
     with np.load(tmp_path / "w.npz") as saved:
         result = other.load_state_dict(dict(saved))
     assert result.missing_keys == [] and result.unexpected_keys == []
@@ -292,10 +336,10 @@ def test_load_state_dict_errors_name_the_key_and_shapes():
 
 # --- dropout and batch norm: training vs evaluation ---------------------------------------------
 
-def test_dropout_train_and_eval():
+def test_dropout_train_and_eval(backend):
     minicnn.manual_seed(3)
     drop = nn.Dropout(0.3)
-    x = minicnn.ones(200, 500)
+    x = minicnn.ones(200, 500, device=backend)
     y = drop(x).numpy()
     kept = y != 0
     n = kept.size
@@ -306,8 +350,9 @@ def test_dropout_train_and_eval():
     assert_close(drop(x).numpy(), x.numpy(), 0, 0, "dropout in eval mode")
     # gradient flows only through the kept elements, with the same scale
     drop.train()
-    xg = minicnn.ones(50, 40, requires_grad=True)
+    xg = minicnn.ones(50, 40, requires_grad=True, device=backend)
     yg = drop(xg)
+    assert yg.device == backend
     yg.sum().backward()
     assert_close(xg.grad.numpy(), yg.numpy(), 0, 0, "dropout gradient equals its mask")
     with pytest.raises(ValueError, match="between 0 and 1"):
@@ -315,7 +360,7 @@ def test_dropout_train_and_eval():
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_batchnorm2d_matches_torch_in_train_and_eval(momentum):
+def test_batchnorm2d_matches_torch_in_train_and_eval(backend, momentum):
     rng = np.random.default_rng(4)
     C = 3
     ours = nn.BatchNorm2d(C, momentum=momentum)
@@ -326,12 +371,15 @@ def test_batchnorm2d_matches_torch_in_train_and_eval(momentum):
         ref.weight.copy_(torch.tensor(w))
         ref.bias.copy_(torch.tensor(b))
     ours.load_state_dict({k: t2n(v) for k, v in ref.state_dict().items()})
+    ours.to(backend)
 
     for step in range(3):  # training: batch statistics, running statistics move
         x = (rng.standard_normal((4, C, 5, 6)) * 2 + 1).astype(np.float32)
         gy = rng.standard_normal(x.shape).astype(np.float32)
-        xt, tx = minicnn.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        xt = minicnn.tensor(x, requires_grad=True, device=backend)
+        tx = torch.tensor(x, requires_grad=True)
         y, ty = ours(xt), ref(tx)
+        assert y.device == backend
         assert_close(y.numpy(), t2n(ty), 1e-5, 1e-4, f"BatchNorm2d train forward, step {step}")
         y.backward(gy)
         ty.backward(torch.tensor(gy))
@@ -347,7 +395,7 @@ def test_batchnorm2d_matches_torch_in_train_and_eval(momentum):
     ours.eval(), ref.eval()  # evaluation: running statistics, which stay put
     running = ours.state_dict()
     x = rng.standard_normal((2, C, 3, 3)).astype(np.float32)
-    xt, tx = minicnn.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    xt, tx = minicnn.tensor(x, requires_grad=True, device=backend), torch.tensor(x, requires_grad=True)
     y, ty = ours(xt), ref(tx)
     assert_close(y.numpy(), t2n(ty), 1e-5, 1e-4, "BatchNorm2d eval forward")
     (y * y).sum().backward()
@@ -406,12 +454,15 @@ def test_chestxray_shapes_for_any_size(cin, size):
     assert net.flat_features == 64 * (H // 8) * (W // 8)
 
 
-def test_chestxray_matches_torch_forward_and_backward():
+def test_chestxray_matches_torch_forward_and_backward(backend):
     ours, ref = models.ChestXrayCNN(3, 2, (30, 27)), torch_chestxray(3, 2, (30, 27))
     ours.load_state_dict({k: t2n(v) for k, v in ref.state_dict().items()})
+    ours.to(backend)
     x = np.random.default_rng(6).standard_normal((4, 3, 30, 27)).astype(np.float32)
     target = np.array([0, 1, 1, 0])
-    loss = minicnn.functional.cross_entropy(ours(minicnn.tensor(x)), minicnn.tensor(target))
+    loss = minicnn.functional.cross_entropy(ours(minicnn.tensor(x, device=backend)),
+                                            minicnn.tensor(target, device=backend))
+    assert loss.device == backend and loss.shape == ()
     tloss = torch.nn.functional.cross_entropy(ref(torch.tensor(x)), torch.tensor(target))
     assert_close(loss.item(), tloss.item(), 0, 1e-5, "ChestXrayCNN loss")
     loss.backward()
