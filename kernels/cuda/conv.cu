@@ -3,8 +3,9 @@
 //   y[n,f,i,j] = b[f] + sum_c sum_p sum_q x[n,c, i*sh+p-ph, j*sw+q-pw] * w[f,c,p,q]
 //   (taps that land in the padding read 0)
 //
-// Lay every input patch out as a column, and the convolution of the whole batch
-// becomes ONE matrix product (gemm.cu):
+// Lay every input patch out as a column, and the convolution of a batch becomes ONE
+// matrix product (gemm.cu). The host runs it on chunks of images (N below is the chunk's
+// count), so the column matrix stays under a fixed workspace however large the batch:
 //   cols[r][col]  with  r = (c*KH + p)*KW + q          (C*KH*KW rows, one per tap)
 //                       col = n*L + i*Wo + j, L = Ho*Wo (N*L columns, one per output pixel)
 //   cols[r][col] = x[n,c, i*sh+p-ph, j*sw+q-pw], or 0 in the padding      (im2col)
@@ -14,6 +15,8 @@
 // Backward:
 //   gout[f][n*L + l] = gy[n,f,l]                                          (nfl_to_fnl)
 //   gW = gout @ cols^T          gcols = W^T @ gout                        (sgemm)
+//   (gW sums over every chunk: the host adds the chunks' products, split along K,
+//    in a fixed order; see gemm.cu)
 //   gb[f] = sum_n sum_l gy[n,f,l]                           (bias_grad, gemm.cu)
 //   gx[n,c,h,w] = sum of gcols over every (tap, output pixel) that read x[n,c,h,w]
 //                                                                         (col2im)
@@ -28,6 +31,8 @@
 //                p = h + ph - i*sh, i.e. i = (h + ph - p) / sh when that divides.
 //   nfl_to_fnl:  t -> element (n, f, l) of the (N, F, L) array
 //   fnl_to_nfl:  t -> element (n, f, l) of the (N, F, L) array
+// Every kernel here writes each of its outputs once and reads what it needs: no
+// atomics, the same bits in any thread order.
 // Cost: memory-bound; im2col writes KH*KW/(sh*sw) times the size of x.
 
 extern "C" __global__ void im2col(const float* x, float* cols,

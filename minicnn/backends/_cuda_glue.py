@@ -431,7 +431,10 @@ class CudaKernels:
 
     def conv2d_forward(self, x, w, b, stride, padding, relu=False):
         """x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo); relu=True
-        also applies max(y, 0) (here by the ReLU kernel, run after the convolution's)"""
+        also applies max(y, 0) (here by the ReLU kernel, run after the convolution's)
+
+        Chunks of images: im2col, the product and the copy out run on as many images
+        at a time as fit in CONV_WORKSPACE_BYTES (cols + product)."""
         op = "conv2d"
         x, w = self._floats(x, op, "input"), self._floats(w, op, "weight")
         n, c, h, wd = x.shape
@@ -457,7 +460,10 @@ class CudaKernels:
 
     def conv2d_backward(self, x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
         """x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> (gx, gw, gb), None where not needed;
-        relu_y: the output of a relu=True forward (gy goes back through the ReLU first)"""
+        relu_y: the output of a relu=True forward (gy goes back through the ReLU first)
+
+        Chunks of images as in the forward (gout + cols, then gout + gcols, beside gW's
+        partials); gW is a WeightGrad, whose slices the chunks never split."""
         op = "conv2d backward"
         x, w = self._floats(x, op, "input"), self._floats(w, op, "weight")
         gy = self._floats(gy, op, "output gradient")
