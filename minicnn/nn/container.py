@@ -52,11 +52,12 @@ class Sequential(Module):
         i = 0
         while i < len(layers):
             layer = layers[i]
-            if type(layer) is Conv2d and i + 1 < len(layers) and \
-                    type(layers[i + 1]) is ReLU:
+            if type(layer) is Conv2d and i + 1 < len(layers) and type(layers[i + 1]) is ReLU \
+                    and not (layer.has_hooks or layers[i + 1].has_hooks):
                 # Conv2d then ReLU: one fused op, the same numbers as the two layers in
                 # turn, without a pass over the feature map for the ReLU (each ReLU
-                # pass reads and writes the whole map, several MB per layer)
+                # pass reads and writes the whole map, several MB per layer); not when a
+                # hook watches either layer, which must then see its own output
                 x = F.conv2d_relu(x, layer.weight, layer.bias, layer.stride, layer.padding)
                 i += 2
             else:

@@ -45,6 +45,28 @@ def _to_host(array):
     return array if isinstance(array, np.ndarray) else array.get()
 
 
+class _HookHandle:
+    """What register_forward_hook returns: remove() unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, table, hook):
+        if not callable(hook):
+            raise TypeError(f"a hook must be callable, got {type(hook).__name__}")
+        self.table, self.id = table, _HookHandle._next_id
+        _HookHandle._next_id += 1
+        table[self.id] = hook
+
+    def remove(self):
+        self.table.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
 class Module:
     """Base class of layers and networks. Subclasses define `forward(*inputs)`."""
 
@@ -53,6 +75,8 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     # --- registration by attribute assignment ------------------------------------
     def __setattr__(self, name, value):
@@ -110,7 +134,31 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *inputs, **kwargs):
-        return self.forward(*inputs, **kwargs)
+        """forward(*inputs), with the forward hooks around it (as PyTorch's Module.__call__)."""
+        for hook in list(self._forward_pre_hooks.values()):
+            changed = hook(self, inputs)
+            if changed is not None:
+                inputs = changed if isinstance(changed, tuple) else (changed,)
+        output = self.forward(*inputs, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            changed = hook(self, inputs, output)
+            if changed is not None:
+                output = changed
+        return output
+
+    def register_forward_hook(self, hook):
+        """Call hook(module, inputs, output) after every forward; a value it returns
+        replaces the output. Returns a handle whose .remove() takes the hook off."""
+        return _HookHandle(self._forward_hooks, hook)
+
+    def register_forward_pre_hook(self, hook):
+        """Call hook(module, inputs) before every forward; a value it returns replaces the
+        inputs. Returns a handle whose .remove() takes the hook off."""
+        return _HookHandle(self._forward_pre_hooks, hook)
+
+    @property
+    def has_hooks(self):
+        return bool(self._forward_pre_hooks or self._forward_hooks)
 
     # --- walking the tree ----------------------------------------------------------
     def named_children(self):
