@@ -1,7 +1,9 @@
 """minicnn.optim against torch.optim: the same tensors, the same gradients, several steps.
 
 The update arithmetic runs in each device's backend (sgd_step / adam_step), so the
-SGD and Adam comparisons run on every backend the machine has (`backend` fixture).
+SGD and Adam comparisons, the schedules driving them, and saving and resuming their
+state run on every backend the machine has (`backend` fixture), against torch and
+against the same steps on the cpu.
 """
 import numpy as np
 import pytest
@@ -49,6 +51,19 @@ def check_same(ours, ref, what):
         assert_close(p.numpy(), tp.detach().numpy(), 1e-6, 1e-5, f"{what}: parameter {i}")
 
 
+def check_against_cpu(make, tmake, kwargs, ours, steps, skip, what):
+    """The same steps on the cpu give the same parameters as `ours` on its device."""
+    device = ours[0].device
+    for p in ours:
+        assert p.device == device and p.dtype == np.float32, what
+    if device == "cpu":
+        return
+    cpu, ref = make_pair("cpu")
+    run_both(make(cpu, **kwargs), tmake(ref, **kwargs), cpu, ref, steps, skip=skip)
+    for i, (p, q) in enumerate(zip(ours, cpu)):
+        assert_close(p.numpy(), q.numpy(), 1e-6, 1e-5, f"{what}: parameter {i} against cpu")
+
+
 SGD_CASES = [
     dict(lr=0.1),
     dict(lr=0.1, momentum=0.9),
@@ -65,6 +80,7 @@ def test_sgd_matches_torch(backend, kwargs):
     opt, topt = optim.SGD(ours, **kwargs), torch.optim.SGD(ref, **kwargs)
     run_both(opt, topt, ours, ref, STEPS, skip=1)
     check_same(ours, ref, f"SGD {kwargs} on {backend}")
+    check_against_cpu(optim.SGD, torch.optim.SGD, kwargs, ours, STEPS, 1, f"SGD {kwargs} on {backend}")
     assert 1 not in opt.state  # a parameter with no gradient gets no state, as in torch
     if kwargs.get("momentum", 0):
         tbuf = topt.state[ref[0]]["momentum_buffer"].numpy()
@@ -85,6 +101,7 @@ def test_adam_matches_torch(backend, kwargs):
     opt, topt = optim.Adam(ours, **kwargs), torch.optim.Adam(ref, **kwargs)
     run_both(opt, topt, ours, ref, STEPS, skip=2)
     check_same(ours, ref, f"Adam {kwargs} on {backend}")
+    check_against_cpu(optim.Adam, torch.optim.Adam, kwargs, ours, STEPS, 2, f"Adam {kwargs} on {backend}")
     assert opt.state[0]["step"] == STEPS and 2 not in opt.state
     tstate = topt.state[ref[0]]
     state = opt.state_dict()
@@ -93,8 +110,8 @@ def test_adam_matches_torch(backend, kwargs):
                  "Adam exp_avg_sq")
 
 
-def test_param_groups_and_zero_grad():
-    ours, ref = make_pair("cpu")
+def test_param_groups_and_zero_grad(backend):
+    ours, ref = make_pair(backend)
     groups = [{"params": ours[:2], "lr": 0.01}, {"params": ours[2:], "momentum": 0.5}]
     tgroups = [{"params": ref[:2], "lr": 0.01}, {"params": ref[2:], "momentum": 0.5}]
     opt, topt = optim.SGD(groups, lr=0.1), torch.optim.SGD(tgroups, lr=0.1)
@@ -105,10 +122,10 @@ def test_param_groups_and_zero_grad():
     assert all(p.grad is None for p in ours)
 
 
-def test_trains_a_model_parameters_from_module():
+def test_trains_a_model_parameters_from_module(backend):
     # the usual loop: a loss that SGD drives down on a tiny problem
     minicnn.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2)).to(backend)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((32, 3)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
@@ -116,7 +133,8 @@ def test_trains_a_model_parameters_from_module():
     losses = []
     for _ in range(40):
         opt.zero_grad()
-        loss = minicnn.functional.cross_entropy(net(minicnn.tensor(x)), minicnn.tensor(y))
+        loss = minicnn.functional.cross_entropy(net(minicnn.tensor(x, device=backend)),
+                                                minicnn.tensor(y, device=backend))
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -126,15 +144,15 @@ def test_trains_a_model_parameters_from_module():
 @pytest.mark.parametrize("make,kwargs", [(optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
                                          (optim.Adam, dict(lr=1e-2, betas=(0.8, 0.95)))],
                          ids=["sgd", "adam"])
-def test_state_dict_round_trip_through_npz(tmp_path, make, kwargs):
-    ours, _ = make_pair("cpu")
+def test_state_dict_round_trip_through_npz(tmp_path, backend, make, kwargs):
+    ours, _ = make_pair(backend)
     opt = make(ours, **kwargs)
     rng = np.random.default_rng(2)
     grads = [[rng.standard_normal(s).astype(np.float32) for s in SHAPES] for _ in range(6)]
 
     def step(o, params, g):
         for p, gi in zip(params, g):
-            p.grad = minicnn.tensor(gi)
+            p.grad = minicnn.tensor(gi, device=backend)
         o.step()
 
     for g in grads[:3]:
@@ -143,7 +161,7 @@ def test_state_dict_round_trip_through_npz(tmp_path, make, kwargs):
     for key, value in state.items():  # numpy arrays and plain numbers only
         assert isinstance(value, (np.ndarray, int, float, bool)), (key, type(value))
     np.savez(tmp_path / "opt.npz", **state)
-    resumed_params = [nn.Parameter(p.numpy().copy()) for p in ours]
+    resumed_params = [nn.Parameter(p.numpy().copy(), device=backend) for p in ours]
     resumed = make(resumed_params, lr=123.0)  # settings come back from the file
     with np.load(tmp_path / "opt.npz") as saved:
         resumed.load_state_dict(dict(saved))
@@ -194,8 +212,8 @@ def test_argument_checks():
     lambda o, m: m.CosineAnnealingLR(o, T_max=10),
     lambda o, m: m.CosineAnnealingLR(o, T_max=7, eta_min=0.01),
 ], ids=["step", "cosine", "cosine-eta-min"])
-def test_schedulers_match_torch(make):
-    ours, ref = make_pair("cpu")
+def test_schedulers_match_torch(backend, make):
+    ours, ref = make_pair(backend)
     opt = optim.SGD([{"params": ours[:1]}, {"params": ours[1:], "lr": 0.3}], lr=0.1)
     topt = torch.optim.SGD([{"params": ref[:1]}, {"params": ref[1:], "lr": 0.3}], lr=0.1)
     sched, tsched = make(opt, optim), make(topt, torch.optim.lr_scheduler)
@@ -203,12 +221,13 @@ def test_schedulers_match_torch(make):
         assert_close(sched.get_last_lr(), tsched.get_last_lr(), 1e-12, 1e-9, f"lr at epoch {epoch}")
         assert_close([g["lr"] for g in opt.param_groups], tsched.get_last_lr(), 1e-12, 1e-9,
                      f"group lr at epoch {epoch}")
-        opt.step(), topt.step()
+        run_both(opt, topt, ours, ref, 1, seed=epoch)  # a step at this lr, on the device
         sched.step(), tsched.step()
+    check_same(ours, ref, f"SGD under a schedule on {backend}")
 
 
-def test_scheduler_state_dict_resumes(tmp_path):
-    ours, _ = make_pair("cpu")
+def test_scheduler_state_dict_resumes(tmp_path, backend):
+    ours, _ = make_pair(backend)
     opt = optim.SGD(ours, lr=0.1)
     sched = optim.CosineAnnealingLR(opt, T_max=10)
     for _ in range(4):
