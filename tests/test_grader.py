@@ -92,7 +92,7 @@ def test_wrong_conv_names_the_first_wrong_element(capsys, broken):
     name, index, expected, got = parse_hint(line)
     assert (name, index) == ("y", (0, 0, 1, 2))
     assert got - expected == pytest.approx(1.0, abs=1e-4)
-    assert "x (1, 1, 5, 5), w (1, 1, 3, 3), stride 1, padding 0" in line   # the case, to reproduce
+    assert "x (1, 1, 5, 5), w (1, 1, 3, 3) (kernel 3x3), stride 1, padding 0" in line   # the case, to reproduce
 
 
 def test_wrong_conv_backward_names_the_wrong_gradient(capsys, broken):
@@ -134,7 +134,9 @@ def test_wrong_shape_and_student_exception_are_explained(capsys, broken):
     assert re.search(r"gx has shape \(\d+,\) but should have shape \(2, 3, 4, 4\)",
                      line_of(out, "04_relu_backward")), out
     line = line_of(out, "07_sgd_momentum")
-    assert "raised IndexError" in line and re.search(r"\(line \d+ of .*07_sgd_momentum\.py\)", line)
+    assert "sgd_momentum_step() raised IndexError" in line
+    assert re.search(r"\(line \d+ of .*07_sgd_momentum\.py\), on the case step 1 of 4 from the "
+                     r"same start, lr 0\.1, momentum 0\.9, weight_decay 0\.0, p \(5,\)", line), line
     assert "8 of 10 passed" in out and code == 1
 
 
