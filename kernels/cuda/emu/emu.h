@@ -40,6 +40,14 @@
 // constants), textures, cooperative groups, half precision.
 //
 // Atomics are trivially atomic: only one thread runs at a time.
+//
+// GPU arithmetic (MINICNN_EMU_GPU_MATH=1, or load_module(gpu_math=True)): the
+// loader compiles with -ffp-contract=fast -mfma, so a*b+c may become one fused
+// multiply-add with a single rounding, as NVRTC does by default (-fmad=true);
+// and each launch sets FTZ and DAZ in the SSE control register (MXCSR), so
+// subnormal float results and inputs become zero, as with cupy's -ftz=true.
+// Without it the emulator rounds every product and keeps subnormals, as IEEE
+// arithmetic on the CPU does: tolerances must hold both ways.
 #pragma once
 
 #include <math.h>
@@ -58,6 +66,9 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
+#if defined(EMU_GPU_MATH)
+#include <xmmintrin.h>
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define EMU_ASAN 1
@@ -341,6 +352,9 @@ inline void fiber_main() {
     volatile int slot = R.cur;
 #if defined(EMU_ASAN)
     __sanitizer_finish_switch_fiber(nullptr, &R.main_bottom, &R.main_size);
+#endif
+#if defined(EMU_GPU_MATH)
+    _mm_setcsr(_mm_getcsr() | 0x8040u);  // setcontext loaded the template's MXCSR
 #endif
     for (;;) {
         R.body(R.args);                  // one CUDA thread, start to end
@@ -700,6 +714,11 @@ inline int launch(const char* kernel, const unsigned* grid, const unsigned* bloc
         make_order(bperm, (long)nb);
     }
     FaultGuard guard;
+#if defined(EMU_GPU_MATH)
+    // FTZ (bit 15) flushes subnormal results, DAZ (bit 6) subnormal inputs.
+    unsigned int mxcsr = _mm_getcsr();
+    _mm_setcsr(mxcsr | 0x8040u);
+#endif
     R.in_launch = true;
     if (sigsetjmp(R.jmp, 1) == 0) {
         for (unsigned long long k = 0; k < nb && !R.failed; ++k) {
@@ -713,6 +732,9 @@ inline int launch(const char* kernel, const unsigned* grid, const unsigned* bloc
         }
     }
     R.in_launch = false;
+#if defined(EMU_GPU_MATH)
+    _mm_setcsr(mxcsr);            // Python's own arithmetic keeps IEEE subnormals
+#endif
     R.cur = -1;
     free(bperm);
     if (R.failed)  // fibers left in the middle of a kernel are started afresh next time

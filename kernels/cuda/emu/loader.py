@@ -23,6 +23,10 @@ What the loader adds to the compiler:
         python -m minicnn.kernels.cuda.emu --sanitize -- python -m pytest tests/...
     which runs a command that way with MINICNN_EMU_SANITIZE=1 (every load_module call
     that does not say otherwise compiles sanitized).
+  - gpu_math=True (or MINICNN_EMU_GPU_MATH=1) compiles with -ffp-contract=fast -mfma
+    and runs each launch with subnormals flushed to zero: the GPU's arithmetic, as
+    NVRTC (fused multiply-add by default) with cupy's -ftz=true computes, so the
+    tests' tolerances can be held to it as well as to plain IEEE rounding.
 
 Shapes: none of their own; each kernel's signature says what it takes.
 """
@@ -52,6 +56,11 @@ _FLAGS = ["-x", "c++", "-std=c++17", "-fPIC", "-shared", "-fvisibility=hidden",
 _OPT_FLAGS = ["-O2"]
 _SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fsanitize-sections=emushared",
                    "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+# The GPU's arithmetic (gpu_math=True, or MINICNN_EMU_GPU_MATH=1): a*b+c contracted into
+# one fused multiply-add, as NVRTC does by default, and subnormals flushed to zero in
+# every launch (FTZ/DAZ, set by emu.h), as cupy's -ftz=true does. x86-64 with FMA only.
+GPU_MATH_ENV = "MINICNN_EMU_GPU_MATH"
+_GPU_MATH_FLAGS = ["-ffp-contract=fast", "-mfma", "-DEMU_GPU_MATH=1"]
 # Calls that make threads wait for one another: a file with none of them runs its
 # threads as plain calls, one after another (much faster than fibers).
 _BARRIER_RE = re.compile(r"\b(__syncthreads\w*|__syncwarp|__shfl\w*_sync|__ballot_sync|"
@@ -263,11 +272,13 @@ def _wrapper(src, label, kernels):
     return "\n".join(lines) + "\n"
 
 
-def _compile(cpp, include_dir, sanitize, includes=()):
+def _compile(cpp, include_dir, sanitize, includes=(), gpu_math=False):
     """Compile the wrapper into a shared library in the cache; return its path. The key
     covers everything that can change the result: sources, header, flags, compiler."""
     cxx, version = _compiler()
     flags = _FLAGS + (_SANITIZE_FLAGS if sanitize else _OPT_FLAGS)
+    if gpu_math:
+        flags = [f for f in flags if f != "-ffp-contract=off"] + _GPU_MATH_FLAGS
     key = hashlib.sha256("\0".join([_WRAPPER_VERSION, cpp, *includes, HEADER.read_text(),
                                     " ".join(flags), str(include_dir), version]).encode())
     key = key.hexdigest()[:24]
@@ -528,15 +539,21 @@ def _check_params(lib, kernels, label):
                                 f"{list(sizes[:n])}")
 
 
-def load_module(path_or_source, order="forward", seed=0, sanitize=None):
+def load_module(path_or_source, order="forward", seed=0, sanitize=None, gpu_math=None):
     """Compile a CUDA C file (a path) or CUDA C text for the CPU and return a Module.
 
     order: "forward" | "reverse" | "shuffle", the order threads (and blocks) run in;
     seed: the shuffle's seed; sanitize: compile with AddressSanitizer + UBSan (None:
     when the environment variable MINICNN_EMU_SANITIZE is 1). A sanitized module only
-    loads in a process started under LD_PRELOAD of libasan (see run_sanitized)."""
+    loads in a process started under LD_PRELOAD of libasan (see run_sanitized).
+    gpu_math: the GPU's arithmetic, fused multiply-adds and subnormals flushed to zero
+    (None: when MINICNN_EMU_GPU_MATH is 1); module.gpu_math says which it got."""
     if sanitize is None:
         sanitize = os.environ.get("MINICNN_EMU_SANITIZE", "") not in ("", "0")
+    if gpu_math is None:
+        gpu_math = os.environ.get(GPU_MATH_ENV, "") not in ("", "0")
+    if gpu_math:
+        _check_gpu_math()
     is_path = isinstance(path_or_source, os.PathLike) or (
         isinstance(path_or_source, str) and "\n" not in path_or_source
         and (path_or_source.endswith((".cu", ".cuh")) or os.path.isfile(path_or_source)))
@@ -567,14 +584,31 @@ def load_module(path_or_source, order="forward", seed=0, sanitize=None):
             "with LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0, "
             "e.g. python -m minicnn.kernels.cuda.emu --sanitize -- python script.py, "
             "or use minicnn.kernels.cuda.emu.run_sanitized(code)")
-    so = _compile(cpp, include_dir, sanitize, includes)
+    so = _compile(cpp, include_dir, sanitize, includes, gpu_math)
     lib = _libraries.get(so)
     if lib is None:
         lib = ctypes.CDLL(str(so))
         lib.emu_error.restype = ctypes.c_char_p
         _check_params(lib, kernels, label)
         _libraries[so] = lib
-    return Module(lib, label, kernels, mangled, fibers, order, seed, sanitize)
+    module = Module(lib, label, kernels, mangled, fibers, order, seed, sanitize)
+    module.gpu_math = bool(gpu_math)
+    return module
+
+
+def _check_gpu_math():
+    """GPU arithmetic needs x86-64's MXCSR (FTZ/DAZ) and FMA instructions."""
+    import platform
+    machine = platform.machine().lower()
+    try:
+        with open("/proc/cpuinfo") as f:
+            fma = " fma" in f.read()
+    except OSError:
+        fma = True       # no /proc: let the compiler and the CPU say
+    if machine not in ("x86_64", "amd64") or not fma:
+        raise EmulatorError(f"{GPU_MATH_ENV}=1 (the GPU's arithmetic: fused multiply-add, "
+                            f"subnormals flushed) needs an x86-64 CPU with FMA; this one is "
+                            f"{machine}{'' if fma else ' without FMA'}; unset {GPU_MATH_ENV}")
 
 
 def _main(argv):
