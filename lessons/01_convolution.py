@@ -4,32 +4,41 @@
 # **What this lesson teaches**
 # - the formula a convolutional layer computes, with stride and padding written in;
 # - a small worked example, element by element;
-# - the same convolution three ways — Python loops, numpy (`minicnn.kernels.reference`),
-#   and the numba kernel (`minicnn.kernels.cpu.conv`) — and how long each takes;
+# - the same convolution four ways — Python loops, numpy (`minicnn.kernels.reference`),
+#   the numba kernel (`minicnn/kernels/cpu/ladder/conv_v1_loops.py`), and the engine's
+#   fast path — and how long each takes;
+# - im2col: the convolution as one matrix product (exercise 02 asks you to write it);
 # - edge filters (Sobel) applied to a real medical image.
 #
-# Run it: `python lessons/01_convolution.py [--quick] [--out FOLDER]`.
+# Run it: `python lessons/01_convolution.py [--quick] [--out FOLDER]`. The first run
+# takes 10–20 s longer while numba compiles its kernels (they are cached on disk, so
+# later runs start quickly).
 # Practise it: exercises 01 (conv by loops) and 02 (im2col), `minicnn grade 01`.
 #
 # ## The formula
 #
 # A convolutional layer slides a small kernel W (KH × KW) over the image X and, at
-# every position, multiplies the overlapping numbers and adds them up:
+# every position, multiplies the overlapping numbers and adds them up. With (p, q)
+# the kernel's row and column (its "taps"):
 #
-#     S(i, j) = Σ_m Σ_n  X(i + m, j + n) · W(m, n)
+#     S(i, j) = Σ_p Σ_q  X(i + p, j + q) · W(p, q)
 #
 # (Deep-learning "convolution" does not flip the kernel: strictly it is
 # cross-correlation, and PyTorch and minicnn compute exactly this.)
 #
 # Two knobs change where the kernel lands:
-# - **stride** s: the kernel jumps s pixels between outputs, so `X(i·s + m, j·s + n)`;
-# - **padding** p: a border of p zeros around X, so the kernel can centre on edge pixels:
-#   `X(i·s + m − p, j·s + n − p)`, read as 0 outside the image.
+# - **stride** s: the kernel jumps s pixels between outputs, so `X(i·s + p, j·s + q)`;
+# - **padding** pad: a border of pad zeros around X, so the kernel can centre on edge
+#   pixels: `X(i·s + p − pad, j·s + q − pad)`, read as 0 outside the image.
 #
-# The output has size `Ho = (H + 2p − KH) // s + 1` (and `Wo` likewise). With C input
-# channels and F filters, every filter sums over all channels and adds a bias:
+# The output has size `Ho = (H + 2·pad − KH) // s + 1` (and `Wo` likewise). With C input
+# channels and F filters, every filter sums over all channels and adds a bias; n
+# numbers the images of a batch:
 #
-#     y[n, f, i, j] = b[f] + Σ_c Σ_m Σ_n  x[n, c, i·s + m − p, j·s + n − p] · w[f, c, m, n]
+#     y[n, f, i, j] = b[f] + Σ_c Σ_p Σ_q  x[n, c, i·s + p − pad, j·s + q − pad] · w[f, c, p, q]
+#
+# These are the index letters of every kernel file in minicnn: (n, f, i, j) for an
+# output element, (p, q) for the taps.
 
 # %%
 import numpy as np
@@ -37,7 +46,8 @@ import numpy as np
 import minicnn
 from minicnn import functional as F
 from minicnn.kernels import reference
-from minicnn.kernels.cpu import conv as numba_conv
+from minicnn.kernels.cpu import conv as engine_conv
+from minicnn.kernels.cpu import ladder
 
 from minicnn.lesson import setup, save, best_time, medical_image, plt
 
@@ -62,8 +72,8 @@ Wk = np.array([[-1, 0, 1],
 print("X =\n", X.astype(int))
 print("W =\n", Wk.astype(int))
 i, j = 0, 1
-terms = [f"{X[i + m, j + n]:g}*{Wk[m, n]:g}" for m in range(3) for n in range(3)]
-value = sum(X[i + m, j + n] * Wk[m, n] for m in range(3) for n in range(3))
+terms = [f"{X[i + p, j + q]:g}*{Wk[p, q]:g}" for p in range(3) for q in range(3)]
+value = sum(X[i + p, j + q] * Wk[p, q] for p in range(3) for q in range(3))
 print(f"\nS({i},{j}) = " + " + ".join(terms) + f" = {value:g}")
 
 
@@ -82,10 +92,10 @@ for stride, padding in [(1, 0), (1, 1), (2, 1)]:
 # The edge shows up as the large values in the middle columns; flat regions give 0.
 # With padding 1 the output keeps the input's size; with stride 2 it halves.
 #
-# ## Three implementations of the same sum
+# ## Four implementations of the same sum
 #
-# First, straight from the formula: seven nested loops (n, f, i, j, c, m, n) — four
-# here, with numpy doing the inner window sum.
+# First, straight from the formula: seven nested loops (n, f, i, j, c, p, q) — four
+# here, with numpy doing the inner window sum over (c, p, q).
 
 # %%
 def conv2d_loops(x, w, stride=1, padding=0):
@@ -109,46 +119,95 @@ rng = np.random.default_rng(0)
 shape_x, shape_w = ((2, 3, 24, 24), (8, 3, 3, 3)) if args.quick else ((4, 3, 64, 64), (16, 3, 3, 3))
 x = rng.standard_normal(shape_x).astype(np.float32)
 w = rng.standard_normal(shape_w).astype(np.float32)
+b = np.zeros(shape_w[0], np.float32)
 stride, padding = (1, 1), (1, 1)
+
+# the numba kernel: the formula as loops (rung v1 of the kernel ladder)
+numba_kernel = ladder.find("conv2d", "v1").forward
+# the engine's fast path: which one depends on the shapes (and on this machine's cores)
+fast_path = engine_conv.plan_name(shape_x, shape_w, stride, padding)
 
 y_loops = conv2d_loops(x, w, 1, 1)
 y_numpy = reference.conv2d_forward(x, w, None, stride, padding)
-y_numba = numba_conv.conv2d_forward(x, w, None, stride, padding)
-for name, y in [("numpy (reference)", y_numpy), ("numba", y_numba)]:
+y_numba = numba_kernel(x, w, b, stride, padding)           # compiles on the first call
+y_engine = engine_conv.conv2d_forward(x, w, None, stride, padding)
+for name, y in [("numpy (reference)", y_numpy), ("numba kernel (v1)", y_numba),
+                ("engine", y_engine)]:
     print(f"{name:18s} largest difference from the loops: {np.abs(y - y_loops).max():.2e}")
+print(f"for these shapes the engine runs: {fast_path}")
 
 # %% [markdown]
-# The three agree to float32 rounding (about 1e-6). Now the clock. numba compiles a
-# kernel the first time it is called (and caches it on disk), so we time it after a
-# first call.
+# All four agree to float32 rounding (about 1e-6). Open
+# `minicnn/kernels/cpu/ladder/conv_v1_loops.py`: the numba kernel is the formula
+# above as loops, one output element y[n, f, i, j] at a time, the images of the
+# batch shared among the cores (`prange` over n). Its backward pass sits right
+# under it. Now the clock. numba compiles a kernel the first time it is called (and
+# caches it on disk), so we time it after that first call.
 
 # %%
 times = {
     "Python loops": best_time(conv2d_loops, x, w, 1, 1, repeat=1),
     "numpy (reference)": best_time(reference.conv2d_forward, x, w, None, stride, padding),
-    "numba (im2col + BLAS)": best_time(numba_conv.conv2d_forward, x, w, None, stride, padding),
+    "numba kernel (v1 loops)": best_time(numba_kernel, x, w, b, stride, padding),
+    f"engine: {fast_path}": best_time(engine_conv.conv2d_forward, x, w, None, stride, padding),
 }
 macs = np.prod(y_numpy.shape) * np.prod(shape_w[1:])
 print(f"x {shape_x}, w {shape_w}: {macs / 1e6:.1f} million multiply-adds")
 for name, t in times.items():
-    print(f"{name:22s} {t * 1e3:9.2f} ms   {times['Python loops'] / t:7.1f}x the loops")
+    print(f"{name:48s} {t * 1e3:9.3f} ms   {times['Python loops'] / t:8.1f}x the loops")
 
-fig, ax = plt.subplots(figsize=(6, 3))
-ax.barh(list(times), [t * 1e3 for t in times.values()], color=["#c44", "#48c", "#4a4"])
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.barh(list(times), [t * 1e3 for t in times.values()], color=["#c44", "#48c", "#4a4", "#a6c"])
 ax.set_xscale("log")
 ax.set_xlabel("milliseconds (log scale)")
 ax.set_title(f"conv2d forward, x {shape_x}, w {shape_w}")
 save(fig, OUT, "conv_timings.png")
 
 # %% [markdown]
-# The loops lose by two to three orders of magnitude everywhere: Python pays for
-# every single multiply-add. Between numpy and numba the ranking depends on the
-# sizes and the machine: the reference kernel hands whole arrays to numpy for each
-# kernel tap; the numba kernel deals the images out, one share per core, and each
-# core builds the im2col matrix of its images and multiplies it by the weights on
-# its own (conv.py says why; with more input channels than here it skips im2col
-# altogether, conv_taps.py). With only a few small images there is little to
-# share. Measure before believing either (`minicnn bench` does it properly, op by op).
+# Python pays for every single multiply-add, so the loops are far behind. The
+# numba kernel runs the same loops compiled to machine code. The reference hands
+# whole arrays to numpy, one kernel tap at a time. The engine's path (named in the
+# last bar, asked from `plan_name`) is the top of a ladder of small steps that
+# lesson 12 climbs one at a time, with timings: BLAS, cache-sized chunks, one share
+# of the batch per core, fewer copies. Which of them wins depends on the sizes and
+# the machine; measure before believing any (`minicnn bench --ladder conv2d`).
+#
+# ## im2col: the convolution as one matrix product
+#
+# The engine's fastest tools multiply matrices (BLAS). To use them, copy every
+# input pixel each output pixel sees into one matrix, **col**: one row per kernel
+# tap (c, p, q), one column per output pixel (i, j):
+#
+#     col[r, i·Wo + j] = x[c, i·s + p − pad, j·s + q − pad]     (0 in the padding)
+#     r = (c·KH + p)·KW + q
+#
+# Then every filter is a row of `w.reshape(F, C·KH·KW)`, and the whole convolution
+# of an image is one product, `y = w.reshape(F, -1) @ col`, reshaped to (F, Ho, Wo).
+# A tiny example: one 3 × 3 image, a 2 × 2 kernel, stride 1, no padding, so
+# Ho = Wo = 2 and col has 4 rows (taps) and 4 columns (outputs):
+
+# %%
+tiny = np.arange(1, 10, dtype=np.float32).reshape(3, 3)
+k2 = np.array([[1, 2], [3, 4]], dtype=np.float32)
+col = np.empty((4, 4), np.float32)
+for p in range(2):
+    for q in range(2):
+        for i in range(2):
+            for j in range(2):
+                col[p * 2 + q, i * 2 + j] = tiny[i + p, j + q]
+print("image =\n", tiny.astype(int))
+print("col (row r = tap (p, q), column = output (i, j)) =\n", col.astype(int))
+by_product = (k2.reshape(1, 4) @ col).reshape(2, 2)
+by_formula = F.conv2d(as_nchw(tiny), as_nchw(k2)).numpy()[0, 0]
+print("w.reshape(1, 4) @ col, reshaped =\n", by_product.astype(int))
+print("the convolution (minicnn) =\n", by_formula.astype(int))
+
+# %% [markdown]
+# Column (i, j) of col is the 2 × 2 patch under output (i, j), read row by row, and
+# the product of the kernel row with it is that output. Each pixel appears in col
+# once for every window that covers it: col is KH·KW times bigger than the image,
+# the price of turning the sum into a matrix product. Exercise 02 asks you to write
+# im2col for a batch, with channels, stride and padding (`minicnn grade 02`).
 #
 # ## Edge filters on a medical image
 #
@@ -167,13 +226,16 @@ magnitude = np.sqrt(edges[0] ** 2 + edges[1] ** 2)
 print(f"Gx in [{edges[0].min():.2f}, {edges[0].max():.2f}], "
       f"edge magnitude up to {magnitude.max():.2f}")
 
-fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
 for ax, pic, title, cmap in zip(axes, [image, edges[0], edges[1], magnitude],
                                 ["input", "Sobel Gx (left-right)", "Sobel Gy (up-down)",
                                  "edge magnitude"], ["gray", "RdBu_r", "RdBu_r", "magma"]):
-    ax.imshow(pic, cmap=cmap)
+    # a signed map is drawn centred on 0 (white), so the sign of a response reads as its colour
+    top = float(np.abs(pic).max()) or 1.0
+    shown = ax.imshow(pic, cmap=cmap, **({"vmin": -top, "vmax": top} if cmap == "RdBu_r" else {}))
     ax.set_title(title)
     ax.axis("off")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
 fig.suptitle(what, fontsize=9)
 save(fig, OUT, "sobel_edges.png")
 

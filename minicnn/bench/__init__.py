@@ -4,6 +4,8 @@
     minicnn bench --quick          tiny sizes and few repetitions (a smoke test)
     minicnn bench --device cuda    each CUDA kernel checked against numpy, then timed
     minicnn bench --json out.json  also write a machine-readable report
+    minicnn bench --ladder conv2d  every rung of the CPU kernel ladder, checked, then timed
+                                   (conv2d, max_pool2d or linear; ladder.py)
 
 Ratios are minicnn/PyTorch throughput: above 1 means minicnn is faster. Each
 ratio is printed beside its target with PASS or BELOW; the targets are checked
@@ -43,6 +45,11 @@ def add_arguments(parser):
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"what to measure, any of {','.join(PARTS)} (default all)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    parser.add_argument("--ladder", metavar="OP", choices=("conv2d", "max_pool2d", "linear"),
+                        help="time every rung of the CPU kernel ladder for OP (conv2d, "
+                             "max_pool2d or linear) at ChestXrayCNN's layer sizes, each "
+                             "checked against the reference first (--op-size: one image "
+                             "size, default 64; --batch: one batch size, default 64)")
 
 
 def _inputs(text, option):
@@ -99,6 +106,9 @@ def _say(text):
 
 
 def run(args):
+    if getattr(args, "ladder", None):
+        from . import ladder
+        return ladder.run(args)
     from . import machine, report
     cfg = config(args)
     started = datetime.datetime.now().isoformat(timespec="seconds")
