@@ -4,6 +4,9 @@ Both start from the same weights (copied from torch into minicnn), see the same 
 and take 20 optimiser steps. The losses must agree at every step and the final weights
 at the end, which checks forward, backward, the loss and the optimiser together, and
 that nothing drifts as errors compound over steps.
+
+The same twin, shorter and on smaller images (the emulator runs each CUDA thread as
+a fiber), runs on every device: against torch and against the same steps on the cpu.
 """
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ import torch
 from minicnn import optim
 from minicnn.nn import models
 
-from torch_compare import train_step_both
+from torch_compare import assert_close, numba_cpu, train_step_both
 
 STEPS = 20
 BATCH = 8
@@ -42,16 +45,16 @@ class TorchChestXrayCNN(torch.nn.Module):
         return self.classifier(self.features(x))
 
 
-def batches(in_channels, image_size, seed):
-    """STEPS batches of BATCH images with a learnable signal: class 1 has a bright blob."""
+def batches(in_channels, image_size, seed, steps=STEPS, batch=BATCH):
+    """`steps` batches of `batch` images with a learnable signal: class 1 has a bright blob."""
     rng = np.random.default_rng(seed)
     H, W = image_size
     yy, xx = np.mgrid[:H, :W]
     blob = np.exp(-((yy - H / 2) ** 2 + (xx - W / 3) ** 2) / (2 * (min(H, W) / 6) ** 2))
     out = []
-    for _ in range(STEPS):
-        y = rng.integers(0, 2, BATCH)
-        x = 0.5 * rng.standard_normal((BATCH, in_channels, H, W)) + y[:, None, None, None] * blob
+    for _ in range(steps):
+        y = rng.integers(0, 2, batch)
+        x = 0.5 * rng.standard_normal((batch, in_channels, H, W)) + y[:, None, None, None] * blob
         out.append((x.astype(np.float32), y.astype(np.int64)))
     return out
 
@@ -64,17 +67,19 @@ def worst(got, ref, atol, rtol):
     return float(ratio[i]), i, got[i], ref[i]
 
 
-def run_twin(optimiser, kwargs, in_channels, image_size, seed):
+def run_twin(optimiser, kwargs, in_channels, image_size, seed, device="cpu", steps=STEPS,
+             batch=BATCH):
     torch.manual_seed(seed)
     ref = TorchChestXrayCNN(in_channels, 2, image_size)
     ours = models.ChestXrayCNN(in_channels, 2, image_size)
     ours.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    ours.to(device)
     opt = getattr(optim, optimiser)(ours.parameters(), **kwargs)
     topt = getattr(torch.optim, optimiser)(ref.parameters(), **kwargs)
 
     losses = []
-    for step, (x, y) in enumerate(batches(in_channels, image_size, seed)):
-        losses.append(train_step_both(ours, ref, opt, topt, x, y))
+    for step, (x, y) in enumerate(batches(in_channels, image_size, seed, steps, batch)):
+        losses.append(train_step_both(ours, ref, opt, topt, x, y, device))
         l, tl = losses[-1]
         assert abs(l - tl) <= LOSS_RTOL * abs(tl), (
             f"{optimiser} twin {in_channels}x{image_size}: step {step} loss {l!r} vs torch {tl!r} "
@@ -126,3 +131,38 @@ def test_chestxray_twin_trains_like_torch(optimiser, kwargs, in_channels, image_
                             f"{share:.1f}x the tolerance)")
     assert not failures, (f"{op}: final weights differ beyond atol {WEIGHT_ATOL} + rtol "
                           f"{WEIGHT_RTOL}:\n  " + "\n  ".join(failures))
+
+
+DEVICE_CASES = [
+    ("SGD", dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=5e-4), 1, (16, 16)),
+    ("Adam", dict(lr=1e-3, eps=1e-6, weight_decay=1e-4), 2, (16, 12)),
+]
+
+
+@pytest.mark.parametrize("optimiser,kwargs,in_channels,image_size", DEVICE_CASES,
+                         ids=[f"{c[0]}-{c[2]}ch-{c[3][0]}x{c[3][1]}" for c in DEVICE_CASES])
+def test_chestxray_twin_on_every_device(backend, backend_name, optimiser, kwargs, in_channels,
+                                        image_size, equivalence_log):
+    """4 steps of batch 4 on `backend`: every loss and the final weights as torch's and
+    as the same run on the cpu."""
+    steps, batch = 4, 4
+    losses, state, tstate = run_twin(optimiser, kwargs, in_channels, image_size, in_channels,
+                                     backend, steps, batch)
+    op = f"twin {optimiser} {in_channels}x{image_size[0]}x{image_size[1]} {steps} steps"
+    equivalence_log.count_case(op, backend_name)
+    equivalence_log.record(op, backend_name,
+                           np.concatenate([state[k].ravel() for k in tstate]),
+                           np.concatenate([tstate[k].ravel() for k in tstate]),
+                           WEIGHT_ATOL, WEIGHT_RTOL)
+    for name in tstate:
+        assert_close(state[name], tstate[name], WEIGHT_ATOL, WEIGHT_RTOL,
+                     f"{op} on {backend}: {name} against torch")
+    if backend != "cpu":
+        with numba_cpu():
+            cpu_losses, cpu_state, _ = run_twin(optimiser, kwargs, in_channels, image_size,
+                                                in_channels, "cpu", steps, batch)
+        assert_close([l for l, _ in losses], [l for l, _ in cpu_losses], 0, LOSS_RTOL,
+                     f"{op} on {backend}: losses against cpu")
+        for name in cpu_state:
+            assert_close(state[name], cpu_state[name], WEIGHT_ATOL, WEIGHT_RTOL,
+                         f"{op} on {backend}: {name} against cpu")
