@@ -191,3 +191,89 @@ def test_compare_alternates_and_settles_each_side_before_its_sample():
     compare(lambda: log.append("a"), lambda: log.append("b"), reps=2, warmup=0,
             sample_s=0.0, settle_s=0.0, clock=Clock())
     assert "".join(log) == "|a|b" + "|b|a"                       # settle_s=0: no settling
+
+
+# ----------------------------------------------------------------------------- bench --ladder OP
+
+def _table_rows(text, rung_names):
+    """{(block, rung name): [cells]} of the ladder table: the rows under each block header."""
+    rows, block = {}, None
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and ": " in line and not line.startswith("layer"):
+            block = line.split(":")[0]
+        parts = line.split()
+        if block and parts and parts[0] in rung_names and "|" in line:
+            rows[(block, parts[0])] = [c.split() for c in line.split("|")]
+    return rows
+
+
+def test_ladder_times_every_rung_checked(capsys, tmp_path):
+    from minicnn.bench import ladder as bench_ladder
+    from minicnn.kernels.cpu import ladder
+
+    path = tmp_path / "ladder.json"
+    assert _run(["--ladder", "conv2d", "--quick", "--reps", "1", "--json", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "float32 matmul peak" in text and "copy bandwidth" in text
+    names = [r.name for r in ladder.rungs("conv2d")]
+    rows = _table_rows(text, names)
+    blocks = ("conv1", "conv2", "conv3", "all")
+    for block in blocks:
+        for k, name in enumerate(names):
+            cells = rows.get((block, name))
+            assert cells, f"no row for {block} {name} in:\n{text}"
+            assert cells[0][-1] == "ok", cells
+            for pas in (1, 2):                      # fwd, bwd: ms, GFLOP/s, x prev, %peak
+                ms, rate, up, share = cells[pas]
+                _positive_finite(float(ms), f"{block} {name} ms")
+                _positive_finite(float(rate), f"{block} {name} GFLOP/s")
+                assert (up == "-") == (k == 0) and (k == 0 or up.endswith("x")), up
+                assert share.endswith("%") and float(share[:-1]) > 0
+    rep = json.loads(path.read_text())
+    assert rep["schema"] == "minicnn-bench-ladder/1" and rep["op"] == "conv2d"
+    _positive_finite(rep["peak"], "peak")
+    _positive_finite(rep["bandwidth"], "bandwidth")
+    # the shares printed are the times against the peak measured in the same run
+    conv2 = rep["layers"][1]
+    v4 = conv2["rungs"][3]
+    share = conv2["flops"]["fwd"] / v4["fwd_s"] / rep["peak"] * 100
+    assert float(rows[("conv2", "v4")][1][3][:-1]) == pytest.approx(share, abs=0.06)
+    # the layers are ChestXrayCNN's at 16x16, batch 4 (from a traced forward pass)
+    assert [l["shape"] for l in rep["layers"]] == [
+        "4x1x16x16 * 16x1x3x3 s1 p1", "4x16x8x8 * 32x16x3x3 s1 p1", "4x32x4x4 * 64x32x3x3 s1 p1"]
+    assert bench_ladder.totals(rep)["rungs"][0]["fwd_s"] == pytest.approx(
+        sum(l["rungs"][0]["fwd_s"] for l in rep["layers"]))
+
+
+def test_ladder_reports_a_wrong_rung_and_fails(capsys, monkeypatch):
+    from minicnn.kernels.cpu import ladder
+
+    v1, v2, v3 = ladder.RUNGS["linear"]
+    broken = v2._replace(forward=lambda x, w, b: v2.forward(x, w, b) + 1e-2)
+    monkeypatch.setitem(ladder.RUNGS, "linear", (v1, broken, v3))
+    assert _run(["--ladder", "linear", "--quick", "--reps", "1"]) == 1
+    rows = _table_rows(capsys.readouterr().out, ("v1", "v2", "v3"))
+    for block in ("fc1", "fc2"):
+        assert rows[(block, "v2")][0][-1] == "WRONG"
+        assert rows[(block, "v2")][1] == ["-"] * 4, "a wrong rung must not be timed"
+        assert rows[(block, "v1")][0][-1] == "ok" and rows[(block, "v3")][0][-1] == "ok"
+        assert rows[(block, "v3")][1][2] == "-", "no speed-up over a rung that was not timed"
+
+
+def test_ladder_pooling_is_judged_against_bandwidth(capsys):
+    assert _run(["--ladder", "max_pool2d", "--quick", "--reps", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "GB/s" in text and "%bandwidth" in text and "GFLOP/s  x prev" not in text
+    rows = _table_rows(text, ("v1", "v2", "v3"))
+    assert {b for b, _ in rows} == {"pool1", "pool2", "pool3", "all"}
+
+
+def test_ladder_bad_options_are_user_errors():
+    with pytest.raises(UserError, match="--op-size takes one image size of at least 8.*'4'"):
+        _run(["--ladder", "conv2d", "--op-size", "4"])
+    with pytest.raises(UserError, match="--batch takes one positive batch size.*'32,64'"):
+        _run(["--ladder", "conv2d", "--batch", "32,64"])
+    with pytest.raises(UserError, match="kernel ladder is the CPU's.*--device cuda"):
+        _run(["--ladder", "conv2d", "--device", "cuda"])
+    with pytest.raises(SystemExit):                 # argparse: not an op of the ladder
+        _run(["--ladder", "conv3d"])
