@@ -320,3 +320,235 @@ def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
     bc1 = 1 - beta1 ** step
     bc2 = 1 - beta2 ** step
     p -= (lr / bc1 * m / (np.sqrt(v) / np.sqrt(bc2) + eps)).astype(p.dtype)
+
+
+# ----------------------------------------------------------------------------- batch norm (lesson 05)
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Per channel c, over the M = N*L values x[:, c, :]:
+
+    training:  mean_c = (1/M) sum x,   var_c = (1/M) sum (x - mean_c)^2   (biased)
+               running_mean = (1 - momentum) * running_mean + momentum * mean_c
+               running_var  = (1 - momentum) * running_var  + momentum * var_c * M/(M-1)
+               (unbiased for the running estimate, as PyTorch; updated in place)
+    eval:      mean_c = running_mean[c],  var_c = running_var[c]
+    invstd_c = 1 / sqrt(var_c + eps)
+    y[n,c,l] = (x[n,c,l] - mean_c) * invstd_c * weight[c] + bias[c]
+
+    x (N,C,L) (images are (N,C,H*W), vectors (N,C,1)); weight, bias (C,) or None;
+    running_mean, running_var (C,) or None -> (y (N,C,L), mean (C,), invstd (C,))
+    """
+    N, C, L = x.shape
+    if training:
+        mean = x.mean(axis=(0, 2))
+        var = ((x - mean[None, :, None]) ** 2).mean(axis=(0, 2))
+        M = N * L
+        if running_mean is not None:
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+        if running_var is not None:
+            running_var[...] = (1 - momentum) * running_var + momentum * var * (M / (M - 1))
+    else:
+        mean = running_mean.astype(x.dtype)
+        var = running_var.astype(x.dtype)
+    invstd = (1 / np.sqrt(var + eps)).astype(x.dtype)
+    y = (x - mean[None, :, None]) * invstd[None, :, None]
+    if weight is not None:
+        y = y * weight[None, :, None]
+    if bias is not None:
+        y = y + bias[None, :, None]
+    return y.astype(x.dtype), mean.astype(x.dtype), invstd
+
+
+def batch_norm_backward(gy, x, weight, mean, invstd, training, needs=(True, True, True)):
+    """xhat = (x - mean_c) * invstd_c, w = weight (1 if None), sums over n and l:
+
+    gb[c] = sum gy                     gw[c] = sum gy * xhat
+    training:  gx = w[c] * invstd_c / M * (M * gy - gb[c] - xhat * gw[c])
+               (mean and var depend on x too: the two sums are their share)
+    eval:      gx = gy * w[c] * invstd_c        (the statistics are constants)
+
+    gy, x (N,C,L); mean, invstd (C,) from the forward -> (gx, gw, gb); an entry is
+    None where needs (input, weight, bias) says False.
+    """
+    N, C, L = x.shape
+    M = N * L
+    xhat = (x - mean[None, :, None]) * invstd[None, :, None]
+    gb = gy.sum(axis=(0, 2))
+    gw = (gy * xhat).sum(axis=(0, 2))
+    w = np.ones(C, dtype=x.dtype) if weight is None else weight
+    gx = None
+    if needs[0]:
+        scale = (w * invstd)[None, :, None]
+        if training:
+            gx = scale / M * (M * gy - gb[None, :, None] - xhat * gw[None, :, None])
+        else:
+            gx = gy * scale
+        gx = gx.astype(x.dtype)
+    return (gx, gw.astype(x.dtype) if needs[1] else None,
+            gb.astype(x.dtype) if needs[2] else None)
+
+
+# ----------------------------------------------------------------------------- dropout (lesson 05)
+# The mask comes from Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy
+# as 1, 2, 3", SC 2011), a counter-based generator: the random words for element k
+# are a pure function of (seed, offset, k), so every device (numpy here, numba,
+# CUDA) draws the same mask without sharing any state, and a GPU thread computes
+# its own element's numbers without waiting for anyone.
+#
+#   one round:  (c0, c1, c2, c3) -> (hi(M1*c2) ^ c1 ^ k0, lo(M1*c2), hi(M0*c0) ^ c3 ^ k1, lo(M0*c0))
+#   ten rounds, the key (k0, k1) bumped by (W0, W1) between rounds (mod 2^32)
+#   element k: counter (k // 4 low word, k // 4 high word, offset low, offset high),
+#              key (seed low word, seed high word); it takes word k % 4 of the result
+#   u = (word >> 8) / 2^24, 24 random bits in [0, 1); keep the element when u >= p,
+#   in integers: (word >> 8) >= keep_threshold(p) = ceil(p * 2^24)
+#   y = x * mask * scale, scale = 1 / (1 - p) (0 when p = 1: everything dropped)
+#   gx = gy * mask * scale, with the forward's mask
+
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57      # the round multipliers
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85      # the key bumps (golden ratio, sqrt(3) - 1)
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def philox4x32_10(counter, key):
+    """Philox4x32-10. counter: 4 arrays (or ints) of 32-bit words, key: 2 ints
+    -> 4 uint64 arrays holding the 32-bit output words."""
+    c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) for c in counter)
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    m0, m1 = np.uint64(PHILOX_M0), np.uint64(PHILOX_M1)
+    for r in range(10):
+        if r:
+            k0 = (k0 + np.uint64(PHILOX_W0)) & _MASK32
+            k1 = (k1 + np.uint64(PHILOX_W1)) & _MASK32
+        p0, p1 = m0 * c0, m1 * c2              # 32 x 32 -> 64 bits: exact in uint64
+        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & _MASK32,
+                          (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & _MASK32)
+    return c0, c1, c2, c3
+
+
+def keep_threshold(p):
+    """ceil(p * 2^24): an element is kept when its 24 random bits are >= this."""
+    return int(np.ceil(float(p) * 2.0 ** 24))
+
+
+def dropout_scale(p):
+    """1 / (1 - p), the factor on the kept values (0 when p = 1)."""
+    return 0.0 if p >= 1 else 1.0 / (1.0 - float(p))
+
+
+def _split64(v):
+    v = int(v)
+    if not 0 <= v < 2 ** 64:
+        raise ValueError(f"dropout: seed and offset must be in [0, 2**64), got {v}")
+    return v & 0xFFFFFFFF, v >> 32
+
+
+def dropout_mask(n, p, seed, offset=0):
+    """The keep mask (n,) uint8 (1 = kept) that Philox gives (seed, offset); see above."""
+    g = np.arange((n + 3) // 4, dtype=np.uint64)
+    words = philox4x32_10((g & _MASK32, g >> np.uint64(32), *_split64(offset)), _split64(seed))
+    bits = np.stack(words, axis=1).reshape(-1)[:n] >> np.uint64(8)
+    return (bits >= np.uint64(keep_threshold(p))).astype(np.uint8)
+
+
+def dropout_forward(x, p, seed, offset=0):
+    """y = x * mask * scale.   x any shape -> (y like x, mask like x, uint8)"""
+    mask = dropout_mask(x.size, p, seed, offset).reshape(x.shape)
+    return (x * mask * x.dtype.type(dropout_scale(p))).astype(x.dtype), mask
+
+
+def dropout_backward(gy, mask, p):
+    """gx = gy * mask * scale, mask from the forward.   gy, mask like x -> gx"""
+    return (gy * mask * gy.dtype.type(dropout_scale(p))).astype(gy.dtype)
+
+
+# ----------------------------------------------------------------------------- adaptive average pooling (lesson 03)
+
+def adaptive_bins(size, out):
+    """[(start, end)] of the out bins over `size`: start = floor(i*size/out),
+    end = ceil((i+1)*size/out), as PyTorch. Neighbouring bins may share a pixel."""
+    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d_forward(x, out_hw):
+    """y[n,c,i,j] = mean of x[n,c, hs_i:he_i, ws_j:we_j], the bins of adaptive_bins.
+
+    x (N,C,H,W), out_hw (Ho, Wo) -> y (N,C,Ho,Wo)
+    """
+    N, C, H, W = x.shape
+    Ho, Wo = out_hw
+    y = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    for i, (hs, he) in enumerate(adaptive_bins(H, Ho)):
+        for j, (ws, we) in enumerate(adaptive_bins(W, Wo)):
+            y[:, :, i, j] = x[:, :, hs:he, ws:we].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_backward(gy, x_shape):
+    """gx[n,c,h,w] = sum over the bins (i,j) containing (h,w) of gy[n,c,i,j] / bin size
+
+    gy (N,C,Ho,Wo) -> gx x_shape (N,C,H,W)
+    """
+    N, C, H, W = x_shape
+    Ho, Wo = gy.shape[2:]
+    gx = np.zeros(x_shape, dtype=gy.dtype)
+    for i, (hs, he) in enumerate(adaptive_bins(H, Ho)):
+        for j, (ws, we) in enumerate(adaptive_bins(W, Wo)):
+            gx[:, :, hs:he, ws:we] += (gy[:, :, i, j] / gy.dtype.type((he - hs) * (we - ws)))[
+                :, :, None, None]
+    return gx
+
+
+# ----------------------------------------------------------------------------- binary cross-entropy with logits (lesson 06)
+
+def _softplus_neg(x):
+    """log(1 + exp(-x)) = max(-x, 0) + log1p(exp(-|x|)), never overflowing."""
+    return np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def bce_with_logits_forward(x, target, weight, pos_weight, reduction):
+    """loss = w * ((1 - t) * x + (1 + (pw - 1) * t) * log(1 + exp(-x)))
+    which with pw = 1 is the familiar max(x, 0) - x*t + log1p(exp(-|x|)), the stable
+    form of -[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))], as PyTorch.
+
+    x, target any one shape; weight, pos_weight that shape or None (broadcast by the
+    caller); reduction "none" -> loss like x; "sum"; "mean" = sum / x.size
+    """
+    if pos_weight is None:
+        loss = np.maximum(x, 0) - x * target + np.log1p(np.exp(-np.abs(x)))
+    else:
+        loss = (1 - target) * x + (1 + (pos_weight - 1) * target) * _softplus_neg(x)
+    if weight is not None:
+        loss = loss * weight
+    if reduction == "none":
+        return loss.astype(x.dtype)
+    total = loss.sum()
+    return np.asarray(total / x.size if reduction == "mean" else total, dtype=x.dtype)
+
+
+def bce_with_logits_backward(x, target, weight, pos_weight, reduction, gloss,
+                             needs=(True, False)):
+    """d loss / d x = w * ((1 - t) - (1 + (pw - 1) * t) * sigmoid(-x))   (= w * (sigmoid(x) - t) for pw = 1)
+    d loss / d t = w * (-x + (pw - 1) * log(1 + exp(-x)))               (= -w * x for pw = 1)
+    each times gloss (per element for "none"; once for "sum"; / x.size for "mean").
+
+    -> (gx, gt); an entry is None where needs (input, target) says False.
+    """
+    g = np.asarray(gloss, dtype=x.dtype)
+    if reduction == "mean":
+        g = g / x.dtype.type(max(x.size, 1))
+    if weight is not None:
+        g = g * weight
+    e = np.exp(-np.abs(x))                     # <= 1: neither sigmoid overflows
+    sig = np.where(x >= 0, 1 / (1 + e), e / (1 + e))          # sigmoid(x)
+    sig_neg = np.where(x >= 0, e / (1 + e), 1 / (1 + e))      # sigmoid(-x)
+    gx = gt = None
+    if needs[0]:
+        if pos_weight is None:
+            gx = g * (sig - target)
+        else:
+            gx = g * ((1 - target) - (1 + (pos_weight - 1) * target) * sig_neg)
+        gx = gx.astype(x.dtype)
+    if needs[1]:
+        gt = -x if pos_weight is None else -x + (pos_weight - 1) * _softplus_neg(x)
+        gt = (g * gt).astype(x.dtype)
+    return gx, gt

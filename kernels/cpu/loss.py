@@ -13,8 +13,19 @@ Row r of x (R, K), with m_r = max_k x[r,k] and Z_r = sum_k exp(x[r,k] - m_r):
                   scale_n = wt[t_n] * gloss_n ("none"), wt[t_n] * gloss ("sum"),
                             wt[t_n] * gloss / sum_n wt[t_n] ("mean")
 Subtracting m_r first keeps every exp in (0, 1]: logits of 1e4 do not overflow.
+    binary cross-entropy with logits x, targets t (same shape), weight w and
+    pos_weight pw (same shape, 1 if absent; the caller broadcasts them):
+                  loss = w * ((1 - t) * x + (1 + (pw - 1) * t) * softplus(-x)),
+                  softplus(-x) = log(1 + exp(-x)) = max(-x, 0) + log1p(exp(-|x|))
+                  (pw = 1: max(x, 0) - x*t + log1p(exp(-|x|)), PyTorch's stable form)
+                  "mean" divides the sum by the number of elements
+                  gx = g * w * ((1 - t) - (1 + (pw - 1) * t) * sigmoid(-x))
+                  gt = g * w * (-x + (pw - 1) * softplus(-x)),
+                  g = gloss per element ("none"), gloss ("sum"), gloss / size ("mean")
 
 Index map: one loop iteration per row r; the row sums are accumulated in float64.
+Binary cross-entropy: the arrays seen flat, one iteration per element; the sum of
+"mean" and "sum" in float64, in element order.
 Plain loops on one thread: a batch of logits is a few thousand numbers, fewer
 than waking a pool of threads would cost (tens of microseconds).
 Cost: a few passes over K numbers per row.
@@ -165,3 +176,80 @@ def cross_entropy_backward(probs, target, weight, reduction, gloss):
     g = np.empty(probs.shape, dtype=probs.dtype)
     ce_rows_bwd(probs, target, np.ascontiguousarray(scale, dtype=np.float64), g)
     return g
+
+
+# ----------------------------------------------------------------------------- binary cross-entropy with logits
+
+@njit(inline="always")
+def _softplus_neg(v):
+    """log(1 + exp(-v)) without overflow."""
+    return (-v if v < 0 else 0.0) + np.log1p(np.exp(-abs(v)))
+
+
+@njit(cache=True)
+def bce_fwd(x, t, w, pw, has_w, has_pw, loss):
+    """loss[k] (float64) of element k.   x, t (L,); w, pw (L,) or unread when has_* is False"""
+    for k in range(x.size):
+        v = x[k]
+        if has_pw:
+            l = (1 - t[k]) * v + (1 + (pw[k] - 1) * t[k]) * _softplus_neg(v)
+        else:
+            l = (v if v > 0 else 0.0) - v * t[k] + np.log1p(np.exp(-abs(v)))
+        loss[k] = l * w[k] if has_w else l
+
+
+@njit(cache=True)
+def bce_bwd(x, t, w, pw, has_w, has_pw, g, per_element, scale, gx, gt, need_x, need_t):
+    """gx, gt (L,) of the loss; g the loss gradient, (L,) when per_element else g[0] * scale."""
+    for k in range(x.size):
+        v = x[k]
+        gk = g[k] if per_element else g[0] * scale
+        if has_w:
+            gk = gk * w[k]
+        e = np.exp(-abs(v))                              # <= 1, no overflow
+        sig_neg = e / (1 + e) if v >= 0 else 1 / (1 + e)  # sigmoid(-v)
+        if need_x:
+            if has_pw:
+                gx[k] = gk * ((1 - t[k]) - (1 + (pw[k] - 1) * t[k]) * sig_neg)
+            else:
+                sig = 1 / (1 + e) if v >= 0 else e / (1 + e)
+                gx[k] = gk * (sig - t[k])
+        if need_t:
+            d = -v + (pw[k] - 1) * _softplus_neg(v) if has_pw else -v
+            gt[k] = gk * d
+
+
+def _flat_or_dummy(a, like):
+    if a is None:
+        return like.reshape(-1)[:1] if like.size else np.zeros(1, like.dtype), False
+    return np.ascontiguousarray(a, dtype=like.dtype).reshape(-1), True
+
+
+def bce_with_logits_forward(x, target, weight, pos_weight, reduction):
+    """x, target one shape; weight, pos_weight that shape or None -> loss like x ("none") or ()."""
+    x = np.ascontiguousarray(x)
+    t = np.ascontiguousarray(target, dtype=x.dtype).reshape(-1)
+    w, has_w = _flat_or_dummy(weight, x)
+    pw, has_pw = _flat_or_dummy(pos_weight, x)
+    loss = np.empty(x.size, dtype=np.float64)
+    bce_fwd(x.reshape(-1), t, w, pw, has_w, has_pw, loss)
+    if reduction == "none":
+        return loss.astype(x.dtype).reshape(x.shape)
+    total = loss.sum()
+    return np.asarray(total / x.size if reduction == "mean" else total, dtype=x.dtype)
+
+
+def bce_with_logits_backward(x, target, weight, pos_weight, reduction, gloss, needs=(True, False)):
+    """-> (gx, gt) like x, None where needs (input, target) says False."""
+    x = np.ascontiguousarray(x)
+    t = np.ascontiguousarray(target, dtype=x.dtype).reshape(-1)
+    w, has_w = _flat_or_dummy(weight, x)
+    pw, has_pw = _flat_or_dummy(pos_weight, x)
+    g = np.ascontiguousarray(gloss, dtype=np.float64).reshape(-1)
+    per_element = reduction == "none"
+    scale = 1.0 / max(x.size, 1) if reduction == "mean" else 1.0
+    gx, gt = np.empty_like(x), np.empty_like(x)
+    if x.size:
+        bce_bwd(x.reshape(-1), t, w, pw, has_w, has_pw, g, per_element, scale,
+                gx.reshape(-1), gt.reshape(-1), bool(needs[0]), bool(needs[1]))
+    return (gx if needs[0] else None), (gt if needs[1] else None)

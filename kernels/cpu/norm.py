@@ -1,0 +1,131 @@
+"""Batch normalisation on the CPU (numba).                                      lesson 05
+
+x seen as (N, C, L): images (N, C, H, W) with L = H*W, vectors (N, C) with L = 1.
+Per channel c, over its M = N*L values:
+    training:  mean_c = (1/M) sum x,  var_c = (1/M) sum (x - mean_c)^2     (biased)
+               running_mean = (1 - momentum) * running_mean + momentum * mean_c
+               running_var  = (1 - momentum) * running_var + momentum * var_c * M/(M-1)
+    eval:      mean_c, var_c = running_mean[c], running_var[c]
+    invstd_c = 1 / sqrt(var_c + eps),   xhat = (x - mean_c) * invstd_c
+    y = weight[c] * xhat + bias[c]
+Backward, with gb[c] = sum gy and gw[c] = sum gy * xhat over n and l:
+    training:  gx = weight[c] * invstd_c / M * (M * gy - gb[c] - xhat * gw[c])
+    eval:      gx = gy * weight[c] * invstd_c
+
+Index map: the statistics and the two gradient sums: one prange task per channel c,
+which walks n, then l (a fixed order: the same bits on every run); the elementwise
+passes: one task per (n, c) row of L values. Sums accumulate in float64.
+Cost: training reads x three times (mean, variance, normalise), backward reads gy
+and x twice; memory-bound.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def bn_stats(x, mean, var):
+    """mean[c], var[c] (biased) over n and l.   x (N,C,L); mean, var (C,) float64"""
+    N, C, L = x.shape
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            for l in range(L):
+                s += x[n, c, l]
+        m = s / (N * L)
+        q = 0.0
+        for n in range(N):
+            for l in range(L):
+                d = x[n, c, l] - m
+                q += d * d
+        mean[c] = m
+        var[c] = q / (N * L)
+
+
+@njit(cache=True)
+def bn_update_running(running_mean, running_var, mean, var, momentum, unbiased):
+    """running = (1 - momentum) * running + momentum * batch (var times M/(M-1)), in place."""
+    for c in range(mean.size):
+        running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
+        running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
+
+
+@njit(cache=True, parallel=True)
+def bn_apply(x, mean, invstd, w, b, y):
+    """y = (x - mean[c]) * invstd[c] * w[c] + b[c].   x, y (N,C,L); the rest (C,)"""
+    N, C, L = x.shape
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        scale = invstd[c] * w[c]
+        for l in range(L):
+            y[n, c, l] = (x[n, c, l] - mean[c]) * scale + b[c]
+
+
+@njit(cache=True, parallel=True)
+def bn_grad_sums(gy, x, mean, invstd, gw, gb):
+    """gb[c] = sum gy, gw[c] = sum gy * xhat over n and l.   gw, gb (C,) float64"""
+    N, C, L = x.shape
+    for c in prange(C):
+        sg = 0.0
+        sgx = 0.0
+        for n in range(N):
+            for l in range(L):
+                g = gy[n, c, l]
+                sg += g
+                sgx += g * ((x[n, c, l] - mean[c]) * invstd[c])
+        gb[c] = sg
+        gw[c] = sgx
+
+
+@njit(cache=True, parallel=True)
+def bn_grad_input(gy, x, mean, invstd, w, gw, gb, training, gx):
+    """gx of the batch norm (see the module docstring).   gy, x, gx (N,C,L)"""
+    N, C, L = x.shape
+    M = N * L
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        scale = w[c] * invstd[c]
+        for l in range(L):
+            if training:
+                xhat = (x[n, c, l] - mean[c]) * invstd[c]
+                gx[n, c, l] = scale / M * (M * gy[n, c, l] - gb[c] - xhat * gw[c])
+            else:
+                gx[n, c, l] = gy[n, c, l] * scale
+
+
+def _or_fill(a, c, value, dtype):
+    return np.full(c, value, dtype=dtype) if a is None else np.ascontiguousarray(a)
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """x (N,C,L) -> (y (N,C,L), mean (C,), invstd (C,)); running stats updated in place
+    when training (see minicnn/backends/__init__.py)."""
+    x = np.ascontiguousarray(x)
+    N, C, L = x.shape
+    if training:
+        mean, var = np.empty(C), np.empty(C)
+        bn_stats(x, mean, var)
+        if running_mean is not None:
+            M = N * L
+            bn_update_running(running_mean, running_var, mean, var, float(momentum), M / (M - 1))
+    else:
+        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    mean = mean.astype(x.dtype)
+    y = np.empty_like(x)
+    bn_apply(x, mean, invstd, _or_fill(weight, C, 1, x.dtype), _or_fill(bias, C, 0, x.dtype), y)
+    return y, mean, invstd
+
+
+def batch_norm_backward(gy, x, weight, mean, invstd, training, needs=(True, True, True)):
+    """gy, x (N,C,L) -> (gx, gw, gb), None where needs says False."""
+    gy, x = np.ascontiguousarray(gy), np.ascontiguousarray(x)
+    C = x.shape[1]
+    gw, gb = np.empty(C), np.empty(C)
+    bn_grad_sums(gy, x, mean, invstd, gw, gb)
+    gx = None
+    if needs[0]:
+        gx = np.empty_like(x)
+        bn_grad_input(gy, x, mean, invstd, _or_fill(weight, C, 1, x.dtype), gw, gb,
+                      bool(training), gx)
+    return (gx, gw.astype(x.dtype) if needs[1] else None,
+            gb.astype(x.dtype) if needs[2] else None)
