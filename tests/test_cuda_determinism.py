@@ -23,7 +23,7 @@ same bound is checked with the real emulated kernels on a small layer.
 import numpy as np
 import pytest
 
-from cuda_cases import assert_close
+from cuda_cases import assert_close, glue_limits
 from draws import few_values, normal
 
 sim = pytest.importorskip("minicnn.backends.cuda_sim",
@@ -116,6 +116,10 @@ def test_conv2d_is_deterministic():
         gy = normal(rng, *y.shape)
         in_every_order(lambda: sim.conv2d_forward(x, w, b, stride, padding, relu=True))
         in_every_order(lambda: sim.conv2d_backward(x, w, gy, stride, padding))
+        # one image per chunk, and gW split along K into partials
+        with glue_limits(CONV_WORKSPACE_BYTES=1, SPLIT_K_TARGET_BLOCKS=8, SPLIT_K_MIN_SLICE=4):
+            assert glue.WeightGrad(sim._kernels, 4, 27, 2, y.shape[2] * y.shape[3]).slices > 1
+            in_every_order(lambda: sim.conv2d_backward(x, w, gy, stride, padding))
 
 
 def test_max_pool2d_with_overlapping_windows_is_deterministic():
@@ -141,6 +145,7 @@ def test_avg_pool2d_is_deterministic():
     rng = np.random.default_rng(3)
     x = normal(rng, 2, 2, 9, 9)
     gy = normal(rng, 2, 2, 4, 4)
+    in_every_order(lambda: sim.avg_pool2d_forward(x, (3, 3), (2, 2), (0, 0)))
     in_every_order(lambda: sim.avg_pool2d_backward(gy, x.shape, (3, 3), (2, 2), (0, 0)))
 
 
@@ -190,6 +195,31 @@ def test_optimiser_steps_are_deterministic():
 
     in_every_order(sgd)
     in_every_order(adam)
+
+
+DETERMINISM_TESTS = (test_conv2d_is_deterministic,
+                     test_max_pool2d_with_overlapping_windows_is_deterministic,
+                     test_avg_pool2d_is_deterministic,
+                     test_linear_and_activations_are_deterministic,
+                     test_losses_are_deterministic, test_optimiser_steps_are_deterministic)
+
+
+def test_every_kernel_of_these_files_is_run_in_every_order(monkeypatch):
+    # the tests above, once more in one order, with their launches recorded: each
+    # kernel of gemm, conv, pool, activation, loss and optim.cu must be among them
+    launched = set()
+    real = sim._kernels.launch
+
+    def launch(family, name, geometry, *args):
+        launched.add((family, name))
+        return real(family, name, geometry, *args)
+
+    monkeypatch.setattr(sim._kernels, "launch", launch)
+    monkeypatch.setitem(globals(), "RUNS", RUNS[:1])
+    for test in DETERMINISM_TESTS:
+        test()
+    declared = {(f, k) for f in FAMILIES for k in sim._kernels.module(f).kernels}
+    assert declared <= launched, f"never run in every order: {sorted(declared - launched)}"
 
 
 # ----------------------------------------------------------------------------- split-K
