@@ -110,35 +110,59 @@ def save_checkpoint(path, model, *, norm_mean, norm_std, classes, positive_class
 
 
 class Checkpoint:
-    """A checkpoint read back (see load_checkpoint); `.build_model()` makes the network."""
+    """A checkpoint read back (see load_checkpoint); `.build_model()` makes the network.
+
+    Every field is checked here, once, for its kind, shape and range (finite weights, a
+    threshold in [0, 1], a sane input size, ...): a CheckpointError names the field.
+    """
 
     def __init__(self, path, arrays):
+        from .validate import MAX_IMAGE_SIZE
         self.path = path
         self.arrays = arrays
-        get = self._get
-        self.model_name = str(get("model_name"))
-        self.model_config = self._json("model_config")
-        self.weights = {k[len("weights/"):]: v for k, v in arrays.items() if k.startswith("weights/")}
-        self.norm_mean = get("norm_mean").astype(np.float32)
-        self.norm_std = get("norm_std").astype(np.float32)
-        self.classes = [str(c) for c in get("classes")]
-        self.positive_class = int(get("positive_class"))
-        self.image_size = tuple(int(v) for v in get("image_size"))
-        self.channels = int(get("channels"))
-        self.min_input_size = int(get("min_input_size"))
-        self.threshold = float(get("threshold"))
-        self.epoch, self.batch = int(get("epoch")), int(get("batch"))
-        self.rng_engine = self._json("rng_engine")
-        self.train_config = self._json("train_config")
-        self.history = self._json("history")
-        self.progress = self._json("progress")
-        self.data_info = self._json("data_info")
-        self.optimizer_name = str(arrays["optimizer_name"]) if "optimizer_name" in arrays else None
-        self.optimizer_state = {k[len("optimizer/"):]: v for k, v in arrays.items()
+        self.model_name = self._str("model_name")
+        self.model_config = self._json("model_config", dict)
+        self.weights = {k[len("weights/"):]: self._numeric(k, "iuf") for k in arrays
+                        if k.startswith("weights/")}
+        if not self.weights:
+            raise self._bad("weights/...", "no weight arrays", "the network's parameters")
+        self.classes = self._strings("classes")
+        self.channels = self._int("channels", 1, 3)
+        if self.channels not in (1, 3):
+            raise self._bad("channels", self.channels, "1 (gray) or 3 (colour)")
+        self.norm_mean = self._floats("norm_mean", (self.channels,))
+        self.norm_std = self._floats("norm_std", (self.channels,))
+        if (self.norm_std <= 0).any():
+            raise self._bad("norm_std", self.norm_std.tolist(), "positive numbers")
+        self.positive_class = self._int("positive_class", 0, len(self.classes) - 1)
+        size = self._get("image_size")
+        if size.shape != (2,) or size.dtype.kind not in "iu" or (size < 1).any() or \
+                (size > MAX_IMAGE_SIZE).any():
+            raise self._bad("image_size", size.tolist() if size.dtype.kind in "iuf" else size,
+                            f"(height, width), whole numbers from 1 to {MAX_IMAGE_SIZE}")
+        self.image_size = tuple(int(v) for v in size)
+        self.min_input_size = self._int("min_input_size", 1, MAX_IMAGE_SIZE)
+        self.threshold = self._float("threshold", 0.0, 1.0)
+        self.epoch, self.batch = self._int("epoch", 0, 10 ** 9), self._int("batch", 0, 10 ** 9)
+        self.rng_engine = self._json("rng_engine", dict)
+        self.train_config = self._json("train_config", dict)
+        self.history = self._json("history", list)
+        self.progress = self._json("progress", dict)
+        self.data_info = self._json("data_info", dict)
+        self.optimizer_name = self._str("optimizer_name") if "optimizer_name" in arrays else None
+        self.optimizer_state = {k[len("optimizer/"):]: self._numeric(k) for k in arrays
                                 if k.startswith("optimizer/")}
-        self.scheduler_name = str(arrays["scheduler_name"]) if "scheduler_name" in arrays else None
-        self.scheduler_state = {k[len("scheduler/"):]: v for k, v in arrays.items()
+        self.scheduler_name = self._str("scheduler_name") if "scheduler_name" in arrays else None
+        self.scheduler_state = {k[len("scheduler/"):]: self._numeric(k) for k in arrays
                                 if k.startswith("scheduler/")}
+        self._check_config()
+
+    # field readers: each refuses a value of the wrong kind, shape or range by name -------------
+    def _bad(self, key, value, want):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return CheckpointError(f"{self.path}: the '{key}' entry is {shown}; it should be {want} "
+                               "(the checkpoint is damaged or was not written by minicnn)")
 
     def _get(self, key):
         if key not in self.arrays:
@@ -146,11 +170,73 @@ class Checkpoint:
                                   "written by this version of minicnn, or is damaged")
         return self.arrays[key]
 
-    def _json(self, key):
+    def _scalar(self, key, kinds, want):
+        a = self._get(key)
+        if a.shape != () or a.dtype.kind not in kinds:
+            raise self._bad(key, a if a.size <= 4 else f"{a.dtype} array {a.shape}", want)
+        return a[()]
+
+    def _str(self, key):
+        return str(self._scalar(key, "U", "a text"))
+
+    def _int(self, key, lo, hi):
+        want = f"a whole number from {lo} to {hi}"
+        v = self._scalar(key, "iu", want)
+        if not lo <= v <= hi:
+            raise self._bad(key, int(v), want)
+        return int(v)
+
+    def _float(self, key, lo, hi):
+        want = f"a number in [{lo:g}, {hi:g}]"
+        v = float(self._scalar(key, "iuf", want))
+        if not (np.isfinite(v) and lo <= v <= hi):
+            raise self._bad(key, v, want)
+        return v
+
+    def _floats(self, key, shape=None):
+        a = self._get(key)
+        want = f"finite float numbers{f' of shape {shape}' if shape else ''}"
+        if a.dtype.kind != "f" or (shape is not None and a.shape != shape):
+            raise self._bad(key, f"{a.dtype} array of shape {a.shape}", want)
+        if not np.isfinite(a).all():
+            raise self._bad(key, f"an array holding {int((~np.isfinite(a)).sum())} NaN or "
+                            "infinite value(s)", want)
+        return a.astype(np.float32) if a.dtype != np.float64 else a
+
+    def _numeric(self, key, kinds="biuf"):
+        a = self._get(key)
+        if a.dtype.kind not in kinds:
+            raise self._bad(key, f"{a.dtype} array of shape {a.shape}", "an array of numbers")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise self._bad(key, f"an array holding {int((~np.isfinite(a)).sum())} NaN or "
+                            "infinite value(s)", "finite numbers")
+        return a
+
+    def _strings(self, key):
+        a = self._get(key)
+        if a.ndim != 1 or a.dtype.kind != "U" or a.size < 2 or len(set(a.tolist())) != a.size:
+            raise self._bad(key, a.tolist() if a.size <= 8 else f"{a.dtype} array {a.shape}",
+                            "two or more distinct class names")
+        return [str(c) for c in a]
+
+    def _json(self, key, kind):
         try:
-            return json.loads(str(self._get(key)))
+            value = json.loads(str(self._scalar(key, "U", "JSON text")))
         except json.JSONDecodeError as err:
             raise CheckpointError(f"{self.path}: the '{key}' entry is not valid JSON ({err})") from None
+        if not isinstance(value, kind):
+            raise self._bad(key, value, f"a JSON {'object' if kind is dict else 'list'}")
+        return value
+
+    def _check_config(self):
+        """The model's settings: a sane input size (the network is built from them)."""
+        from .validate import MAX_IMAGE_SIZE, is_int
+        size = self.model_config.get("image_size", self.image_size)
+        sides = size if isinstance(size, (list, tuple)) else [size]
+        if not (1 <= len(sides) <= 2 and all(is_int(v) and 1 <= v <= MAX_IMAGE_SIZE
+                                             for v in sides)):
+            raise self._bad("model_config", self.model_config, "settings with an image_size of "
+                            f"whole numbers from 1 to {MAX_IMAGE_SIZE}")
 
     def describe(self):
         return (f"{self.model_name} model, {self.channels}x{self.image_size[0]}x"
@@ -176,7 +262,7 @@ class Checkpoint:
         try:
             model = models.build(self.model_name, **self.model_config)
             model.load_state_dict(self.weights, strict=True)
-        except UserError as err:
+        except (UserError, TypeError, ValueError) as err:
             raise CheckpointError(f"{self.path}: the saved weights do not fit the "
                                   f"{self.model_name} architecture it names: {err}") from None
         return model.to(device).eval()
@@ -186,10 +272,12 @@ def load_checkpoint(path):
     """Read a checkpoint written by save_checkpoint; CheckpointError naming the file otherwise."""
     path = os.fspath(path)
     arrays = read_npz(path, CheckpointError, "checkpoint")
-    if str(arrays.get("format", "")) != FORMAT:
+    fmt = arrays.get("format")
+    if fmt is None or fmt.shape != () or str(fmt) != FORMAT:
         raise CheckpointError(f"{path}: not a minicnn checkpoint (it holds "
                               f"{', '.join(sorted(arrays)[:6]) or 'nothing'})")
-    version = int(arrays.get("format_version", -1))
+    version = arrays.get("format_version", np.array(-1))
+    version = int(version) if version.shape == () and version.dtype.kind in "iu" else -1
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version}; this minicnn "
                               f"reads version {FORMAT_VERSION}")

@@ -8,7 +8,9 @@ message, without a traceback, with exit code 2.
 """
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from .errors import UserError
 
@@ -24,7 +26,39 @@ COMMANDS = {
     "grade": ("minicnn.grade", "grade the lesson exercises"),
 }
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training's own handler: unwinds like Ctrl-C (locks released,
+    temporary files removed), then the command exits with 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
+def _run_command(name, module, args):
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"minicnn {name}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Terminated:
+        print(f"\nminicnn {name}: stopped by SIGTERM", file=sys.stderr)
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print(f"\nminicnn {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"minicnn {name}: error: out of memory; try a smaller --image-size or "
+              "--batch-size", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:  # the machine, not minicnn: a full disk, a vanished file, ...
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"minicnn {name}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def _top_parser():
@@ -61,14 +95,13 @@ def main(argv=None):
                                      + help_text[1:] + ".")
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
-        return int(module.run(args) or 0)
-    except UserError as err:
-        print(f"minicnn {name}: error: {err}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"\nminicnn {name}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _run_command(name, module, args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ from .data.datasets import open_splits
 from .data.loader import DataLoader
 from .data.sampling import balanced_sampler, class_weights
 from .data.transforms import Compose, Normalize, augmentation
+from . import validate
 from .errors import UserError
+from .runlock import RunLock
 from .tensor import Tensor
 
 DEFAULTS = {
@@ -47,15 +49,18 @@ DEFAULTS = {
     "dropout": 0.0, "out": "runs/latest", "synthetic_sizes": None,
 }
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
+# the files a run leaves in its --out folder: any of them means "a run is here"
+RUN_OUTPUTS = ("metrics.json", "best.npz", "last.npz")
 DEFAULT_EPOCHS = {"synthetic": 6, "other": 15}
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: a resumable checkpoint was saved at `path`."""
+    """Ctrl-C or SIGTERM: a resumable checkpoint was saved at `path`; `signum` is the
+    signal that asked for the stop (None when the stop came from elsewhere)."""
 
-    def __init__(self, path, epoch, batch):
+    def __init__(self, path, epoch, batch, signum=None):
         super().__init__(f"stopped at epoch {epoch + 1}, batch {batch}; saved {path}")
-        self.path, self.epoch, self.batch = path, epoch, batch
+        self.path, self.epoch, self.batch, self.signum = path, epoch, batch, signum
 
 
 class NonFiniteLoss(UserError):
@@ -69,27 +74,17 @@ def resolve_config(**given):
     unknown = set(given) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"fit: unknown settings {sorted(unknown)}")
-    if cfg["optimizer"] not in DEFAULT_LR:
-        raise UserError(f"--optimizer must be sgd or adam, got {cfg['optimizer']!r}")
+    validate.choice("--optimizer", cfg["optimizer"], tuple(DEFAULT_LR))
     if cfg["lr"] is None:
         cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
     if cfg["epochs"] is None:
         cfg["epochs"] = DEFAULT_EPOCHS["synthetic" if cfg["data"] == "synthetic" else "other"]
     if cfg["model"] == "alexnet" and cfg["image_size"] is None:
         cfg["image_size"] = 227
-    for key in ("epochs", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise UserError(f"--{key.replace('_', '-')} must be a positive integer, got {cfg[key]!r}")
-    if not (isinstance(cfg["lr"], (int, float)) and np.isfinite(cfg["lr"]) and cfg["lr"] > 0):
-        raise UserError(f"--lr must be a positive number, got {cfg['lr']!r}")
-    if cfg["balance"] not in ("none", "weights", "sampler"):
-        raise UserError(f"--balance must be none, weights or sampler, got {cfg['balance']!r}")
-    if not 0.0 <= cfg["label_smoothing"] < 1.0:
-        raise UserError(f"--label-smoothing must be in [0, 1), got {cfg['label_smoothing']!r}")
-    if cfg["schedule"] not in ("cosine", "none"):
-        raise UserError(f"schedule must be cosine or none, got {cfg['schedule']!r}")
+    validate.settings(cfg)  # every value, by its flag, once
     if cfg["data"] != "synthetic":
         cfg["data"] = os.fspath(cfg["data"])
+    cfg["out"] = os.fspath(cfg["out"])
     return cfg
 
 
@@ -165,27 +160,32 @@ def evaluate(model, dataset, mean, std, positive, threshold=None, batch_size=256
 # --- stopping with Ctrl-C ------------------------------------------------------------------------------
 
 class _StopRequest:
-    """While active, the first Ctrl-C asks training to stop after the current batch;
-    a second one stops at once (KeyboardInterrupt)."""
+    """While active, the first Ctrl-C (SIGINT) or SIGTERM asks training to stop after the
+    current batch; a second one stops at once (KeyboardInterrupt). `signum` remembers
+    which signal asked, so the command can exit with 128 + its number."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, log):
-        self.requested, self.log, self.previous = False, log, None
+        self.requested, self.log, self.previous, self.signum = False, log, {}, None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        self.log("\nCtrl-C: stopping after this batch and saving a checkpoint "
+        self.requested, self.signum = True, signum
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.log(f"\n{what}: stopping after this batch and saving a checkpoint "
                  "(press Ctrl-C again to stop at once)")
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         return False
 
 
@@ -261,6 +261,11 @@ class Run:
                                       f"{saved.get(key)}, now {now.get(key)}); resume needs the "
                                       "same data")
         self.model.load_state_dict(ck.weights)
+        if ck.optimizer_name is None:
+            raise CheckpointError(f"{self.last_path}: holds no optimiser state (it was saved "
+                                  "for using the network, not for going on training it), so "
+                                  "training cannot resume from it; start a new run with "
+                                  "--overwrite, or in another --out folder")
         if ck.optimizer_name != type(self.optimizer).__name__:
             raise CheckpointError(f"{self.last_path}: was trained with {ck.optimizer_name}, "
                                   f"not {type(self.optimizer).__name__}")
@@ -304,7 +309,7 @@ class Run:
                     loss = self.loss(logits, y)
                 value = loss.item()
                 if not np.isfinite(value):
-                    raise NonFiniteLoss(self._nan_message(epoch, b, value))
+                    raise NonFiniteLoss(self._nan_message(epoch, b, value, x))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -326,10 +331,11 @@ class Run:
             bar.close()
             if clean and done > start:
                 self._save(self.last_path, epoch, done, partial=acc)
-                raise TrainingInterrupted(self.last_path, epoch, done) from None
+                raise TrainingInterrupted(self.last_path, epoch, done, stop.signum) from None
             if os.path.exists(self.last_path):  # the checkpoint of the epoch's start stands
                 ck = load_checkpoint(self.last_path)
-                raise TrainingInterrupted(self.last_path, ck.epoch, ck.batch) from None
+                raise TrainingInterrupted(self.last_path, ck.epoch, ck.batch, stop.signum) \
+                    from None
             raise
         bar.close()
         self.partial = None
@@ -340,14 +346,22 @@ class Run:
     def loss(self, logits, y):
         return classification_loss(logits, y, self.loss_weight, self.cfg["label_smoothing"])
 
-    def _nan_message(self, epoch, batch, value):
+    def _nan_message(self, epoch, batch, value, x):
         kept = (f"The last good checkpoint is {self.last_path} (after epoch "
                 f"{len(self.history)})") if os.path.exists(self.last_path) else \
             "No checkpoint was written yet"
         lr = self.optimizer.param_groups[0]["lr"]
+        if not np.isfinite(x.numpy()).all():  # the data, not the step size
+            cause = ("The batch's input holds NaN or infinite values: the data (or its "
+                     "normalisation) is at fault, not the learning rate.")
+        elif not all(np.isfinite(p.numpy()).all() for p in self.model.parameters()):
+            cause = (f"The weights became NaN or infinite; the learning rate ({lr:g}) is "
+                     "probably too high: try a smaller --lr.")
+        else:
+            cause = (f"The learning rate ({lr:g}) is probably too high: try a smaller --lr.")
         return (f"training stopped: the loss became {value} at epoch {epoch + 1}, batch "
                 f"{batch + 1}, so the weights would be ruined. {kept}; nothing was saved over "
-                f"it. The learning rate ({lr:g}) is probably too high: try a smaller --lr.")
+                f"it. {cause}")
 
     # the whole run ---------------------------------------------------------------------------
     def fit(self, on_batch_end=None):
@@ -375,7 +389,7 @@ class Run:
                 self._save(self.last_path, epoch + 1, 0)
                 self.log(_epoch_line(record, improved, self.out))
                 if stop.requested and epoch + 1 < cfg["epochs"]:
-                    raise TrainingInterrupted(self.last_path, epoch + 1, 0)
+                    raise TrainingInterrupted(self.last_path, epoch + 1, 0, stop.signum)
         return self.finish()
 
     def finish(self):
@@ -454,8 +468,13 @@ def fit(config=None, log=print, progress=True, resume=False, on_batch_end=None, 
     .model, .optimizer, ...), for tests and tools.
     """
     cfg = resolve_config(**dict(config or {}, **settings))
-    os.makedirs(cfg["out"], exist_ok=True)
-    run = Run(cfg, log=log, progress=progress)
-    if resume:
-        run.resume()
-    return run.fit(on_batch_end=on_batch_end)
+    with RunLock(cfg["out"], "--out"):  # one run per folder; sweeps a killed run's .tmp files
+        run = Run(cfg, log=log, progress=progress)
+        if resume:
+            run.resume()
+        else:  # a fresh run: no output of an older one may stay beside the new ones
+            for name in RUN_OUTPUTS:
+                path = os.path.join(cfg["out"], name)
+                if os.path.isfile(path):
+                    os.remove(path)
+        return run.fit(on_batch_end=on_batch_end)

@@ -6,10 +6,13 @@
     minicnn train --resume --out runs/pneumoniamnist  # go on after Ctrl-C
 """
 import os
+import signal
 
+from .. import validate
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..errors import UserError
-from ..train import DEFAULTS, TrainingInterrupted, fit, resolve_config
+from ..runlock import RunLock
+from ..train import DEFAULTS, RUN_OUTPUTS, TrainingInterrupted, fit, resolve_config
 from .figures import SYNTHETIC_NOTE, evaluation_figures, model_figures, note_for
 
 # settings that --resume may change; the others continue as saved
@@ -62,8 +65,7 @@ def _given(args):
         given["data"] = os.path.abspath(given["data"])
     n = getattr(args, "synthetic_size", None)
     if n is not None:
-        if n < 8:
-            raise UserError(f"--synthetic-size must be at least 8, got {n}")
+        validate.integer("--synthetic-size", n, 8, 10_000_000)
         given["synthetic_sizes"] = {"train": n, "val": max(n // 4, 4), "test": max(n // 4, 4)}
     else:
         given["synthetic_sizes"] = None
@@ -84,40 +86,67 @@ def _resume_config(args, out, given):
         if value is None or key in RESUMABLE_OVERRIDES:
             continue
         if value != saved.get(key):
-            flag = "--" + key.replace("_", "-")
-            raise UserError(f"{last}: this run was started with {flag} {saved.get(key)!r}; "
-                            f"--resume continues it with its own settings (only --epochs and "
-                            f"--device may change), so {flag} {value!r} cannot apply")
+            was, now = _flag_value(key, saved.get(key)), _flag_value(key, value)
+            raise UserError(f"{last}: this run was started with {was}; --resume continues it "
+                            f"with its own settings (only --epochs and --device may change), "
+                            f"so {now} cannot apply")
     for key in RESUMABLE_OVERRIDES:
         if given[key] is not None:
             saved[key] = given[key]
     saved["out"] = out
-    return saved
+    unknown = sorted(set(saved) - set(DEFAULTS))
+    if unknown:
+        raise CheckpointError(f"{last}: its train_config holds settings this minicnn does not "
+                              f"know ({', '.join(unknown)}); it cannot be resumed here")
+    try:
+        return resolve_config(**saved)
+    except UserError as err:
+        raise CheckpointError(f"{last}: its saved settings are not valid ({err}); it cannot "
+                              "be resumed") from None
+
+
+def _as_flag(key, value):
+    return "--synthetic-size" if key == "synthetic_sizes" else "--" + key.replace("_", "-")
+
+
+def _flag_value(key, value):
+    """A saved setting as the user would have typed it: "--synthetic-size 32", "--lr 0.001"."""
+    if key == "synthetic_sizes":
+        return "the default synthetic set size" if value is None else \
+            f"--synthetic-size {value.get('train')}"
+    if key == "augment":
+        return "augmentation on" if value in (True, None) else "--no-augment"
+    if value is None:
+        return f"{_as_flag(key, value)} at its default"
+    return f"{_as_flag(key, value)} {value}"
 
 
 def run(args):
     out = args.out or default_out(args.data)
     given = _given(args)
-    if args.resume:
-        cfg = _resume_config(args, out, given)
-    else:
-        last = os.path.join(out, "last.npz")
-        if os.path.exists(last) and not args.overwrite:
-            raise UserError(f"{out} already holds a training run ({last}); continue it with "
-                            f"--resume, choose another --out folder, or replace it with --overwrite")
-        cfg = dict({k: v for k, v in given.items() if v is not None}, out=out)
-    cfg = resolve_config(**cfg)
-    _say_data(cfg)
-    try:
-        result = fit(cfg, progress=not args.quiet, resume=args.resume)
-    except TrainingInterrupted as stop:
-        where = f"after epoch {stop.epoch}" if stop.batch == 0 else \
-            f"epoch {stop.epoch + 1}, after batch {stop.batch}"
-        print(f"\nInterrupted. A resumable checkpoint is saved: {stop.path} ({where}).\n"
-              f"To continue exactly where it stopped:\n"
-              f"  minicnn train --resume --out {out}")
-        return 130
-    figures = _figures(result, cfg, out) if args.figures else []
+    # every value checked before the folder is touched
+    cfg = resolve_config(**dict({k: v for k, v in given.items() if v is not None}, out=out))
+    with RunLock(out, "--out"):  # held from the guard below to the end of training
+        if args.resume:
+            cfg = _resume_config(args, out, given)
+        else:
+            found = [name for name in RUN_OUTPUTS if os.path.exists(os.path.join(out, name))]
+            if found and not args.overwrite:
+                raise UserError(f"{out} already holds a training run ({', '.join(found)}); "
+                                "continue it with --resume, choose another --out folder, or "
+                                "replace it with --overwrite")
+        _say_data(cfg)
+        try:
+            result = fit(cfg, progress=not args.quiet, resume=args.resume)
+        except TrainingInterrupted as stop:
+            where = f"after epoch {stop.epoch}" if stop.batch == 0 else \
+                f"epoch {stop.epoch + 1}, after batch {stop.batch}"
+            what = "Stopped by SIGTERM" if stop.signum == signal.SIGTERM else "Interrupted"
+            print(f"\n{what}. A resumable checkpoint is saved: {stop.path} ({where}).\n"
+                  f"To continue exactly where it stopped:\n"
+                  f"  minicnn train --resume --out {out}")
+            return 128 + (stop.signum or signal.SIGINT)
+        figures = _figures(result, cfg, out) if args.figures else []
     _report(result, out, figures)
     return 0
 

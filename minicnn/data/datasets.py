@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from ..errors import UserError
+from .. import validate
 from ..npzfile import read_npz
 from . import images as imagefiles
 from .synthetic import CLASSES as SYNTHETIC_CLASSES, synthetic_split
@@ -167,6 +168,9 @@ class ImageFolder(ArrayDataset):
             labels += [label] * len(keep)
             skipped += skip
         self.skipped = skipped
+        validate.fits_in_memory(f"{folder}: its {len(files)} images as float32 at "
+                                f"{image_size}x{image_size}", len(files) * channels * image_size ** 2 * 4,
+                                hint="; train with a smaller --image-size")
         decoded, errors = [], []
         iterator = files
         if progress:
@@ -178,6 +182,9 @@ class ImageFolder(ArrayDataset):
                 decoded.append(frame(image, image_size, min_size=image_size, source=path))
             except UserError as err:
                 errors.append(str(err))
+            except (MemoryError, RecursionError, ArithmeticError, ValueError, TypeError,
+                    IndexError, KeyError, AttributeError, RuntimeError) as err:  # a reader's fault
+                errors.append(f"{path}: could not be read ({type(err).__name__}: {err})")
         if errors:
             more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
             raise UserError(f"{len(errors)} file(s) in {folder} could not be used:\n  "
@@ -213,6 +220,7 @@ def folder_splits(root, image_size, channels, progress=False):
             raise UserError(f"{root}: the class folders differ between splits "
                             f"(train has {', '.join(classes) or 'none'}; {'; '.join(detail)}); "
                             "every split needs the same class folders")
+    validate.splits_classes(root, {s: [1] * len(classes) for s in SPLITS}, classes)
     datasets = {s: ImageFolder(os.path.join(root, s), image_size, channels, classes,
                                progress=progress) for s in SPLITS}
     skipped = sum(len(d.skipped) for d in datasets.values())
@@ -222,62 +230,141 @@ def folder_splits(root, image_size, channels, progress=False):
 
 # --- MedMNIST .npz -------------------------------------------------------------------------------
 
-def load_npz(path):
-    """The arrays of an .npz file, read without pickle; a UserError naming the file otherwise."""
-    return read_npz(path, UserError, "dataset .npz",
-                    hint="; download it again (minicnn download pneumoniamnist)")
+# class counts of the other single-label MedMNIST 2D sets (their label names are numbers here)
+MEDMNIST_COUNTS = {"pathmnist": 9, "dermamnist": 7, "octmnist": 4, "retinamnist": 5,
+                   "bloodmnist": 8, "tissuemnist": 8, "organamnist": 11, "organcmnist": 11,
+                   "organsmnist": 11}
+NPZ_HINT = "; download it again (minicnn download pneumoniamnist)"
+
+
+def load_npz(path, check=None):
+    """The arrays of an .npz file, read without pickle; a UserError naming the file otherwise.
+
+    check(headers) runs on the members' declared shapes before anything is inflated."""
+    return read_npz(path, UserError, "dataset .npz", hint=NPZ_HINT, check=check)
+
+
+def medmnist_name(path):
+    """'pneumoniamnist' for .../pneumoniamnist.npz or pneumoniamnist_64.npz (MedMNIST+)."""
+    base = os.path.basename(os.fspath(path)).lower().split(".")[0]
+    stem, _, size = base.rpartition("_")
+    return stem if stem and size.isdigit() else base
+
+
+def _check_npz_members(path, headers, image_size, channels):
+    """Shapes and dtypes of the split arrays, from their headers (nothing inflated yet)."""
+    total = 0
+    for split in SPLITS:
+        key_x, key_y = f"{split}_images", f"{split}_labels"
+        if key_x not in headers or key_y not in headers:
+            raise UserError(f"{path}: has no '{key_x}' / '{key_y}' arrays (it holds "
+                            f"{', '.join(sorted(headers)) or 'nothing'}); a MedMNIST 2D file "
+                            "has train_, val_ and test_ images and labels")
+        (sx, dx), (sy, dy) = headers[key_x], headers[key_y]
+        if len(sy) == 2 and sy[1] > 1:
+            raise UserError(f"{path}: {key_y} has {sy[1]} labels per image (a multi-label "
+                            "set such as ChestMNIST); minicnn trains one-label classifiers")
+        if len(sx) not in (3, 4) or len(sy) not in (1, 2) or sx[0] != sy[0] or \
+                (len(sx) == 4 and sx[3] not in (1, 3)):
+            raise UserError(f"{path}: {key_x} has shape {sx} and {key_y} {sy}; expected "
+                            "(N, H, W) or (N, H, W, 3) images and (N, 1) labels, the same N")
+        if sx[0] == 0:
+            raise UserError(f"{path}: the {split} split is empty ({key_x} has shape {sx}); "
+                            "every split (train, val, test) needs images")
+        if dy.kind not in "iuf":
+            raise UserError(f"{path}: {key_y} holds {dy} values; labels must be whole numbers "
+                            "(class 0, 1, ...)")
+        if dx not in (np.uint8, np.uint16) and dx.kind != "f":
+            raise UserError(f"{path}: {key_x} holds {dx} pixels; minicnn reads uint8 (0-255), "
+                            "uint16 (0-65535) or float in [0, 1] (convert it to one of those)")
+        if min(sx[1:3]) < 1:
+            raise UserError(f"{path}: {key_x} has shape {sx}: images of no pixels")
+        side = image_size or max(sx[1:3])
+        total += sx[0] * channels * side * side * 4
+    validate.fits_in_memory(f"{path}: its images as float32 at {image_size or 'native'} pixels",
+                            total, hint="; train with a smaller --image-size")
+
+
+def _npz_classes(path, labels):
+    """(class names, where they come from) for a MedMNIST file: its own label set when the
+    file name is a MedMNIST one, else the training labels 0..max."""
+    name = medmnist_name(path)
+    if name in MEDMNIST_CLASSES:
+        classes = MEDMNIST_CLASSES[name]
+    elif name in MEDMNIST_COUNTS:
+        classes = tuple(str(k) for k in range(MEDMNIST_COUNTS[name]))
+    else:
+        train = labels["train"]
+        k = int(train.max()) + 1
+        return tuple(str(i) for i in range(k)), (f"its training labels run from 0 to {k - 1}, "
+                                                  f"so it has {k} classes")
+    return classes, f"{name} has {len(classes)} classes"
+
+
+def read_medmnist(path, image_size=None, channels=1):
+    """Every split of a MedMNIST .npz, checked: ({split: (images uint8/uint16/float array,
+    labels int64 (N,))}, classes, native_size). See MedMNIST for what is checked."""
+    path = os.fspath(path)
+    arrays = load_npz(path, check=lambda h: _check_npz_members(path, h, image_size, channels))
+    return _check_npz_labels(path, arrays)
+
+
+def _check_npz_labels(path, arrays):
+    """The labels of every split: whole numbers >= 0, then below the declared class count;
+    two classes or more in training, none elsewhere that training lacks."""
+    labels = {s: validate.labels(f"{path}: {s}_labels", arrays[f"{s}_labels"]) for s in SPLITS}
+    classes, source = _npz_classes(path, labels)
+    for s in SPLITS:
+        validate.labels(f"{path}: {s}_labels", labels[s], len(classes), source)
+    validate.splits_classes(path, {s: np.bincount(labels[s], minlength=len(classes))
+                                   for s in SPLITS}, classes)
+    return ({s: (arrays[f"{s}_images"], labels[s]) for s in SPLITS}, classes,
+            int(arrays["train_images"].shape[1]))
 
 
 class MedMNIST(ArrayDataset):
     """One split of a MedMNIST 2D .npz (keys {split}_images, {split}_labels).
 
-    images uint8 (N, H, W) or (N, H, W, 3); labels (N, 1) class numbers. The images
-    are resized to image_size (all at once, here) and converted to `channels`.
+    images uint8 / uint16 (N, H, W) or (N, H, W, 3), or float in [0, 1]; labels (N, 1)
+    whole numbers below the class count the file's name declares (pneumoniamnist: 2),
+    or, for another name, below the training labels' max + 1. The training split must
+    hold at least two classes and every split only classes the training split holds.
+    The images are resized to image_size (all at once, here) and converted to `channels`.
     """
 
     def __init__(self, path, split="train", image_size=None, channels=1, transform=None,
-                 arrays=None):
+                 arrays=None, checked=None):
         path = os.fspath(path)
-        arrays = load_npz(path) if arrays is None else arrays
-        key_x, key_y = f"{split}_images", f"{split}_labels"
-        if key_x not in arrays or key_y not in arrays:
-            raise UserError(f"{path}: has no '{key_x}' / '{key_y}' arrays (it holds "
-                            f"{', '.join(sorted(arrays)) or 'nothing'}); a MedMNIST 2D file "
-                            "has train_, val_ and test_ images and labels")
-        x, y = arrays[key_x], arrays[key_y]
-        if y.ndim == 2 and y.shape[1] > 1:
-            raise UserError(f"{path}: {key_y} has {y.shape[1]} labels per image (a multi-label "
-                            "set such as ChestMNIST); minicnn trains one-label classifiers")
-        y = y.reshape(-1).astype(np.int64)
-        if x.ndim not in (3, 4) or x.shape[0] != y.shape[0] or (x.ndim == 4 and x.shape[3] not in (1, 3)):
-            raise UserError(f"{path}: {key_x} has shape {x.shape} and {key_y} {arrays[key_y].shape}; "
-                            "expected (N, H, W) or (N, H, W, 3) images and (N, 1) labels")
-        if x.shape[0] == 0:
-            raise UserError(f"{path}: the {split} split is empty")
-        if y.min() < 0:
-            raise UserError(f"{path}: {key_y} holds negative labels")
-        # float32 (N, C, H, W) in [0, 1]
-        scale = float(np.iinfo(x.dtype).max) if np.issubdtype(x.dtype, np.integer) else 1.0
-        x = x.astype(np.float32) / scale
+        if checked is None:
+            if arrays is not None:  # already read by the caller: check them the same way
+                checked = _checked_from_arrays(path, arrays, image_size, channels)
+            else:
+                checked = read_medmnist(path, image_size, channels)
+        splits, classes, native = checked
+        if split not in splits:
+            raise UserError(f"{path}: no split {split!r}; a MedMNIST file has "
+                            f"{', '.join(SPLITS)}")
+        x, y = splits[split]
+        x = validate.image_values(f"{path}: {split}_images", x)  # float32 in [0, 1]
         x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
         if x.shape[1] != channels:
             x = np.stack([imagefiles.to_channels(im.transpose(1, 2, 0) if im.shape[0] == 3
                                                  else im[0], channels) for im in x])
         if image_size is not None and tuple(x.shape[2:]) != (image_size, image_size):
             x = np.stack([frame(im, image_size) for im in x])
-        base = os.path.basename(path).lower().split(".")[0]
-        n_classes = int(max(arrays[f"{s}_labels"].max() for s in SPLITS
-                            if f"{s}_labels" in arrays)) + 1
-        classes = MEDMNIST_CLASSES.get(base, tuple(str(k) for k in range(n_classes)))
-        if len(classes) != n_classes:
-            classes = tuple(str(k) for k in range(n_classes))
-        super().__init__(x, y, classes, transform, name=f"{base}:{split}")
-        self.native_size = int(arrays[key_x].shape[1])
+        super().__init__(x, y, classes, transform, name=f"{medmnist_name(path)}:{split}")
+        self.native_size = native
+
+
+def _checked_from_arrays(path, arrays, image_size, channels):
+    headers = {k: (tuple(np.shape(v)), np.asarray(v).dtype) for k, v in arrays.items()}
+    _check_npz_members(path, headers, image_size, channels)
+    return _check_npz_labels(path, arrays)
 
 
 def npz_splits(path, image_size=None, channels=1):
-    arrays = load_npz(path)
-    datasets = {s: MedMNIST(path, s, image_size, channels, arrays=arrays) for s in SPLITS}
+    checked = read_medmnist(path, image_size, channels)
+    datasets = {s: MedMNIST(path, s, image_size, channels, checked=checked) for s in SPLITS}
     native = datasets["train"].native_size
     info = _info(f"npz {os.fspath(path)}", False, datasets, {"native_size": native})
     return Splits(datasets["train"], datasets["val"], datasets["test"], info)
@@ -288,6 +375,9 @@ def npz_splits(path, image_size=None, channels=1):
 def synthetic_splits(image_size=28, channels=1, seed=0, sizes=None):
     """The SYNTHETIC set (see minicnn.data.synthetic): deterministic from seed."""
     sizes = dict(SYNTHETIC_SIZES, **(sizes or {}))
+    validate.fits_in_memory(f"the synthetic set ({sum(sizes.values())} images at {image_size}x"
+                            f"{image_size})", sum(sizes.values()) * channels * image_size ** 2 * 4,
+                            hint="; use a smaller --synthetic-size or --image-size")
     datasets = {}
     for s in SPLITS:
         x, y = synthetic_split(sizes[s], image_size, seed, s)
@@ -316,12 +406,17 @@ def open_splits(source="synthetic", image_size=None, channels=1, seed=0, synthet
     image_size None means: the file's own size for .npz, 28 for synthetic, 64 for folders.
     """
     source = "synthetic" if source is None else os.fspath(source)
+    if image_size is not None:
+        validate.integer("--image-size", image_size, 1, validate.MAX_IMAGE_SIZE)
+    validate.choice("channels", channels, (1, 3))
     if source == "synthetic":
-        return synthetic_splits(image_size or 28, channels, seed, synthetic_sizes)
+        return synthetic_splits(28 if image_size is None else image_size, channels, seed,
+                                synthetic_sizes)
     if source.lower().endswith(".npz"):
         return npz_splits(source, image_size, channels)
     if os.path.isdir(source):
-        return folder_splits(source, image_size or 64, channels, progress=progress)
+        return folder_splits(source, 64 if image_size is None else image_size, channels,
+                             progress=progress)
     if os.path.exists(source):
         raise UserError(f"{source}: not a data set minicnn reads; --data takes a folder "
                         "(train/, val/, test/ with one folder per class), a MedMNIST .npz "

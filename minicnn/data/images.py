@@ -19,6 +19,7 @@ Pillow does; gray to colour repeats the gray plane. An alpha channel is dropped.
 DICOM needs the optional pydicom package: pip install "minicnn[dicom]".
 """
 import os
+import stat
 
 import numpy as np
 
@@ -51,15 +52,43 @@ def read_image(path, channels=1):
     path = os.fspath(path)
     if channels not in (1, 3):
         raise ValueError(f"read_image: channels must be 1 or 3, got {channels!r}")
-    if not os.path.exists(path):
-        raise UserError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise UserError(f"{path}: is a folder, not an image file")
+    check_regular_file(path)
     if is_dicom(path):
         plane = _read_dicom(path)
     else:
         plane = _read_pillow(path)
     return to_channels(plane, channels)
+
+
+def check_regular_file(path):
+    """UserError unless path is a regular file; decided by os.stat alone, so a named pipe
+    or a device (which would block or never end) is refused without being opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path}: is a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) \
+            else "a device"
+        raise UserError(f"{path}: is {kind}, not a regular file; image files only")
+
+
+def max_pixels():
+    """The most pixels an image may have (Pillow's decompression-bomb limit, ~89 million)."""
+    from PIL import Image
+    return Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+def check_pixel_count(path, height, width, what="image"):
+    limit = max_pixels()
+    if height * width > limit:
+        raise UserError(f"{path}: the {what} declares {width}x{height} pixels "
+                        f"({height * width:,}), more than the {limit:,} minicnn decodes (a "
+                        "decompression bomb, or a scan far larger than needed); shrink it first")
 
 
 def to_channels(image, channels):
@@ -76,12 +105,20 @@ def to_channels(image, channels):
 # --- Pillow: PNG, JPEG, BMP, TIFF, ... ---------------------------------------------------
 
 def _read_pillow(path):
+    import warnings
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            img_file = Image.open(path)
+        with img_file as img:
+            check_pixel_count(path, img.size[1], img.size[0], "image header")  # before decoding
             img.load()  # decode now: a truncated file fails here, not later
             img = ImageOps.exif_transpose(img)  # phone photos of films carry a rotation tag
             return pillow_to_array(img, path)
+    except Image.DecompressionBombError as err:
+        raise UserError(f"{path}: the image header declares too many pixels ({err}); "
+                        "shrink it first") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file that can be read (Pillow does not "
                         "recognise its format); remove it or convert it to PNG") from None
@@ -129,6 +166,9 @@ def _read_dicom(path):
         ds = pydicom.dcmread(path)
     except Exception as err:  # pydicom raises several kinds for a file that is not DICOM
         raise UserError(f"{path}: not a readable DICOM file ({type(err).__name__}: {err})") from None
+    rows, cols = getattr(ds, "Rows", None), getattr(ds, "Columns", None)
+    if isinstance(rows, int) and isinstance(cols, int):
+        check_pixel_count(path, rows, cols, "DICOM header")
     try:
         pixels = ds.pixel_array
     except Exception as err:  # no pixel data, or a compression pydicom cannot decode here
