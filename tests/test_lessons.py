@@ -1,4 +1,6 @@
-"""Every lesson runs on its own in --quick mode and saves its figures."""
+"""Every lesson runs top to bottom in quick mode and saves its figures: as a notebook in a
+Jupyter kernel (nbclient), from a folder outside the checkout, for every lesson; and as a
+plain script for a few (the notebook run covers the rest of what a script run would)."""
 import os
 import re
 import subprocess
@@ -10,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = ROOT / "lessons"
 
-# lesson -> the figures it must save
+# lesson -> the figures it must save (lessons written elsewhere may add to this table)
 FIGURES = {
     "01_convolution": ["conv_timings.png", "sobel_edges.png"],
     "02_activations": ["activations.png", "relu_feature_map.png"],
@@ -27,12 +29,17 @@ FIGURES = {
 }
 
 
+ON_DISK = sorted(p.stem for p in LESSONS.glob("[0-9][0-9]_*.py"))
+SCRIPT_RUNS = ["02_activations", "08_training"]     # also run as scripts, with --quick and --out
+
+
 def test_every_lesson_is_listed():
-    on_disk = sorted(p.stem for p in LESSONS.glob("[0-9][0-9]_*.py"))
-    assert on_disk == sorted(FIGURES)
+    listed = [name for name in ON_DISK if name in FIGURES]
+    assert listed == sorted(FIGURES), "a lesson in the table is missing from lessons/"
+    assert len(ON_DISK) >= 11
 
 
-@pytest.mark.parametrize("name", sorted(FIGURES))
+@pytest.mark.parametrize("name", ON_DISK)
 def test_lesson_is_a_percent_notebook_that_says_what_it_teaches(name):
     text = (LESSONS / f"{name}.py").read_text()
     lines = text.splitlines()
@@ -43,17 +50,74 @@ def test_lesson_is_a_percent_notebook_that_says_what_it_teaches(name):
     assert "sys.path" not in text, "lessons import the installed minicnn, no path hacks"
 
 
+def check_figures(name, out, stdout):
+    for figure in FIGURES.get(name, []):
+        path = out / figure
+        saved = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        assert path.is_file(), f"{name} did not save {figure}; it saved {saved}"
+        assert path.stat().st_size > 2000, f"{figure} is suspiciously small"
+        assert f"saved figure: {path}" in stdout or f"saved figure: {path.relative_to(out.parent.parent)}" in stdout
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(FIGURES))
+@pytest.mark.parametrize("name", SCRIPT_RUNS)
 def test_lesson_runs_quick_and_saves_its_figures(name, tmp_path):
     out = tmp_path / name
     done = subprocess.run([sys.executable, str(LESSONS / f"{name}.py"), "--quick", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, MPLBACKEND="Agg"))
     assert done.returncode == 0, f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    for figure in FIGURES[name]:
-        path = out / figure
-        assert path.is_file(), f"{name} did not save {figure}; it saved {sorted(p.name for p in out.iterdir())}"
-        assert path.stat().st_size > 2000, f"{figure} is suspiciously small"
-        assert f"saved figure: {path}" in done.stdout
+    check_figures(name, out, done.stdout)
+
+
+def test_notebooks_command_writes_one_notebook_per_lesson(tmp_path):
+    nbformat = pytest.importorskip("nbformat", reason="needs the lessons extra (jupytext)")
+    pytest.importorskip("jupytext", reason="needs the lessons extra (jupytext)")
+    from minicnn import notebooks
+    assert notebooks.main(["--out", str(tmp_path), "--lessons", str(LESSONS)]) == 0
+    written = sorted(p.stem for p in tmp_path.glob("*.ipynb"))
+    assert written == ON_DISK
+    nb = nbformat.read(str(tmp_path / "03_pooling.ipynb"), as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# Lesson 03")
+    assert any(c.cell_type == "code" and "from minicnn.lesson import" in c.source for c in nb.cells)
+    assert notebooks.main(["--out", str(tmp_path), "--lessons", str(tmp_path / "none")]) == 2
+
+
+def _outputs_text(nb):
+    text = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                text.append(output.get("text", ""))
+    return "".join(text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ON_DISK)
+def test_lesson_runs_as_a_notebook_from_any_folder(name, tmp_path, monkeypatch):
+    """The lesson as a .ipynb, alone in a temporary folder, executed in a Jupyter kernel
+    with MINICNN_QUICK=1: what a student gets from `python -m minicnn.notebooks` or Colab."""
+    pytest.importorskip("jupytext", reason="needs the lessons extra: pip install -e '.[lessons]'")
+    nbclient = pytest.importorskip("nbclient", reason="needs the lessons extra")
+    pytest.importorskip("ipykernel", reason="needs the lessons extra")
+    from minicnn import notebooks
+    folder = tmp_path / "student"
+    folder.mkdir()
+    notebooks.write_notebooks(folder, LESSONS, [name])
+    import nbformat
+    nb = nbformat.read(str(folder / f"{name}.ipynb"), as_version=4)
+    monkeypatch.setenv("MINICNN_QUICK", "1")              # the kernel inherits it
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.chdir(folder)
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(folder)}})
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        pytest.fail(f"{name} failed as a notebook:\n{str(exc)[-3000:]}")
+    stdout = _outputs_text(nb)
+    assert f"[{name}] quick mode" in stdout, stdout[:500]
+    out = folder / "lesson_out" / name
+    check_figures(name, out, stdout)
 
