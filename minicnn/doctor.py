@@ -2,7 +2,12 @@
 
 Prints the versions of numpy, numba (and its threading layer), cupy; whether a
 GPU, NVRTC, nvcc and g++ are there; then tries a tiny conv2d on each device.
+
+`minicnn doctor --gpu` puts a real GPU through everything instead (the cuda-device
+tests, a cpu/cuda twin training, the speed targets against cuBLAS and cuDNN,
+compute-sanitizer) and prints one page; see minicnn/gpu_check.py.
 """
+import argparse
 import importlib
 import platform
 import shutil
@@ -10,8 +15,18 @@ import subprocess
 
 
 def add_arguments(parser):
+    from minicnn.gpu_check import BUDGET_S, EXIT_CODES_HELP
     parser.add_argument("--no-devices", action="store_true",
                         help="only report versions and tools; do not run a kernel on each device")
+    parser.add_argument("--gpu", action="store_true",
+                        help=f"the one-command check of a real GPU (under {BUDGET_S} s): every "
+                             "cuda-device test, a cpu/cuda twin training, sgemm vs cuBLAS, "
+                             "conv2d vs cuDNN and a 224-px training step vs the cpu device "
+                             "(with PyTorch), compute-sanitizer where installed; one page")
+    parser.add_argument("--no-sanitizer", action="store_true",
+                        help="with --gpu: skip the compute-sanitizer runs")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXIT_CODES_HELP
 
 
 def _version(name):
@@ -93,6 +108,9 @@ def _try_device(device):
 
 
 def run(args):
+    if getattr(args, "gpu", False):
+        from minicnn import gpu_check
+        return gpu_check.run(args)
     rows = [
         ("python", platform.python_version()),
         ("numpy", _version("numpy")),
