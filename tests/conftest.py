@@ -11,7 +11,8 @@
 
 A test that takes `backend` receives the device name to pass to
 minicnn.tensor(..., device=backend); the cpu kernels are chosen for it and put
-back to numba afterwards.
+back to numba afterwards. `cuda_device` gives only cuda-sim and cuda, for tests
+that run a whole training on one and compare it with the cpu.
 
 `one_torch_thread` (module scope; a module asks for it with
 `pytestmark = pytest.mark.usefixtures("one_torch_thread")`) runs torch's reference
@@ -69,6 +70,16 @@ def backend(request):
         yield device
     finally:
         minicnn.use_cpu_kernels("numba")
+
+
+@pytest.fixture(params=["cuda-sim", "cuda"])
+def cuda_device(request):
+    """The CUDA devices only (the emulator, a real GPU), for tests that compare a run on
+    one with the same run on the cpu; each skips, with the reason, where it cannot run."""
+    reason = _unavailable(request.param)
+    if reason:
+        pytest.skip(reason)
+    return request.param
 
 
 @pytest.fixture(params=["numba", "reference"])
