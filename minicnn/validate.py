@@ -94,13 +94,19 @@ def settings(cfg):
         raise UserError(f"--out must be a folder name, got {cfg['out']!r}")
     if not isinstance(cfg["data"], (str, os.PathLike)) or not os.fspath(cfg["data"]):
         raise UserError(f"--data must be a folder, a .npz file or 'synthetic', got {cfg['data']!r}")
-    sizes = cfg["synthetic_sizes"]
-    if sizes is not None:
-        if not isinstance(sizes, dict) or set(sizes) - {"train", "val", "test"}:
-            raise UserError(f"synthetic_sizes must be a dict of train/val/test sizes, got {sizes!r}")
-        for split, n in sizes.items():
-            integer(f"--synthetic-size ({split} images)", n, 4 if split != "train" else 8,
-                    10_000_000)
+    synthetic_sizes("synthetic_sizes", cfg["synthetic_sizes"])
+
+
+def synthetic_sizes(flag, sizes):
+    """None, or {"train": n >= 8, "val": n >= 4, "test": n >= 4} (any of them)."""
+    if sizes is None:
+        return None
+    if not isinstance(sizes, dict) or set(sizes) - {"train", "val", "test"}:
+        raise UserError(f"{flag} must be a dict of train/val/test sizes, got {sizes!r}")
+    for split, n in sizes.items():
+        integer(f"--synthetic-size ({split} images)", n, 4 if split != "train" else 8,
+                10_000_000)
+    return sizes
 
 
 # --- memory --------------------------------------------------------------------------------------

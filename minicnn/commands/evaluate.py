@@ -4,9 +4,11 @@
 """
 import os
 
-from ..checkpoint import load_checkpoint
+from .. import validate
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..data.datasets import open_splits
 from ..errors import UserError
+from ..runlock import RunLock
 from ..train import evaluate, write_json_atomic
 from .figures import SYNTHETIC_NOTE, evaluation_figures, note_for
 
@@ -27,8 +29,16 @@ def run(args):
     cfg = ck.train_config
     data = args.data or cfg.get("data", "synthetic")
     synthetic = data == "synthetic"
-    splits = open_splits(data, ck.image_size[0], ck.channels, seed=cfg.get("seed", 0) if synthetic else 0,
-                         synthetic_sizes=cfg.get("synthetic_sizes") if synthetic else None)
+    seed, sizes = (cfg.get("seed", 0), cfg.get("synthetic_sizes")) if synthetic else (0, None)
+    try:  # what the checkpoint says about its data, checked as the flags would be
+        if not isinstance(data, str) or not data:
+            raise UserError(f"data must be a path or 'synthetic', got {data!r}")
+        validate.integer("seed", seed, 0, validate.MAX_SEED)
+        validate.synthetic_sizes("synthetic_sizes", sizes)
+    except UserError as err:
+        raise CheckpointError(f"{args.checkpoint}: its train_config is not valid ({err}); "
+                              "give --data") from None
+    splits = open_splits(data, ck.image_size[0], ck.channels, seed=seed, synthetic_sizes=sizes)
     if list(splits.train.classes) != ck.classes:
         raise UserError(f"{data}: its classes ({', '.join(splits.train.classes)}) are not those "
                         f"the network in {args.checkpoint} was trained on ({', '.join(ck.classes)})")
@@ -38,6 +48,12 @@ def run(args):
                         threshold=ck.threshold, device=args.device)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
                                    f"evaluate-{args.split}")
+    with RunLock(out, "--out"):  # one writer per folder; the scores are computed already
+        _write(args, ck, data, splits, dataset, m, probs, out)
+    return 0
+
+
+def _write(args, ck, data, splits, dataset, m, probs, out):
     result = {args.split: m, "checkpoint": os.path.abspath(args.checkpoint), "data": splits.info}
     write_json_atomic(os.path.join(out, "metrics.json"), result)
     note = note_for(splits.info)
@@ -56,4 +72,3 @@ def run(args):
         for path in evaluation_figures(out, args.split, dataset, probs, ck.positive_class,
                                        ck.threshold, note):
             print(f"  {path}")
-    return 0

@@ -15,6 +15,7 @@ from ..checkpoint import load_checkpoint
 from ..data.datasets import frame
 from ..data.images import read_image
 from ..errors import UserError
+from ..runlock import RunLock
 from ..train import normalise, predict
 
 
@@ -34,29 +35,41 @@ def prepare(path, ck):
                  source=path)
 
 
+def _read_all(paths, ck):
+    """(images, their paths, failures): every file tried, whatever goes wrong with one."""
+    images, ok, failures = [], [], []
+    for path in paths:
+        try:
+            images.append(prepare(path, ck))
+            ok.append(path)
+        except UserError as err:
+            failures.append(str(err))
+        except Exception as err:  # a reader's own fault: name the file, go on with the rest
+            failures.append(f"{path}: could not be read ({type(err).__name__}: {err})")
+    return images, ok, failures
+
+
 def run(args):
     ck = load_checkpoint(args.checkpoint)
     model = ck.build_model(args.device)
     pos = ck.positive_class
     name = ck.classes[pos]
-    images, paths, failures = [], [], []
-    for path in args.images:
-        try:
-            images.append(prepare(path, ck))
-            paths.append(path)
-        except UserError as err:
-            failures.append(str(err))
-    results = []
+    images, paths, failures = _read_all(args.images, ck)
+    results, scored = [], []
     if images:
         batch = np.stack(images)
         probs, _ = predict(model, normalise(batch, ck.norm_mean, ck.norm_std), device=args.device)
-        for path, p in zip(paths, probs):
+        for k, (path, p) in enumerate(zip(paths, probs)):
+            if not np.isfinite(p).all():  # never print "nan NORMAL"
+                failures.append(f"{path}: the network's output is NaN or infinite for this image")
+                continue
             if len(ck.classes) == 2:
                 label = ck.classes[pos] if p[pos] >= ck.threshold else ck.classes[1 - pos]
             else:
                 label = ck.classes[int(p.argmax())]
             results.append({"image": path, f"p_{name.lower()}": float(p[pos]),
                             "prediction": label, "threshold": ck.threshold})
+            scored.append(k)
     if not args.json and results:
         width = max(len(r["image"]) for r in results)
         print(f"{'image':<{width}}  P({name})  prediction (threshold {ck.threshold:.3f}, "
@@ -67,13 +80,19 @@ def run(args):
     elif results:
         for r in results:
             print(json.dumps(r))
-    if args.gradcam and images:
-        _gradcam(args, ck, model, np.stack(images), paths)
+    if args.gradcam and scored:
+        try:
+            with RunLock(args.gradcam, "--gradcam"):
+                failures += _gradcam(args, ck, model, np.stack([images[k] for k in scored]),
+                                     [paths[k] for k in scored])
+        except UserError as err:  # the scores above stand; say why the heat maps do not
+            failures.append(str(err))
     if results and not args.json:
         print("minicnn is for learning and research; it is not a medical device.")
     if failures:
-        raise UserError("could not read " + ("these images" if len(failures) > 1 else "an image")
-                        + ":\n  " + "\n  ".join(failures))
+        raise UserError(f"scored {len(results)} of {len(args.images)} image(s); could not use "
+                        + ("these" if len(failures) > 1 else "this one") + ":\n  "
+                        + "\n  ".join(failures))
     return 0
 
 
@@ -82,7 +101,7 @@ def _gradcam(args, ck, model, batch, paths):
     from .. import viz
     cams, probs = grad_cam(model, normalise(batch, ck.norm_mean, ck.norm_std), ck.positive_class,
                            device=args.device)
-    os.makedirs(args.gradcam, exist_ok=True)
+    failures = []
     for k, path in enumerate(paths):
         stem = os.path.splitext(os.path.basename(path))[0]
         target = os.path.join(args.gradcam, f"{stem}_gradcam.png")
@@ -91,7 +110,13 @@ def _gradcam(args, ck, model, batch, paths):
             label = ck.positive_class if positive else 1 - ck.positive_class
         else:
             label = int(probs[k].argmax())
-        viz.gradcam_grid(batch[k:k + 1], cams[k:k + 1], [label], probs[k:k + 1, ck.positive_class],
-                         ck.classes, ck.positive_class, target,
-                         title=f"{os.path.basename(path)}: predicted {ck.classes[label]}")
+        try:
+            viz.gradcam_grid(batch[k:k + 1], cams[k:k + 1], [label],
+                             probs[k:k + 1, ck.positive_class], ck.classes, ck.positive_class,
+                             target, title=f"{os.path.basename(path)}: predicted {ck.classes[label]}")
+        except OSError as err:
+            failures.append(f"{target}: could not write the Grad-CAM figure "
+                            f"({err.strerror or err})")
+            continue
         print(f"Grad-CAM: {target}")
+    return failures
