@@ -10,7 +10,9 @@
 # - two classic troubles: vanishing gradients (sigmoid) and dead units (ReLU);
 # - why sigmoid must be written with care for large |x|.
 #
-# Run it: `python lessons/02_activations.py [--quick] [--out FOLDER]`.
+# Run it: `python lessons/02_activations.py [--quick] [--out FOLDER]`. Its figure of
+# a feature map uses pydicom's real CT slice, or a SYNTHETIC X-ray (and says so in
+# the title) when pydicom is not installed.
 # Practise it: exercise 04 (ReLU backward), `minicnn grade 04`.
 
 # %%
@@ -80,11 +82,21 @@ save(fig, OUT, "activations.png")
 # %% [markdown]
 # ## Vanishing gradients
 #
-# Backpropagation multiplies one derivative per layer. sigmoid' is at most 0.25, so
-# through 10 sigmoid layers the gradient shrinks by at least 0.25¹⁰ ≈ 1e-6: the
-# first layers barely learn. ReLU's derivative is exactly 1 for active units.
-# Measure it: push a signal through a stack of layers and look at the gradient
-# reaching the input.
+# Backpropagation multiplies one factor per layer. Going back through
+# `h = act(W h_prev + b)`, the gradient is multiplied by act' (elementwise) and
+# then by Wᵀ:
+#
+#     dL/dh_prev = Wᵀ (act'(z) ⊙ dL/dh)
+#
+# sigmoid' is at most 0.25, so the activations alone shrink the gradient by at
+# least 0.25 per layer. The weights can make up part of it: each Wᵀ can stretch a
+# vector by at most its largest singular value ‖W‖₂. So through L layers
+#
+#     |dL/dx| ≤ 0.25^L · ‖W_1‖₂ ··· ‖W_L‖₂ · |dL/dh_L|
+#
+# (ReLU: the same without the 0.25^L, since ReLU' is 0 or 1). The run below
+# measures the ratio |dL/dx| / |dL/dh_L| and prints it beside that bound, for the
+# number of layers it actually stacked.
 
 # %%
 depth = 6 if args.quick else 12
@@ -93,14 +105,21 @@ layers = [nn.Linear(32, 32) for _ in range(depth)]
 for layer in layers:       # He initialisation: keeps a ReLU signal's size layer after layer
     nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
     nn.init.zeros_(layer.bias)
-for name, act in [("sigmoid", F.sigmoid), ("ReLU", F.relu)]:
+stretch = float(np.prod([np.linalg.norm(layer.weight.numpy(), 2) for layer in layers]))
+print(f"{depth} layers; the product of the weights' largest singular values is {stretch:.3g}")
+ratios = {}
+for name, act, slope in [("sigmoid", F.sigmoid, 0.25), ("ReLU", F.relu, 1.0)]:
     x = minicnn.randn(16, 32, requires_grad=True)
     h = x
     for layer in layers:
         h = act(layer(h))
-    h.sum().backward()
-    print(f"{depth} layers of {name:7s}: mean |dL/dx| at the input = "
-          f"{np.abs(x.grad.numpy()).mean():.2e}")
+    h.sum().backward()                      # dL/dh_L = 1 for every element
+    ratio = ratios[name] = np.linalg.norm(x.grad.numpy()) / np.sqrt(h.numel())
+    print(f"{depth} layers of {name:7s}: |dL/dx| / |dL/dh_L| = {ratio:.2e}; the bound "
+          f"{slope:g}^{depth} x {stretch:.3g} = {slope ** depth * stretch:.2e}"
+          + (f" ({slope:g}^{depth} alone = {slope ** depth:.1e})" if slope < 1 else ""))
+print(f"through the same {depth} weight matrices, the sigmoid stack passes back "
+      f"{ratios['ReLU'] / ratios['sigmoid']:.0f}x less gradient than the ReLU stack")
 
 # %% [markdown]
 # ## Dead ReLUs
@@ -150,10 +169,16 @@ gx = F.conv2d(minicnn.tensor(image[None, None]), minicnn.tensor(sobel), padding=
 rectified = F.relu(gx)
 print(f"image: {what}")
 print(f"Gx has {np.mean(gx.numpy() < 0):.0%} negative values; ReLU sets them to 0")
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+lim = float(np.abs(gx.numpy()).max())                # a diverging map centred on 0
 for ax, pic, title in zip(axes, [image, gx.numpy()[0, 0], rectified.numpy()[0, 0]],
-                          ["input", "Sobel Gx", "ReLU(Gx)"]):
-    ax.imshow(pic, cmap="gray" if title == "input" else "RdBu_r" if title == "Sobel Gx" else "magma")
+                          ["input", "Sobel Gx (red +, blue −)", "ReLU(Gx)"]):
+    shown = ax.imshow(pic, **({"cmap": "gray"} if title == "input" else
+                              {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim} if "Gx (" in title
+                              else {"cmap": "magma", "vmin": 0, "vmax": lim}))
+    if title != "input":
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
     ax.set_title(title)
     ax.axis("off")
+fig.suptitle(what, fontsize=9, color="darkred" if "SYNTHETIC" in what else "black")
 save(fig, OUT, "relu_feature_map.png")

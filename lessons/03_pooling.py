@@ -9,8 +9,16 @@
 # - average pooling, and how zero padding counts in its divisor;
 # - what repeated pooling does to an image.
 #
-# Run it: `python lessons/03_pooling.py [--quick] [--out FOLDER]`.
+# Run it: `python lessons/03_pooling.py [--quick] [--out FOLDER]` (the first run
+# compiles minicnn's numba kernels: 10–20 s, once).
 # Practise it: exercise 05 (max-pool backward), `minicnn grade 05`.
+#
+# The kernels, from plainest to fastest (the cell below prints where each
+# function starts, looked up in the installed files):
+# - `kernels/reference.py`: the formulas in numpy, the truth the others are tested against;
+# - `kernels/cpu/ladder/pool_v1_loops.py`: the formula as straight numba loops;
+# - `kernels/cpu/pool.py`: the engine's CPU path (with a special case for 2 × 2);
+# - `kernels/cuda/pool.cu`: the CUDA kernels, one thread per output (lesson 10).
 #
 #     max: y[n,c,i,j] = max  over (p,q) of x[n, c, i·s + p − pad, j·s + q − pad]
 #     avg: y[n,c,i,j] = mean over (p,q) of the same window (padding counts as 0)
@@ -23,9 +31,14 @@ import minicnn
 from minicnn import functional as F
 from minicnn.kernels import reference
 
-from minicnn.lesson import setup, save, medical_image, plt
+from minicnn.lesson import setup, save, medical_image, plt, show_kernels
 
-args, OUT = setup("03_pooling", "Lesson 03: max and average pooling, forward and backward")
+args, OUT = setup("03_pooling", "Lesson 03: max and average pooling, forward and backward",
+                  compiles=True)
+show_kernels(("reference.py", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward"),
+             ("cpu/ladder/pool_v1_loops.py", "forward", "backward"),
+             ("cpu/pool.py", "max_pool_fwd", "max_pool_bwd", "avg_pool_fwd"),
+             ("cuda/pool.cu", "max_pool2d_forward", "max_pool2d_backward"))
 
 # %% [markdown]
 # ## Max pooling, and the argmax
@@ -104,5 +117,5 @@ for row, (name, pool) in enumerate([("max", F.max_pool2d), ("avg", F.avg_pool2d)
         ax.set_title(f"{name} pool x{level}: {t.shape[2]}x{t.shape[3]}", fontsize=9)
         ax.axis("off")
         t = pool(t, 2)
-fig.suptitle(what, fontsize=9)
+fig.suptitle(what, fontsize=9, color="darkred" if "SYNTHETIC" in what else "black")
 save(fig, OUT, "pooling_levels.png")

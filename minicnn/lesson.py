@@ -22,12 +22,14 @@ if "ipykernel" not in sys.modules:      # a script: draw off-screen, save to fil
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
-def setup(name, description, add_options=None, data=False, train=False):
+def setup(name, description, add_options=None, data=False, train=False, compiles=False):
     """Parse the lesson's options; returns (args, out_folder) and makes the folder.
 
     name: the lesson's file stem ("01_convolution"); add_options(parser) adds extras;
     data=True adds --data (the data set: "synthetic" or a MedMNIST .npz file);
-    train=True adds --epochs, for lessons that train a network with train_classifier().
+    train=True adds --epochs, for lessons that train a network with train_classifier();
+    compiles=True warns that the first run compiles numba kernels (lessons that call
+    the CPU kernels early, so a pause there is not taken for a hang).
     """
     parser = argparse.ArgumentParser(prog=f"python lessons/{name}.py", description=description)
     parser.add_argument("--quick", action="store_true",
@@ -48,7 +50,13 @@ def setup(name, description, add_options=None, data=False, train=False):
     args.quick = args.quick or os.environ.get("MINICNN_QUICK", "") not in ("", "0")
     os.makedirs(args.out, exist_ok=True)
     print(f"[{name}] {'quick mode, ' if args.quick else ''}figures go to {args.out}/")
+    if compiles:
+        print(COMPILE_NOTE)
     return args, args.out
+
+
+COMPILE_NOTE = ("note: the first run on this machine compiles minicnn's numba kernels, which "
+                "takes 10-20 s; numba caches them, so later runs start at once")
 
 
 def save(fig, out, filename):
@@ -118,3 +126,39 @@ def medical_image(size=None):
         what = "a SYNTHETIC chest X-ray from minicnn's generator (pydicom is not installed)"
     lo, hi = float(image.min()), float(image.max())
     return (image - lo) / max(hi - lo, 1e-12), what
+
+
+def kernel_lines(relpath, *names):
+    """Where minicnn's kernels hold a computation, looked up in the installed files now
+    (so a lesson's pointer cannot go stale): one line per name, "kernels/FILE:LINE  name".
+
+    relpath: a file under kernels/ ("cpu/pool.py", "cuda/pool.cu"); each name is a
+    function (found as `def name` or ` name(` in a CUDA signature) or any text in the
+    file (its first line holding it). Raises LookupError for a name not found.
+    """
+    import re
+    from pathlib import Path
+
+    import minicnn.kernels
+    path = Path(minicnn.kernels.__file__).parent / relpath
+    lines = path.read_text().splitlines()
+    found = []
+    for name in names:
+        patterns = [rf"^\s*def {re.escape(name)}\(", rf"__global__ void {re.escape(name)}\("] \
+            if name.isidentifier() else []
+        number = next((k for pattern in patterns for k, line in enumerate(lines, 1)
+                       if re.search(pattern, line)), None)
+        if number is None:
+            number = next((k for k, line in enumerate(lines, 1) if name in line), None)
+        if number is None:
+            raise LookupError(f"{name!r} is not in kernels/{relpath} any more: the lesson "
+                              "needs updating")
+        found.append(f"kernels/{relpath}:{number}  {name if name.isidentifier() else lines[number - 1].strip()}")
+    return found
+
+
+def show_kernels(*entries):
+    """Print kernel_lines for each (relpath, name, ...) entry."""
+    for relpath, *names in entries:
+        for line in kernel_lines(relpath, *names):
+            print("  " + line)
