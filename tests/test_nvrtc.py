@@ -47,6 +47,18 @@ memory), 0 bytes of spill stores and 0 bytes of spill loads.
                  ce_reduce                     12          16         1024
                  ce_weight_sum                 14          18         1024
                  cross_entropy_backward        20          21            0
+                 bce_with_logits_forward       16          16            0
+                 bce_reduce                    12          14         1024
+                 bce_with_logits_backward      23          24            0
+  norm.cu        batch_norm_stats              21          24         1024
+                 batch_norm_eval_stats         13          13            0
+                 batch_norm_apply              18          18            0
+                 batch_norm_grad_sums          21          25         1024
+                 batch_norm_backward_input     21          22            0
+  dropout.cu     dropout_forward               22          24            0
+                 dropout_backward              12          12            0
+  adaptive_pool.cu adaptive_avg_pool2d_forward 52          32            0
+                 adaptive_avg_pool2d_backward  45          39            0
   optim.cu       sgd_step                      11          12            0
                  adam_step                     16          20            0
 sgemm's 8320 bytes are its two 16 x 65 float slabs; the 1024 bytes of the reductions
@@ -196,7 +208,9 @@ def test_file_opens_with_formula_index_map_and_lesson(path):
 
 
 def test_backends_launch_exactly_the_kernels_in_the_files():
-    source = Path(glue.__file__).read_text()
+    # the glue, and its mixin for the layer kernels (norm, dropout, adaptive pooling, BCE)
+    source = Path(glue.__file__).read_text() + \
+        Path(glue.__file__).with_name("_cuda_layers.py").read_text()
     launched = set(re.findall(r'launch\(\s*"(\w+)",\s*"(\w+)"', source))
     # the helpers that launch a kernel of a fixed file by a name given to them
     launched |= {("activation", k) for k in re.findall(r'_elementwise\(\s*"(\w+)"', source)}

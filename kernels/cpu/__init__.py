@@ -1,4 +1,4 @@
-"""The CPU kernels, compiled by numba: one module per op family (lessons 01, 02, 03, 06).
+"""The CPU kernels, compiled by numba: one module per op family (lessons 01, 02, 03, 05, 06).
 
     conv.py        conv2d forward / backward: which path, and the plan of chunks
     conv_taps.py   stride 1, many channels: one BLAS product per kernel tap
@@ -10,7 +10,10 @@
     pool.py        max and average pooling
     activation.py  relu, sigmoid
     linear.py      fully connected layer (BLAS)
-    loss.py        softmax, log-softmax, cross-entropy
+    loss.py        softmax, log-softmax, cross-entropy, binary cross-entropy with logits
+    norm.py        batch norm, training and eval
+    dropout.py     dropout, its mask from the Philox counter-based generator
+    adaptive_pool.py  adaptive average pooling (PyTorch's bins)
     optim.py       SGD and Adam steps
     memory.py      why large arrays are slow to make, and the malloc setting used
 

@@ -13,6 +13,15 @@
 //                 "mean": sum_n loss_n / sum_n wc[t_n]        (as PyTorch)
 //                 glogits[n,k] = wc[t_n] * (probs[n,k] - [k == t_n]) * scale_n,
 //                 scale_n = gloss[n] ("none"), gloss ("sum"), gloss / sum_n wc[t_n] ("mean")
+//   binary cross-entropy with logits x, targets t, weight w, pos_weight pw (each of
+//   x's shape, 1 where absent):
+//                 loss = w * ((1 - t) * x + (1 + (pw - 1) * t) * softplus(-x)),
+//                 softplus(-x) = log(1 + exp(-x)) = max(-x, 0) + log1p(exp(-|x|));
+//                 with pw = 1 it is max(x, 0) - x*t + log1p(exp(-|x|)), as PyTorch
+//                 "mean": sum / number of elements
+//                 gx = g * w * ((1 - t) - (1 + (pw - 1) * t) * sigmoid(-x))
+//                 gt = g * w * (-x + (pw - 1) * softplus(-x)),
+//                 g = gloss[k] ("none"), gloss ("sum"), gloss / n ("mean")
 //
 // Index maps:
 //   per-row kernels (softmax*, log_softmax*, cross_entropy_rows): one block per row,
@@ -20,6 +29,8 @@
 //     the row's max and sum are block reductions (below).
 //   ce_reduce, ce_weight_sum: a single block, threads stride over the N rows.
 //   cross_entropy_backward: one thread per element, t -> (n, k) = (t / K, t % K).
+//   bce_with_logits_forward, bce_with_logits_backward: one thread per element t.
+//   bce_reduce: a single block, threads stride over the n losses.
 //
 // Block reduction: each thread writes its partial value to a shared array; then at
 // each level the first half of the threads combines its slot with the slot `half`
@@ -184,4 +195,59 @@ extern "C" __global__ void cross_entropy_backward(const float* probs, const long
     float scale = mode == 0 ? gloss[n] : (mode == 1 ? gloss[0] : gloss[0] / wsum[0]);
     float onehot = (k == tn) ? 1.0f : 0.0f;
     glogits[t] = weight[tn] * (probs[t] - onehot) * scale;
+}
+
+// softplus(-v) = log(1 + exp(-v)), no overflow for any v.
+__device__ float softplus_neg(float v)
+{
+    return fmaxf(-v, 0.0f) + log1pf(expf(-fabsf(v)));
+}
+
+// loss[t] of element t; w and pw are read only when has_w / has_pw is 1.
+extern "C" __global__ void bce_with_logits_forward(const float* x, const float* target,
+                                                   const float* w, const float* pw,
+                                                   float* loss, int n, int has_w, int has_pw)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    float v = x[t], tt = target[t];
+    float l = has_pw ? (1.0f - tt) * v + (1.0f + (pw[t] - 1.0f) * tt) * softplus_neg(v)
+                     : fmaxf(v, 0.0f) - v * tt + log1pf(expf(-fabsf(v)));
+    loss[t] = has_w ? l * w[t] : l;
+}
+
+// out[0] = sum_t loss[t], divided by n when divide is 1 ("mean").
+extern "C" __global__ void bce_reduce(const float* loss, float* out, int n, int divide)
+{
+    __shared__ float buf[BLOCK];
+    float s = 0.0f;
+    for (int k = threadIdx.x; k < n; k += blockDim.x) s += loss[k];
+    s = block_sum(s, buf);
+    if (threadIdx.x == 0) out[0] = divide ? s / (float)n : s;
+}
+
+// mode 0 "none" (gloss has n entries), 1 "sum", 2 "mean" (gloss has 1 entry).
+// gx is written when need_x is 1, gt when need_t is 1.
+extern "C" __global__ void bce_with_logits_backward(const float* x, const float* target,
+                                                    const float* w, const float* pw,
+                                                    const float* gloss, float* gx, float* gt,
+                                                    int n, int mode, int has_w, int has_pw,
+                                                    int need_x, int need_t)
+{
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    float g = mode == 0 ? gloss[t] : (mode == 1 ? gloss[0] : gloss[0] / (float)n);
+    if (has_w) g *= w[t];
+    float v = x[t], tt = target[t];
+    float e = expf(-fabsf(v));                                // <= 1: no overflow
+    float sig_neg = v >= 0.0f ? e / (1.0f + e) : 1.0f / (1.0f + e);   // sigmoid(-v)
+    if (need_x) {
+        if (has_pw) {
+            gx[t] = g * ((1.0f - tt) - (1.0f + (pw[t] - 1.0f) * tt) * sig_neg);
+        } else {
+            float sig = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+            gx[t] = g * (sig - tt);
+        }
+    }
+    if (need_t) gt[t] = g * (has_pw ? -v + (pw[t] - 1.0f) * softplus_neg(v) : -v);
 }

@@ -43,6 +43,29 @@ The table (N batch, C/F channels, H/W height and width, K classes):
         "mean" with weights divides by sum_i weight[target_i], as PyTorch
   cross_entropy_backward(probs, target, weight, reduction, gloss) -> glogits
         gloss () or (N,) like loss; glogits (N,K)
+  batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+        -> (y, mean, invstd); x (N,C,L) (images as (N,C,H*W), vectors as (N,C,1));
+        weight, bias, running_mean, running_var (C,) or None; mean, invstd (C,) are
+        the statistics used (the batch's when training, else the running ones),
+        invstd = 1/sqrt(var + eps). Training updates running_mean/var in place as
+        PyTorch: running = (1-momentum)*running + momentum*batch, the variance unbiased
+  batch_norm_backward(gy, x, weight, mean, invstd, training, needs=(True, True, True))
+        -> (gx, gw, gb); gy, x (N,C,L); gw, gb (C,); None where needs (input, weight,
+        bias) says False; training=False: the statistics count as constants
+  dropout_forward(x, p, seed, offset=0) -> (y, mask)
+        any shape; mask uint8 (1 = kept) drawn on the device by Philox4x32-10 from
+        (seed, offset), the same on every device; y = x * mask / (1 - p)
+  dropout_backward(gy, mask, p) -> gx       gx = gy * mask / (1 - p), the forward's mask
+  adaptive_avg_pool2d_forward(x, out_hw) -> y
+        x (N,C,H,W), out_hw (Ho, Wo); bin i covers rows floor(i*H/Ho) ..
+        ceil((i+1)*H/Ho) - 1, columns likewise (PyTorch's bins); y (N,C,Ho,Wo)
+  adaptive_avg_pool2d_backward(gy, x_shape) -> gx
+  bce_with_logits_forward(x, target, weight, pos_weight, reduction) -> loss
+        x, target one shape, float; weight, pos_weight that shape or None (the caller
+        broadcasts them); loss = w*((1-t)*x + (1+(pw-1)*t)*log(1+exp(-x))), computed
+        stably; "none" -> like x, "sum", "mean" (over all elements) -> ()
+  bce_with_logits_backward(x, target, weight, pos_weight, reduction, gloss,
+        needs=(True, False)) -> (gx, gt)    gloss like loss; gx, gt like x or None
   sgd_step(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first)
         in place, PyTorch's SGD: g' = g + wd*p; buf = g' if first else
         momentum*buf + (1-dampening)*g'; d = g' + momentum*buf if nesterov else buf
@@ -67,6 +90,10 @@ KERNEL_TABLE = (
     "linear_forward", "linear_backward",
     "softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
     "cross_entropy_forward", "cross_entropy_backward",
+    "batch_norm_forward", "batch_norm_backward",
+    "dropout_forward", "dropout_backward",
+    "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+    "bce_with_logits_forward", "bce_with_logits_backward",
     "sgd_step", "adam_step",
 )
 _MODULES = {"cpu": "cpu", "cuda": "cuda", "cuda-sim": "cuda_sim", "reference": "reference"}

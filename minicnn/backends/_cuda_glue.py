@@ -241,7 +241,10 @@ class WeightGrad:
         return self.out
 
 
-class CudaKernels:
+from minicnn.backends._cuda_layers import LayerKernels  # noqa: E402  (batch norm, dropout, ...)
+
+
+class CudaKernels(LayerKernels):
     """The backend table over one array module and one way of loading .cu files."""
 
     def __init__(self, device, xp, load_module):

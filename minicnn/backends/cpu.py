@@ -23,7 +23,14 @@ from minicnn.kernels.cpu.ladder.dispatch import (  # noqa: F401
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from minicnn.kernels.cpu.adaptive_pool import (  # noqa: F401
+    adaptive_avg_pool2d_backward,
+    adaptive_avg_pool2d_forward,
+)
+from minicnn.kernels.cpu.dropout import dropout_backward, dropout_forward  # noqa: F401
 from minicnn.kernels.cpu.loss import (  # noqa: F401
+    bce_with_logits_backward,
+    bce_with_logits_forward,
     cross_entropy_backward,
     cross_entropy_forward,
     log_softmax_backward,
@@ -31,6 +38,7 @@ from minicnn.kernels.cpu.loss import (  # noqa: F401
     softmax_backward,
     softmax_forward,
 )
+from minicnn.kernels.cpu.norm import batch_norm_backward, batch_norm_forward  # noqa: F401
 from minicnn.kernels.cpu.optim import adam_step, sgd_step  # noqa: F401
 from minicnn.kernels.cpu.pool import avg_pool2d_backward, avg_pool2d_forward  # noqa: F401
 
