@@ -9,9 +9,13 @@
 #   arrays and each operation is a `Function` with `forward` and `backward`;
 # - how to write your own `Function`;
 # - the gradient check: compare backward with finite differences, and why the step
-#   size matters.
+#   size matters;
+# - the backward pass of a convolution, derived: as matrix products
+#   (gw = GY·colᵀ, gx = col2im(Wᵀ·GY)) and as sums over the kernel taps, with the
+#   lines of minicnn's kernels that compute it, checked against the engine.
 #
-# Run it: `python lessons/04_autograd.py [--quick] [--out FOLDER]`.
+# Run it: `python lessons/04_autograd.py [--quick] [--out FOLDER]` (the first run
+# compiles minicnn's numba kernels: 10–20 s, once).
 # Practise it: exercise 03 (conv backward), `minicnn grade 03`.
 
 # %%
@@ -23,9 +27,10 @@ import minicnn
 from minicnn import functional as F
 from minicnn.autograd import Function
 
-from minicnn.lesson import setup, save, plt
+from minicnn.lesson import setup, save, plt, show_kernels
 
-args, OUT = setup("04_autograd", "Lesson 04: autograd from scratch, then minicnn's")
+args, OUT = setup("04_autograd", "Lesson 04: autograd from scratch, then minicnn's",
+                  compiles=True)
 
 # %% [markdown]
 # ## Autograd on scalars, from scratch
@@ -226,3 +231,120 @@ ax.set_xlabel("finite-difference step ε")
 ax.set_ylabel("relative error vs backward()")
 ax.set_title("gradient check of conv2d in float64")
 save(fig, OUT, "gradcheck_eps.png")
+
+# %% [markdown]
+# ## The backward pass of a convolution
+#
+# Exercise 03 asks for conv2d's backward. Here it is derived twice: once as matrix
+# products, once as sums over the kernel taps. Both say the same thing.
+#
+# **As matrices.** im2col (lesson 01, exercise 02) copies, for every output pixel
+# (n, i, j), the C·KH·KW input values its kernel window sees into one column:
+#
+#     col[r, (n, i, j)] = x[n, c, i·s + p − pad, j·s + q − pad],   r = (c·KH + p)·KW + q
+#
+# so that the convolution is one product, `Y = W · col` with W (F, C·KH·KW) and
+# Y (F, N·Ho·Wo), plus the bias. For a product `Y = W · col` the chain rule gives
+# (write GY = dL/dY, laid out like Y):
+#
+#     dL/dW   = GY · colᵀ           (F, N·Ho·Wo) · (N·Ho·Wo, C·KH·KW) = (F, C·KH·KW)
+#     dL/dcol = Wᵀ · GY             (C·KH·KW, F) · (F, N·Ho·Wo)
+#     dL/db   = GY summed over its columns
+#
+# Every entry of `col` is a copy of one input pixel, and a pixel copied into k
+# columns influences the loss along k paths: its gradient is the sum of the k
+# entries of dL/dcol. Putting each entry back onto the pixel it came from, adding,
+# is **col2im**: `gx = col2im(Wᵀ · GY)`.
+#
+# **As sums over taps.** Read the same products entry by entry. Output pixel
+# (n, f, i, j) was Σ_c Σ_p Σ_q w[f,c,p,q] · x[n, c, i·s+p−pad, j·s+q−pad]; each term
+# sends gy[n,f,i,j] times the other factor back to each factor:
+#
+#     gw[f,c,p,q] = Σ_n Σ_i Σ_j  gy[n,f,i,j] · x[n, c, i·s+p−pad, j·s+q−pad]
+#     gx[n,c,h,v] = Σ_f Σ_p Σ_q  gy[n,f,i,j] · w[f,c,p,q]   over the taps with
+#                                h = i·s+p−pad and v = j·s+q−pad (skip if no such i, j)
+#     gb[f]       = Σ_n Σ_i Σ_j  gy[n,f,i,j]
+#
+# The weight gradient is itself a correlation, of the input with gy; the input
+# gradient is a "full" correlation of gy with the kernel, flipped — which is why a
+# transposed-convolution layer is the backward of a convolution.
+#
+# Where minicnn computes them (line numbers looked up in the installed files now):
+# the tap sums as numba loops (rung v1 of the CPU ladder, lesson 12), the matrix
+# form with BLAS (rung v2), the numpy reference every kernel is tested against,
+# and the col2im of the CUDA kernels.
+
+# %%
+show_kernels(("cpu/ladder/conv_v1_loops.py", "backward",
+              "acc += gy[n, f, i // sh, j // sw] * w[f, c, p, q]",
+              "acc += gy[n, f, i, j] * x[n, c, h, v]"),
+             ("cpu/ladder/conv_v2_im2col.py", "backward", "gw = (GY @ col.T)",
+              "gcol = np.ascontiguousarray(w.reshape(F, -1).T) @ GY", "col2im(gcol, 0"),
+             ("reference.py", "conv2d_backward"),
+             ("cuda/conv.cu", "col2im"))
+
+# %% [markdown]
+# Both forms, written out in numpy on a small, deliberately lopsided case (H ≠ W,
+# a 2 × 3 kernel, stride 2, padding 1: a transposed index would show), against what
+# minicnn's autograd gives through `F.conv2d` (which runs the engine's fastest path).
+
+# %%
+N, C, H, W, Fo, KH, KW, s, pad = (2, 3, 7, 6, 4, 2, 3, 2, 1)
+x_np = rng.standard_normal((N, C, H, W))
+w_np = rng.standard_normal((Fo, C, KH, KW))
+b_np = rng.standard_normal(Fo)
+Ho, Wo = (H + 2 * pad - KH) // s + 1, (W + 2 * pad - KW) // s + 1
+gy_np = rng.standard_normal((N, Fo, Ho, Wo))           # some dL/dy coming from above
+
+
+def im2col(x):
+    """x (N,C,H,W) -> col (C*KH*KW, N*Ho*Wo), column (n, i, j), row (c, p, q)."""
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    col = np.empty((C, KH, KW, N, Ho, Wo))
+    for p in range(KH):
+        for q in range(KW):
+            col[:, p, q] = xp[:, :, p:p + s * Ho:s, q:q + s * Wo:s].transpose(1, 0, 2, 3)
+    return col.reshape(C * KH * KW, N * Ho * Wo)
+
+
+def col2im(gcol):
+    """The adjoint of im2col: add every entry back onto the pixel it was copied from."""
+    gcol = gcol.reshape(C, KH, KW, N, Ho, Wo)
+    gxp = np.zeros((N, C, H + 2 * pad, W + 2 * pad))
+    for p in range(KH):
+        for q in range(KW):
+            gxp[:, :, p:p + s * Ho:s, q:q + s * Wo:s] += gcol[:, p, q].transpose(1, 0, 2, 3)
+    return gxp[:, :, pad:pad + H, pad:pad + W]          # the padding's gradient is dropped
+
+
+col = im2col(x_np)
+GY = gy_np.transpose(1, 0, 2, 3).reshape(Fo, -1)      # (F, N*Ho*Wo), columns (n, i, j)
+gw_matrix = (GY @ col.T).reshape(w_np.shape)
+gx_matrix = col2im(w_np.reshape(Fo, -1).T @ GY)
+gb_matrix = GY.sum(axis=1)
+
+gw_taps, gx_taps = np.zeros_like(w_np), np.zeros_like(x_np)
+for n in range(N):
+    for f in range(Fo):
+        for i in range(Ho):
+            for j in range(Wo):
+                for p in range(KH):
+                    for q in range(KW):
+                        h, v = i * s + p - pad, j * s + q - pad
+                        if 0 <= h < H and 0 <= v < W:
+                            gw_taps[f, :, p, q] += gy_np[n, f, i, j] * x_np[n, :, h, v]
+                            gx_taps[n, :, h, v] += gy_np[n, f, i, j] * w_np[f, :, p, q]
+
+xt = minicnn.tensor(x_np, requires_grad=True, dtype=np.float64)
+wt = minicnn.tensor(w_np, requires_grad=True, dtype=np.float64)
+bt = minicnn.tensor(b_np, requires_grad=True, dtype=np.float64)
+yt = F.conv2d(xt, wt, bt, stride=s, padding=pad)
+(yt * minicnn.tensor(gy_np, dtype=np.float64)).sum().backward()   # so that dL/dy = gy
+print(f"case: x {x_np.shape}, w {w_np.shape}, stride {s}, padding {pad} -> y {yt.shape}")
+for name, matrix, taps, engine in [("gx", gx_matrix, gx_taps, xt.grad.numpy()),
+                                   ("gw", gw_matrix, gw_taps, wt.grad.numpy()),
+                                   ("gb", gb_matrix, gy_np.sum(axis=(0, 2, 3)), bt.grad.numpy())]:
+    print(f"{name}: matrix form vs engine {np.abs(matrix - engine).max():.1e}, "
+          f"tap sums vs engine {np.abs(taps - engine).max():.1e}")
+    assert np.allclose(matrix, engine) and np.allclose(taps, engine), name
+print("both derivations agree with the engine; exercise 03 asks you to write one of them")

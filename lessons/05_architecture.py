@@ -9,7 +9,9 @@
 # - the shape of the data after every layer, from the formula
 #   `Ho = (H + 2p − k) // s + 1`, checked by running the network;
 # - where the parameters are (mostly the fully connected layers) and where the work
-#   is (mostly the convolutions).
+#   is (mostly the convolutions);
+# - batch normalisation (`nn.BatchNorm2d`): its forward and backward, and why it
+#   behaves differently in training and in evaluation (running statistics).
 #
 # Run it: `python lessons/05_architecture.py [--quick] [--out FOLDER]`.
 #
@@ -161,3 +163,104 @@ for layer in chest.features:                     # the same layers, one call eac
     y = layer(y)
 print(f"Sequential (fused) vs layer by layer: largest difference "
       f"{np.abs(fused - y.numpy()).max():.1e}")
+
+# %% [markdown]
+# ## Batch normalisation
+#
+# Deep networks train faster when every layer sees inputs of a steady size.
+# `nn.BatchNorm2d(C)`, placed after a convolution, normalises each channel c over
+# the batch and the image (the N·H·W values of that channel), then lets the
+# network rescale it with two learned numbers per channel, γ (`weight`) and
+# β (`bias`):
+#
+#     μ_c = mean of x[:, c],   σ²_c = mean of (x[:, c] − μ_c)²     (the biased variance)
+#     x̂ = (x − μ_c) / √(σ²_c + ε),    y = γ_c · x̂ + β_c
+#
+# It is `minicnn.functional.batch_norm`, and the module `minicnn/nn/norm.py`.
+# First, the forward pass by hand against the engine's, in training mode:
+
+# %%
+rng = np.random.default_rng(5)
+xb = (rng.standard_normal((8, 3, 5, 4)) * [[[[2.0]], [[0.5]], [[4.0]]]] + 3.0)   # 3 channels
+bn = nn.BatchNorm2d(3)
+bn.weight.data[...] = [1.5, 0.5, 2.0]             # γ and β as if trained
+bn.bias.data[...] = [0.1, -0.2, 0.3]
+x_bn = minicnn.tensor(xb, requires_grad=True, dtype=np.float64)
+bn.train()
+y_bn = bn(x_bn)
+mu, var = xb.mean(axis=(0, 2, 3)), xb.var(axis=(0, 2, 3))
+gamma, beta = bn.weight.numpy().astype(np.float64), bn.bias.numpy().astype(np.float64)
+xhat = (xb - mu[None, :, None, None]) / np.sqrt(var[None, :, None, None] + bn.eps)
+by_hand = gamma[None, :, None, None] * xhat + beta[None, :, None, None]
+print(f"channel means before {np.round(mu, 2)}, stds {np.round(np.sqrt(var), 2)}")
+print(f"after: means {np.round(y_bn.numpy().mean(axis=(0, 2, 3)), 3)} (= beta), "
+      f"stds {np.round(y_bn.numpy().std(axis=(0, 2, 3)), 3)} (= gamma)")
+print(f"forward by hand vs minicnn: largest difference {np.abs(by_hand - y_bn.numpy()).max():.1e}")
+
+# %% [markdown]
+# **Backward.** Every x̂ of a channel depends on every x of that channel through
+# μ and σ², so the gradient is not just γ/σ. With M = N·H·W values per channel and
+# g = dL/dy:
+#
+#     dL/dβ = Σ g,        dL/dγ = Σ g · x̂               (sums over the M values of the channel)
+#     dL/dx = γ / (M·√(σ² + ε)) · ( M·g − Σ g − x̂ · Σ (g · x̂) )
+#
+# Read it as: the plain γ/σ·g, minus its mean (μ moved with x), minus its part
+# along x̂ (σ moved with x). Checked against the engine's autograd:
+
+# %%
+g = rng.standard_normal(xb.shape)
+(y_bn * minicnn.tensor(g, dtype=np.float64)).sum().backward()
+M = xb.size // 3
+sums = lambda a: a.sum(axis=(0, 2, 3))[None, :, None, None]          # noqa: E731
+gx_hand = gamma[None, :, None, None] / (M * np.sqrt(var[None, :, None, None] + bn.eps)) * \
+    (M * g - sums(g) - xhat * sums(g * xhat))
+for name, hand, engine in [("dL/dx", gx_hand, x_bn.grad.numpy()),
+                           ("dL/dgamma", (g * xhat).sum(axis=(0, 2, 3)), bn.weight.grad.numpy()),
+                           ("dL/dbeta", g.sum(axis=(0, 2, 3)), bn.bias.grad.numpy())]:
+    print(f"{name:9s} by hand vs minicnn: largest difference "
+          f"{np.abs(hand - engine).max() / np.abs(engine).max():.1e} of its largest value")
+
+# %% [markdown]
+# **Training vs evaluation.** At test time there may be one image, and its score
+# must not depend on which other images share its batch. So, while training, the
+# layer keeps running estimates of each channel's mean and variance:
+#
+#     running = (1 − momentum) · running + momentum · (this batch's value)     momentum 0.1
+#
+# (the running variance takes the unbiased batch variance, M/(M − 1) · σ², as
+# PyTorch does), and `model.eval()` switches the layer to use them in place of the
+# batch's. `model.train()` switches back. Forgetting `eval()` before testing is a
+# classic bug: the scores then change with the batch.
+
+# %%
+bn2 = nn.BatchNorm2d(3)
+running_mean, running_var = np.zeros(3), np.ones(3)
+bn2.train()
+for step in range(5):                                 # five training batches
+    batch = xb[rng.permutation(8)[:4]]
+    bn2(minicnn.tensor(batch))
+    m_b = batch.shape[0] * batch.shape[2] * batch.shape[3]
+    running_mean = 0.9 * running_mean + 0.1 * batch.mean(axis=(0, 2, 3))
+    running_var = 0.9 * running_var + 0.1 * batch.var(axis=(0, 2, 3)) * m_b / (m_b - 1)
+
+
+def as_array(v):
+    return v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+
+
+print(f"running mean after 5 batches: by hand {np.round(running_mean, 4)}, "
+      f"minicnn {np.round(as_array(bn2.running_mean), 4)}")
+print(f"running var  after 5 batches: by hand {np.round(running_var, 4)}, "
+      f"minicnn {np.round(as_array(bn2.running_var), 4)}")
+one = minicnn.tensor(xb[:1])
+with minicnn.no_grad():
+    bn2.eval()
+    alone = bn2(one).numpy()
+    in_batch = bn2(minicnn.tensor(xb)).numpy()[:1]
+    bn2.train()
+    train_alone = bn2(minicnn.tensor(xb[:2])).numpy()[:1]
+    train_batch = bn2(minicnn.tensor(xb)).numpy()[:1]
+print(f"eval mode: image 0 alone vs in a batch of 8 differs by {np.abs(alone - in_batch).max():.1e}")
+print(f"train mode: image 0 in a batch of 2 vs of 8 differs by "
+      f"{np.abs(train_alone - train_batch).max():.2f} (the batch's own statistics)")

@@ -10,7 +10,9 @@ to both of its factors:
     gx[n, c, h, v] += gy[n, f, i, j] * w[f, c, p, q]      (only for taps inside the input)
     gb[f]          += gy[n, f, i, j]
 
-summed over every (n, f, i, j, c, p, q). Loops are fine; so is im2col (exercise 02).
+summed over every (n, f, i, j, c, p, q). Loops are fine; so is im2col (exercise 02):
+lesson 04's last section, "The backward pass of a convolution", derives both forms,
+gw = GY @ col.T and gx = col2im(W.T @ GY).
 
 Shapes:
     x (N, C, H, W), w (F, C, KH, KW), gy (N, F, Ho, Wo)
