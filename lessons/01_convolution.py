@@ -205,7 +205,7 @@ print("the convolution (minicnn) =\n", by_formula.astype(int))
 # %% [markdown]
 # Column (i, j) of col is the 2 × 2 patch under output (i, j), read row by row, and
 # the product of the kernel row with it is that output. Each pixel appears in col
-# once for every window that covers it: col is KH·KW times bigger than the image,
+# once for every window that covers it: col is about KH·KW times bigger than the image,
 # the price of turning the sum into a matrix product. Exercise 02 asks you to write
 # im2col for a batch, with channels, stride and padding (`minicnn grade 02`).
 #

@@ -225,7 +225,8 @@ print(bench_ladder.table(linear))
 # **roofline**. A kernel that does I FLOPs per byte it must move (its arithmetic
 # intensity) can run at most min(peak, I × bandwidth): the slanted roof is memory,
 # the flat one arithmetic. Each point is a rung at the rate it reached (forward
-# pass, all layers); the distance below the roof is what is left to gain.
+# pass, all layers; for pooling a comparison counts as one operation); the
+# distance below the roof is what is left to gain.
 
 # %%
 fig, (bars, roof) = plt.subplots(1, 2, figsize=(13, 4.6))

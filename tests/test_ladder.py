@@ -292,3 +292,21 @@ def test_every_rung_says_why_and_where():
                                     "linear": "linear_"}[op] + r.name + "_"), r.file
             with open(f"{ladder.__path__[0]}/{path}") as f:
                 assert f.read().startswith('"""'), f"{r.file} opens without its docstring"
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True), (False, False, True)])
+def test_a_chosen_rung_returns_only_what_is_needed(needs):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    gy = rng.standard_normal((2, 4, 3, 6)).astype(np.float32)
+    full = REF.conv2d_backward(x, w, gy, (2, 1), (1, 1))
+    be = backends.get("cpu")
+    for name in ("v1", "v2", "v5"):
+        with ladder.use("conv2d", name):
+            got = be.conv2d_backward(x, w, gy, (2, 1), (1, 1), needs)
+        for label, need, g, r in zip(("gx", "gw", "gb"), needs, got, full):
+            if need:
+                assert_close(g, r, name=f"{name} {label}", **TOL[np.float32])
+            else:
+                assert g is None, f"{name}: {label} returned although needs says False"

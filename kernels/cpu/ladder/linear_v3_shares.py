@@ -4,8 +4,9 @@ Why: OpenBLAS's own threads, once woken by a large product, keep polling for
 about 0.1 s; on a machine with few cores they then halve the speed of the
 convolution shares that follow in a training step. Cutting the product by
 columns into one share per core, each on a single-threaded BLAS (workers.py),
-keeps them asleep. Alone, v2 and v3 run about as fast; the gain shows in a
-whole training step. Code: linear.py as the engine calls it.
+keeps them asleep. Alone, v3 need not beat v2 (the ladder's table shows how
+they compare here); the gain shows in a whole training step, after the
+product. Code: linear.py as the engine calls it.
 """
 from .. import linear
 
