@@ -3,7 +3,8 @@
 One helper, `check_op`, does the work (in the manner of tinygrad's helper_test_op):
 it turns the same numpy inputs into minicnn tensors and torch tensors, runs the op
 in both, compares the outputs, sends the same random upstream gradient back through
-both, and compares the gradient of every input, shapes included.
+both, and compares the gradient of every input, shapes included. On a device other
+than the cpu the same op also runs on the cpu (numba kernels) and the two must agree.
 
 PyTorch runs in float64 on the float32 inputs, so it gives the exact answer to a few
 ulps and every difference measured is minicnn's own float32 rounding. The tolerance
@@ -32,6 +33,7 @@ import minicnn.functional as MF
 from minicnn import testing
 
 from draws import examples, few_values, normal, run_examples, seeds
+from torch_compare import numba_cpu
 
 
 ATOL, RTOL = 1e-5, 1e-4
@@ -79,9 +81,12 @@ def check_op(name, device, log, fn, inputs, torch_fn=None, needs_grad=None, seed
     log.record(name, backend_name or device, got, want, atol, rtol)
     assert_close(got, want, f"{who}: forward", atol, rtol)
 
+    upstream = np.random.default_rng(seed + 1).standard_normal(out.shape).astype(np.float32)
+    cpu = _on_cpu(fn, inputs, floating, needs_grad, upstream) if device != "cpu" else None
+    if cpu is not None:
+        assert_close(got, cpu[0], f"{who}: forward against the cpu", atol, rtol)
     if any(needs_grad):
         assert out.requires_grad, f"{who}: output does not require grad"
-        upstream = np.random.default_rng(seed + 1).standard_normal(out.shape).astype(np.float32)
         out.backward(upstream)
         ref.backward(torch.tensor(upstream, dtype=torch.float64))
         for k, (a, b, g) in enumerate(zip(ours, theirs, needs_grad)):
@@ -93,8 +98,23 @@ def check_op(name, device, log, fn, inputs, torch_fn=None, needs_grad=None, seed
             want_grad = b.grad.numpy() if b.grad is not None else np.zeros(a.shape)
             log.record(name, backend_name or device, a.grad.numpy(), want_grad, atol, rtol)
             assert_close(a.grad.numpy(), want_grad, f"{who}: gradient of input {k}", atol, rtol)
+            assert a.grad.device == device, f"{who}: gradient of input {k} on {a.grad.device}"
+            if cpu is not None:
+                assert_close(a.grad.numpy(), cpu[1][k], f"{who}: gradient of input {k} "
+                             "against the cpu", atol, rtol)
     log.count_case(name, backend_name or device)
     return out
+
+
+def _on_cpu(fn, inputs, floating, needs_grad, upstream):
+    """fn on the cpu (numba kernels): (output, [gradient of each input or None])."""
+    with numba_cpu():
+        ours = [minicnn.tensor(a.astype(np.float32) if f else a, requires_grad=g)
+                for a, f, g in zip(inputs, floating, needs_grad)]
+        out = fn(MF, *ours)
+        if any(needs_grad):
+            out.backward(upstream)
+        return out.numpy(), [a.grad.numpy() if g else None for a, g in zip(ours, needs_grad)]
 
 
 def run_cases(device, strategy, body, max_examples=20):
@@ -398,8 +418,9 @@ def test_batch_norm(backend, check):
         theirs_stats = [torch.tensor(mean0, dtype=torch.float64),
                         torch.tensor(var0, dtype=torch.float64)]
 
-        def ours(F, x, *wb):
-            return F.batch_norm(x, *ours_stats, *wb, training=training, momentum=0.1, eps=1e-5)
+        def ours(F, x, *wb):  # check_op's run on the cpu updates statistics of its own
+            stats = ours_stats if x.device == backend else [mean0.copy(), var0.copy()]
+            return F.batch_norm(x, *stats, *wb, training=training, momentum=0.1, eps=1e-5)
 
         def theirs(F, x, *wb):
             return F.batch_norm(x, *theirs_stats, *wb, training=training, momentum=0.1, eps=1e-5)
