@@ -10,6 +10,11 @@
 # - learning-rate schedules.
 #
 # Run it: `python lessons/06_loss_and_optimisation.py [--quick] [--out FOLDER]`.
+#
+# The kernels: softmax cross-entropy in `kernels/reference.py` (the numpy formula),
+# `kernels/cpu/loss.py` (numba, one row per image) and `kernels/cuda/loss.cu`; the
+# optimiser steps in `kernels/cpu/optim.py` and `kernels/cuda/optim.cu`, called by
+# `minicnn/optim/optimizer.py`. The first code cell prints where each function starts.
 # Practise it: exercises 06 (softmax cross-entropy) and 07 (SGD momentum),
 # `minicnn grade 06`.
 
@@ -20,9 +25,16 @@ import minicnn
 from minicnn import functional as F
 from minicnn.optim import SGD, Adam, StepLR, CosineAnnealingLR
 
-from minicnn.lesson import setup, save, plt
+from minicnn.lesson import setup, save, plt, show_kernels
 
-args, OUT = setup("06_loss_and_optimisation", "Lesson 06: cross-entropy, SGD, momentum, Adam")
+args, OUT = setup("06_loss_and_optimisation", "Lesson 06: cross-entropy, SGD, momentum, Adam",
+                  compiles=True)
+show_kernels(("reference.py", "cross_entropy_forward", "cross_entropy_backward", "sgd_step",
+              "adam_step"),
+             ("cpu/loss.py", "ce_rows", "ce_rows_bwd"),
+             ("cuda/loss.cu", "cross_entropy_rows", "cross_entropy_backward"),
+             ("cpu/optim.py", "sgd_step", "adam_step"),
+             ("cuda/optim.cu", "sgd_step", "adam_step"))
 
 # %% [markdown]
 # ## Softmax cross-entropy
@@ -33,6 +45,12 @@ args, OUT = setup("06_loss_and_optimisation", "Lesson 06: cross-entropy, SGD, mo
 #
 #     p[k] = exp(z[k]) / Σ_j exp(z[j])        loss = −log p[t]
 #     d loss / d z[k] = p[k] − [k = t]
+#
+# For a batch of N images the loss is the **mean** of the N losses
+# (`reduction="mean"`, PyTorch's default), so each image's gradient carries a
+# factor 1/N: `(p − onehot) / N`. That keeps the size of a step independent of
+# the batch size: twice the images, the same learning rate still fits. With
+# `reduction="sum"` the gradient grows with N (the cell after the next shows it).
 
 # %%
 logits = np.array([[2.0, 0.5],     # says "normal" fairly sure; truth: normal
@@ -54,6 +72,16 @@ onehot = np.eye(2)[target]
 print("gradient (p - onehot) / N:\n", np.round((p - onehot) / 3, 4))
 print("minicnn's backward:\n", np.round(z.grad.numpy(), 4))
 
+# the same three images twice: the mean's gradient per image halves, the total stays
+twice = minicnn.tensor(np.concatenate([logits, logits]), requires_grad=True, dtype=np.float64)
+F.cross_entropy(twice, minicnn.tensor(np.concatenate([target, target]))).backward()
+summed = minicnn.tensor(np.concatenate([logits, logits]), requires_grad=True, dtype=np.float64)
+F.cross_entropy(summed, minicnn.tensor(np.concatenate([target, target])),
+                reduction="sum").backward()
+print(f"batch of 3 -> 6 (each image twice): the mean's total gradient "
+      f"{np.abs(z.grad.numpy()).sum():.4f} -> {np.abs(twice.grad.numpy()).sum():.4f}; "
+      f"with reduction='sum' it is {np.abs(summed.grad.numpy()).sum():.4f}")
+
 # %% [markdown]
 # With logits like 1000, `exp` overflows. Subtracting each row's maximum first
 # changes nothing (numerator and denominator gain the same factor) and keeps every
@@ -69,8 +97,11 @@ print("naive softmax of [1000, 998]:", naive, " minicnn:",
 # %% [markdown]
 # ## Optimisers on a narrow valley
 #
-# The toy loss `f(a, b) = 0.5·(a² + 25·b²)` is a valley 5× steeper across than
-# along. Gradient descent follows the steepest direction — mostly across — and
+# The toy loss `f(a, b) = 0.5·(a² + 25·b²)` is a long narrow valley: its curvature
+# (the second derivative) across the valley, in b, is many times its curvature
+# along it, in a — the run below measures the ratio from the engine's own
+# gradients. Its contours are ellipses whose length is √(that ratio) times their
+# width. Gradient descent follows the steepest direction — mostly across — and
 # zig-zags; momentum averages the zig-zag away; Adam scales each coordinate by its
 # own gradient size.
 #
@@ -82,6 +113,21 @@ print("naive softmax of [1000, 998]:", naive, " minicnn:",
 def valley(params):
     a, b = params[0], params[1]
     return 0.5 * (a * a + 25.0 * b * b)
+
+
+def gradient_at(point):
+    t = minicnn.tensor(point, requires_grad=True, dtype=np.float64)
+    valley(t).backward()
+    return t.grad.numpy()
+
+
+h = 1e-3                                     # curvature = d(gradient)/d(coordinate)
+curvature = [(gradient_at([h * (k == 0), h * (k == 1)])[k]
+              - gradient_at([-h * (k == 0), -h * (k == 1)])[k]) / (2 * h) for k in (0, 1)]
+ratio = curvature[1] / curvature[0]
+print(f"curvature along a: {curvature[0]:.3g}, across (b): {curvature[1]:.3g}: a ratio of "
+      f"{ratio:.3g}; the contours are {np.sqrt(ratio):.3g}x longer than wide")
+print(f"plain SGD diverges in b once lr > 2 / {curvature[1]:.3g} = {2 / curvature[1]:.3g}")
 
 
 steps = 30 if args.quick else 100
@@ -103,8 +149,9 @@ for name, make in [("SGD lr 0.07", lambda ps: SGD(ps, lr=0.07)),
     print(f"{name:28s} loss after {steps} steps: {losses[-1]:.2e}")
 
 # %% [markdown]
-# Plain SGD cannot raise its rate above 2/25 (the steep direction would blow up), so
-# the shallow direction crawls. Momentum builds speed along the valley floor and
+# Plain SGD cannot raise its rate above 2 / (the largest curvature), printed above
+# (the steep direction would blow up), so the shallow direction, whose curvature
+# is that ratio times smaller, crawls. Momentum builds speed along the valley floor and
 # wins by orders of magnitude. Adam's steps are about `lr` long in every coordinate,
 # whatever the gradient's size: a fast, even start, then it hovers around the
 # minimum at that step length unless a schedule (below) shrinks the rate.
