@@ -11,6 +11,7 @@
 # - what the first layer learned (its 3 × 3 filters).
 #
 # Everything runs on minicnn alone: its layers, autograd, optimiser and kernels.
+# The first run compiles minicnn's numba kernels (10–20 s, once).
 # The same recipe, with checkpoints, resuming and a threshold chosen on validation,
 # is `minicnn train` (`minicnn.train.fit`).
 #
@@ -19,16 +20,15 @@
 # Without `--data` it trains on minicnn's SYNTHETIC chest X-rays.
 
 # %%
-import time
+import inspect
+from pathlib import Path
 
 import numpy as np
 
 import minicnn
 from minicnn import functional as F, viz
-from minicnn.data import DataLoader, class_weights, open_splits, transforms
-from minicnn.nn.models import ChestXrayCNN
-from minicnn.optim import SGD, Adam, CosineAnnealingLR
-from minicnn.train import evaluate
+from minicnn.optim import SGD
+from minicnn.train import Run, evaluate, resolve_config
 
 from minicnn.lesson import setup, saved
 
@@ -39,9 +39,8 @@ def options(parser):
 
 
 args, OUT = setup("08_training", "Lesson 08: training the chest X-ray classifier",
-                  options, data=True)
+                  options, data=True, compiles=True)
 epochs = args.epochs or (2 if args.quick else 6)
-minicnn.manual_seed(0)
 
 # %% [markdown]
 # ## Data and network
@@ -49,31 +48,24 @@ minicnn.manual_seed(0)
 # 28 × 28 grey images (the size of PneumoniaMNIST), normalised with the training
 # split's mean and standard deviation, augmented on the fly. The network is
 # `ChestXrayCNN` (lesson 05): three conv–ReLU–maxpool stages and two linear layers.
+# `minicnn.train.Run` builds all of it from one set of settings — the data, the
+# model, Adam with a cosine schedule, a class-weighted loss, the loader — exactly
+# as `minicnn train` does; this lesson then drives it by hand.
 
 # %%
 sizes = {"train": 96, "val": 48, "test": 48} if args.quick else None
-splits = open_splits(args.data, image_size=28, synthetic_sizes=sizes)
-train, val = splits.train, splits.val
-kind = "SYNTHETIC" if splits.info["synthetic"] else "real"
-print(f"data: {splits.info['source']} ({kind}); train {len(train)}, val {len(val)} images")
-if args.quick and not splits.info["synthetic"]:
-    keep = np.random.default_rng(0).permutation(len(train))[:512]     # a taste of the real set
-    train = type(train)(train.images[keep], train.labels[keep], train.classes, name=train.name)
-    print(f"quick mode: training on {len(train)} of the images")
-
-mean, std = float(train.images.mean()), float(train.images.std())
-train_set = train.with_transform(transforms.Compose(
-    transforms.augmentation() + [transforms.Normalize(mean, std)]))
-loader = DataLoader(train_set, batch_size=32, shuffle=True, seed=0, device=args.device)
-
-model = ChestXrayCNN(in_channels=1, num_classes=2, image_size=28).to(args.device)
-weight = minicnn.tensor(class_weights(train.labels, 2), device=args.device)
-optimizer = Adam(model.parameters(), lr=2e-3)
-schedule = CosineAnnealingLR(optimizer, T_max=epochs)
+run = Run(resolve_config(data=args.data, image_size=28, epochs=epochs, batch_size=32,
+                         optimizer="adam", lr=2e-3, schedule="cosine", balance="weights",
+                         synthetic_sizes=sizes, device=args.device, out=f"{OUT}/run"),
+          progress=False)
+model, loader, optimizer = run.model, run.loader, run.optimizer
+train, val = run.splits.train, run.splits.val
+kind = "SYNTHETIC" if run.splits.info["synthetic"] else "real"
+print(f"data: {run.splits.info['source']} ({kind}); train {len(train)}, val {len(val)} images")
 if args.quick:
     print("quick mode: a few steps only, to see the machinery; run without --quick to train")
 print(f"{model.num_parameters():,d} parameters, device {args.device}, "
-      f"class weights {[round(float(v), 3) for v in weight.numpy()]}")
+      f"class weights {[round(float(v), 3) for v in run.loss_weight.numpy()]}")
 
 # %% [markdown]
 # ## One step, dissected
@@ -86,7 +78,7 @@ print(f"{model.num_parameters():,d} parameters, device {args.device}, "
 # %%
 x, y = next(loader.batches(epoch=0))
 logits = model(x)
-loss = F.cross_entropy(logits, y, weight=weight)
+loss = run.loss(logits, y)                       # the class-weighted cross-entropy
 optimizer.zero_grad()
 loss.backward()
 print(f"batch x {x.shape}, y {y.shape} -> logits {logits.shape} -> loss {loss.item():.4f}")
@@ -95,47 +87,47 @@ for name, p in model.named_parameters():
     print(f"  {name:22s} {str(p.shape):16s} |grad| mean {np.abs(g).mean():.2e}")
 SGD(model.parameters(), lr=0.05).step()
 with minicnn.no_grad():
-    after = F.cross_entropy(model(x), y, weight=weight).item()
+    after = run.loss(model(x), y).item()
 print(f"the same batch after one SGD step (lr 0.05): loss {loss.item():.4f} -> {after:.4f}")
 
 # %% [markdown]
 # ## The loop
 #
 # An epoch is one pass over the training images in a fresh random order, with
-# fresh augmentation. After each, the network is scored on the validation split in
-# evaluation mode (no augmentation, no gradients; `minicnn.train.evaluate`). ROC-AUC
-# (lesson 09) is the chance that a random pneumonia image scores above a random
-# normal one.
+# fresh augmentation, one step like the one above per batch. That loop is
+# `Run.train_epoch` in `minicnn/train.py`, the same code `minicnn train` runs; its
+# step is printed here from the installed file. After each epoch the network is
+# scored on the validation split in evaluation mode (no augmentation, no
+# gradients; `minicnn.train.evaluate`). ROC-AUC (lesson 09) is the chance that a
+# random pneumonia image scores above a random normal one.
 
 # %%
-def validation_scores():
-    """(loss, ROC-AUC, accuracy) on the validation split, in evaluation mode."""
-    scores, probs = evaluate(model, val, np.float32([mean]), np.float32([std]), positive=1,
-                             device=args.device)
-    model.train()
-    return scores["loss"], scores["auc"], float((probs.argmax(1) == val.labels).mean())
+source, first = inspect.getsourcelines(Run.train_epoch)
+start = next(k for k, line in enumerate(source) if "logits = model(x)" in line)
+stop = next(k for k, line in enumerate(source) if "opt.step()" in line)
+print(f"minicnn/{Path(inspect.getsourcefile(Run.train_epoch)).name}, Run.train_epoch, "
+      f"lines {first + start}-{first + stop}:")
+print("".join(source[start:stop + 1]))
+
+
+class NeverStop:
+    """train_epoch asks `stop.requested` after each batch (minicnn train sets it on Ctrl-C)."""
+    requested = False
 
 
 history = []
 for epoch in range(epochs):
-    model.train()
-    start, total, correct, seen = time.perf_counter(), 0.0, 0, 0
-    for x, y in loader.batches(epoch=epoch):
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, weight=weight)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * y.shape[0]
-        correct += int((logits.numpy().argmax(1) == y.numpy()).sum())
-        seen += y.shape[0]
-    schedule.step()
-    val_loss, val_auc, val_acc = validation_scores()
-    history.append({"epoch": epoch + 1, "train_loss": total / seen, "train_acc": correct / seen,
-                    "val_loss": val_loss, "val_auc": val_auc, "val_acc": val_acc})
-    print(f"epoch {epoch + 1}/{epochs}: train loss {total / seen:.4f} acc {correct / seen:.3f} | "
-          f"val loss {val_loss:.4f} AUC {val_auc:.3f} acc {val_acc:.3f} | "
-          f"{seen / (time.perf_counter() - start):.0f} images/s")
+    lr = optimizer.param_groups[0]["lr"]
+    record = run.train_epoch(epoch, NeverStop())          # every batch: forward, loss, backward, step
+    run.scheduler.step()
+    scores, probs = evaluate(model, val, run.mean, run.std, run.positive, device=args.device)
+    record.update({"epoch": epoch + 1, "lr": lr, "val_loss": scores["loss"],
+                   "val_auc": scores["auc"], "val_acc": float((probs.argmax(1) == val.labels).mean())})
+    history.append(record)
+    print(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} "
+          f"acc {record['train_acc']:.3f} | val loss {record['val_loss']:.4f} "
+          f"AUC {record['val_auc']:.3f} acc {record['val_acc']:.3f} | "
+          f"{record['images_per_s']:.0f} images/s")
 
 # %% [markdown]
 # Reading the curves: both losses falling means the network is still learning. A
@@ -144,7 +136,7 @@ for epoch in range(epochs):
 # dropout or data. `minicnn train` keeps the epoch with the best validation AUC.
 
 # %%
-note = "SYNTHETIC data" if splits.info["synthetic"] else ""
+note = "SYNTHETIC data" if run.splits.info["synthetic"] else ""
 saved(viz.training_curves(history, f"{OUT}/training_curves.png", note=note))
 
 # %% [markdown]
