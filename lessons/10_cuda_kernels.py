@@ -26,6 +26,7 @@
 #     (n, c, i, j) = unravel(t, N, C, Ho, Wo)          // t = ((n*C + c)*Ho + i)*Wo + j
 
 # %%
+import re
 import time
 from pathlib import Path
 
@@ -68,9 +69,11 @@ for b, t in [(0, 0), (0, 1), (0, 31), (1, 0), (4, 21), (4, 22)]:
 # The tiled kernel lets a block of T × T threads work together: at each step they
 # copy a T × T tile of A and one of B into `__shared__` memory (fast, on-chip, one
 # element per thread), wait for each other (`__syncthreads()`), and then each thread
-# runs T multiply-adds out of shared memory. Global reads drop by a factor T.
+# runs T multiply-adds out of shared memory. Global reads drop by up to a factor T
+# (exactly T when the sizes are multiples of T; counted below).
 # (These two kernels are written here for teaching; minicnn's own, in
-# `kernels/cuda/gemm.cu`, goes further: 64 × 64 tiles, 4 × 4 outputs per thread.)
+# `kernels/cuda/gemm.cu`, goes further: bigger tiles, and several outputs per
+# thread — the sizes are read from its #defines below.)
 
 # %%
 MATMUL = r"""
@@ -113,6 +116,11 @@ M, N, K = (40, 36, 50) if args.quick else (128, 128, 128)
 A = rng.standard_normal((M, K)).astype(np.float32)
 B = rng.standard_normal((K, N)).astype(np.float32)
 grid = (-(-N // 16), -(-M // 16))            # blockIdx.x along columns, .y along rows
+gemm_cu = (Path(minicnn.kernels.cuda.__file__).parent / "gemm.cu").read_text()
+defines = dict(re.findall(r"#define (\w+) (\d+)", gemm_cu))
+print(f"kernels/cuda/gemm.cu: {defines['TILE']} x {defines['TILE']} tiles of C per block of "
+      f"{defines['THREADS_XY']} x {defines['THREADS_XY']} threads, {defines['PER_THREAD']} x "
+      f"{defines['PER_THREAD']} outputs per thread, slabs {defines['TILE_K']} deep")
 emu = load_module(MATMUL)                    # compiled with g++ against the emulator
 results = {}
 for name in ("matmul_naive", "matmul_tiled"):
@@ -122,8 +130,38 @@ for name in ("matmul_naive", "matmul_tiled"):
     results[name] = time.perf_counter() - start
     print(f"{name}: grid {grid} of 16x16 blocks, largest error vs numpy "
           f"{np.abs(C - A @ B).max():.1e}, {results[name] * 1e3:.0f} ms on the emulator")
-print(f"global reads: naive {2 * M * N * K:,d} floats, tiled {2 * M * N * K // 16:,d} "
-      f"(16x fewer); on a GPU that is the difference that counts.")
+
+# %% [markdown]
+# How many floats does each kernel read from global memory? Count them: the same
+# two kernels with a counter (`atomicAdd`) at every global read, run at this
+# lesson's sizes. With M and N multiples of 16, tiling reads 16 times fewer; at
+# other sizes the edge blocks still read whole rows of A and columns of B for
+# outputs that do not exist, and the factor is smaller. The exact count is
+# M·K·⌈N/16⌉ (each block column reads all of A) + K·N·⌈M/16⌉ (each block row all of B).
+
+# %%
+COUNTED = MATMUL.replace("int M, int N, int K)", "int M, int N, int K, int* reads)")
+for read, counted in [("A[row * K + k] * B[k * N + col]",
+                       "(atomicAdd(reads, 2), A[row * K + k] * B[k * N + col])"),
+                      ("? A[row * K + k0 + tx] :", "? (atomicAdd(reads, 1), A[row * K + k0 + tx]) :"),
+                      ("? B[(k0 + ty) * N + col] :", "? (atomicAdd(reads, 1), B[(k0 + ty) * N + col]) :")]:
+    assert COUNTED.count(read) == 1, read
+    COUNTED = COUNTED.replace(read, counted)
+counting = load_module(COUNTED)
+reads = {}
+for name in ("matmul_naive", "matmul_tiled"):
+    counter, C = np.zeros(1, np.int32), np.zeros((M, N), np.float32)
+    counting.get_function(name)(grid, (16, 16), (A, B, C, np.int32(M), np.int32(N), np.int32(K),
+                                                  counter))
+    assert np.allclose(C, A @ B, atol=1e-3)
+    reads[name] = int(counter[0])
+formula = M * K * grid[0] + K * N * grid[1]
+print(f"global reads at M, N, K = {M}, {N}, {K}: naive {reads['matmul_naive']:,d} floats "
+      f"(= 2MNK = {2 * M * N * K:,d}), tiled {reads['matmul_tiled']:,d} "
+      f"(= MK·{grid[0]} + KN·{grid[1]} = {formula:,d}): "
+      f"{reads['matmul_naive'] / reads['matmul_tiled']:.1f}x fewer")
+print("on a GPU a read from global memory costs far more than a multiply-add: "
+      "that count is what tiling saves.")
 print("(Emulator times say nothing about GPU speed: it runs the threads one by one on the CPU.)")
 
 # %% [markdown]
@@ -148,28 +186,31 @@ print(f"without the first barrier: {wrong.mean():.0%} of C is wrong "
 # ## Who computes what: pictures of two index maps
 #
 # Left: the one-thread-per-element map of `pool.cu` over a 24 × 24 output, 64
-# threads per block, coloured by block. Right: minicnn's `gemm.cu`, where each
-# 16 × 16 block owns a 64 × 64 tile of C and each thread computes 4 × 4 elements
-# spread 16 apart (so that neighbouring threads touch neighbouring columns); the
-# 16 elements of thread (0, 0) of each block are marked.
+# threads per block, coloured by block. Right: minicnn's `gemm.cu` (sizes read from
+# its #defines above; today 16 × 16 threads own a 64 × 64 tile of C), where each
+# thread computes several elements spread one block-width apart (so that
+# neighbouring threads touch neighbouring columns); the elements of thread (0, 0)
+# of each block are marked.
 
 # %%
 Ho = Wo = 24
 owner = (np.arange(Ho * Wo) // 64).reshape(Ho, Wo)
-tile = np.zeros((128, 128), int)
+T, S, P = (int(defines[k]) for k in ("TILE", "THREADS_XY", "PER_THREAD"))   # from gemm.cu
+tile = np.zeros((2 * T, 2 * T), int)
 for by in range(2):
     for bx in range(2):
-        tile[by * 64:(by + 1) * 64, bx * 64:(bx + 1) * 64] = by * 2 + bx
+        tile[by * T:(by + 1) * T, bx * T:(bx + 1) * T] = by * 2 + bx
 fig, axes = plt.subplots(1, 2, figsize=(11, 5))
 axes[0].imshow(owner, cmap="tab10")
 axes[0].set_title("one thread per element:\ncolour = blockIdx.x (64 threads each)", fontsize=10)
 axes[1].imshow(tile, cmap="Pastel1")
 for by in range(2):
     for bx in range(2):
-        ys = [by * 64 + 16 * i for i in range(4) for j in range(4)]
-        xs = [bx * 64 + 16 * j for i in range(4) for j in range(4)]
+        ys = [by * T + S * i for i in range(P) for j in range(P)]
+        xs = [bx * T + S * j for i in range(P) for j in range(P)]
         axes[1].plot(xs, ys, "k.", ms=4)
-axes[1].set_title("gemm.cu: a 64x64 tile of C per block;\ndots = the 16 outputs of thread (0, 0)", fontsize=10)
+axes[1].set_title(f"gemm.cu: a {T}x{T} tile of C per block;\ndots = the {P * P} outputs of "
+                  "thread (0, 0)", fontsize=10)
 save(fig, OUT, "index_maps.png")
 
 # %% [markdown]
