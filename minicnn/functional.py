@@ -8,6 +8,8 @@ function users call: forward first, its derivative right under it.
 Shapes: N batch, C input channels, F filters/output channels, H/W height/width,
 K classes.
 """
+import math
+
 import numpy as np
 
 from . import backends
@@ -404,18 +406,42 @@ def nll_from_log_probs(log_probs, target):
 
 # --- regularisation and shape -------------------------------------------------
 
-def dropout(input, p=0.5, training=True):
-    """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
-    _as_tensor(input, "dropout")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be between 0 and 1, got {p}")
+class DropoutFn(Function):
+    """The device draws the mask (Philox4x32-10 from `seed`, see kernels/reference.py)
+    and keeps it; backward multiplies by that very mask."""
+
+    @staticmethod
+    def forward(ctx, x, p, seed):
+        y, mask = backends.get(ctx.device).dropout_forward(x, p, seed)
+        ctx.save_for_backward(mask)
+        ctx.p = p
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        (mask,) = ctx.saved_tensors
+        return backends.get(ctx.device).dropout_backward(gy, mask, ctx.p)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero each element with probability p and scale the rest by 1/(1-p) (training only).
+
+    Any shape. The mask is drawn on the tensor's device from a seed that minicnn's
+    generator gives (minicnn.manual_seed repeats it), the same on every device.
+    """
+    op = "dropout"
+    _as_tensor(input, op)
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: p must be between 0 and 1, got {p!r}")
+    if inplace:
+        raise ValueError(f"{op}: inplace=True is not supported; use the returned tensor "
+                         "(inplace=False)")
+    _need_float(input, op)
     if not training or p == 0.0:
         return input
-    if p == 1.0:
-        return input * 0.0
-    keep = (generator().random(input.shape) >= p).astype(input.dtype) / input.dtype.type(1.0 - p)
-    mask = Tensor._wrap(input.xp.asarray(keep), device=input.device)
-    return input * mask
+    seed = int(generator().integers(0, 2**63))
+    return DropoutFn.apply(input, p=float(p), seed=seed)
 
 
 def flatten(input, start_dim=1, end_dim=-1):
@@ -424,51 +450,206 @@ def flatten(input, start_dim=1, end_dim=-1):
     return input.flatten(start_dim, end_dim)
 
 
+class BatchNormFn(Function):
+    """Batch norm over (N, C, L) views of the input; the kernels compute the statistics,
+    update the running ones in place and normalise (kernels/cpu/norm.py, norm.cu)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        x3 = x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))   # L = 1 for (N, C)
+        y, mean, invstd = backends.get(ctx.device).batch_norm_forward(
+            x3, weight, bias, running_mean, running_var, training, momentum, eps)
+        ctx.save_for_backward(x3, weight, mean, invstd)
+        ctx.bn = (x.shape, training, bias is not None)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x3, weight, mean, invstd = ctx.saved_tensors
+        shape, training, has_bias = ctx.bn
+        need = ctx.needs_input_grad
+        needs = (need[0], weight is not None and need[1], has_bias and need[2])
+        gx, gw, gb = backends.get(ctx.device).batch_norm_backward(
+            gy.reshape(x3.shape), x3, weight, mean, invstd, training, needs)
+        return (None if gx is None else gx.reshape(shape)), gw, gb
+
+
+def _stat_array(value, name, input, op):
+    """A running statistic as the device array to update in place (a Tensor's own data)."""
+    if value is None:
+        return None
+    array = value.data if isinstance(value, Tensor) else value
+    if not isinstance(array, input.xp.ndarray):
+        raise TypeError(f"{op}: {name} must be a Tensor or a {input.xp.__name__} array on the "
+                        f"input's device '{input.device}', got {type(value).__name__}")
+    if isinstance(value, Tensor) and value.device != input.device:
+        raise RuntimeError(f"{op}: {name} is on device '{value.device}' but input is on "
+                           f"'{input.device}'; move it with .to('{input.device}')")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{op}: {name} must be floating point, got dtype {array.dtype}")
+    return array
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
-    """Normalise each channel by its batch (training) or running (eval) mean and variance.
+    """Normalise each channel by its batch (training) or running (eval) mean and variance,
+    as PyTorch's F.batch_norm.
 
-    input (N, C, H, W) or (N, C); running_mean/var (C,) arrays updated in place when training;
+    input (N, C), (N, C, L) or (N, C, H, W); running_mean, running_var (C,) Tensors or
+    arrays of the input's device, or None; updated in place when training:
+    running = (1 - momentum) * running + momentum * batch value (variance unbiased);
     weight, bias (C,) Tensors or None -> same shape as input
     """
-    _as_tensor(input, "batch_norm")
-    if input.ndim not in (2, 4):
-        raise ValueError(f"batch_norm: input must be (N, C) or (N, C, H, W), got {input.shape}")
-    _need_float(input, "batch_norm")
+    op = "batch_norm"
+    _as_tensor(input, op)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: input must be (N, C), (N, C, L) or (N, C, H, W), got "
+                         f"{input.shape}")
+    _need_float(input, op)
     C = input.shape[1]
     for name, value in (("running_mean", running_mean), ("running_var", running_var),
                         ("weight", weight), ("bias", bias)):
         if value is not None and tuple(value.shape) != (C,):
-            raise ValueError(f"batch_norm: {name} must have shape ({C},), one entry per channel "
+            raise ValueError(f"{op}: {name} must have shape ({C},), one entry per channel "
                              f"of input {input.shape}, got {tuple(value.shape)}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError("batch_norm: evaluation (training=False) needs running_mean and "
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            _as_tensor(value, op, name)
+            if value.dtype != input.dtype:
+                raise TypeError(f"{op}: input is {input.dtype} but {name} is {value.dtype}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: give both running_mean and running_var, or neither")
+    if not training and running_mean is None:
+        raise ValueError(f"{op}: evaluation (training=False) needs running_mean and "
                          "running_var")
-    axes = (0,) if input.ndim == 2 else (0, 2, 3)
-    shape = (1, C) if input.ndim == 2 else (1, C, 1, 1)
-    if training:
-        count = input.size // C
-        if count <= 1:
-            raise ValueError(f"batch_norm: need more than one value per channel when training, "
-                             f"got input shape {input.shape}")
-        mean = input.mean(axis=axes, keepdims=True)
-        var = input.var(axis=axes, keepdims=True)
-        if running_mean is not None:
-            m = mean.data.reshape(C)
-            v = var.data.reshape(C) * (count / (count - 1))
-            running_mean[...] = (1 - momentum) * running_mean + momentum * m
-            running_var[...] = (1 - momentum) * running_var + momentum * v
-        xhat = (input - mean) / (var + eps).sqrt()
-    else:
-        mean = Tensor._wrap(running_mean.reshape(shape), device=input.device)
-        var = Tensor._wrap(running_var.reshape(shape), device=input.device)
-        xhat = (input - mean) * Tensor._wrap(1.0 / input.xp.sqrt(var.data + eps), device=input.device)
-    if weight is not None:
-        xhat = xhat * weight.reshape(shape)
-    if bias is not None:
-        xhat = xhat + bias.reshape(shape)
-    return xhat
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: momentum must be a number, got {momentum!r} (BatchNorm "
+                        "modules turn momentum=None into a cumulative average themselves)")
+    rm = _stat_array(running_mean, "running_mean", input, op)
+    rv = _stat_array(running_var, "running_var", input, op)
+    if training and input.size // max(C, 1) <= 1:
+        raise ValueError(f"{op}: need more than one value per channel when training, "
+                         f"got input shape {input.shape}")
+    _backend(op, input, weight, bias)
+    return BatchNormFn.apply(input, weight, bias, running_mean=rm, running_var=rv,
+                             training=bool(training), momentum=float(momentum), eps=float(eps))
 
 
-__all__ = ["conv2d", "conv2d_relu", "max_pool2d", "avg_pool2d", "relu", "sigmoid", "linear", "softmax",
-           "log_softmax", "cross_entropy", "dropout", "flatten", "batch_norm", "is_grad_enabled"]
+# --- adaptive pooling (lesson 03) ---------------------------------------------
+
+class AdaptiveAvgPool2dFn(Function):
+    @staticmethod
+    def forward(ctx, x, out_hw):
+        ctx.x_shape = x.shape
+        return backends.get(ctx.device).adaptive_avg_pool2d_forward(x, out_hw)
+
+    @staticmethod
+    def backward(ctx, gy):
+        return backends.get(ctx.device).adaptive_avg_pool2d_backward(gy, ctx.x_shape)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average over PyTorch's adaptive bins: output row i covers input rows
+    floor(i*H/Ho) .. ceil((i+1)*H/Ho) - 1, columns likewise.
+
+    input (N, C, H, W) or (C, H, W); output_size Ho or (Ho, Wo), an entry None keeping
+    the input's size -> (N, C, Ho, Wo) or (C, Ho, Wo)
+    """
+    op = "adaptive_avg_pool2d"
+    _as_tensor(input, op)
+    if input.ndim not in (3, 4):
+        raise ValueError(f"{op}: input must be (N, C, H, W) or (C, H, W), got shape {input.shape}")
+    _need_float(input, op)
+    H, W = input.shape[-2:]
+    size = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    if len(size) != 2 or not all(s is None or (isinstance(s, (int, np.integer)) and
+                                               not isinstance(s, bool)) for s in size):
+        raise TypeError(f"{op}: output_size must be an int, None, or a pair of them, got "
+                        f"{output_size!r}")
+    out_hw = (H if size[0] is None else int(size[0]), W if size[1] is None else int(size[1]))
+    if min(out_hw) < 1:
+        raise ValueError(f"{op}: output_size must be at least 1, got {output_size!r}")
+    if H < 1 or W < 1:
+        raise ValueError(f"{op}: input has an empty plane, shape {input.shape}")
+    if input.ndim == 3:
+        return AdaptiveAvgPool2dFn.apply(input.unsqueeze(0), out_hw=out_hw).squeeze(0)
+    return AdaptiveAvgPool2dFn.apply(input, out_hw=out_hw)
+
+
+# --- binary cross-entropy (lesson 06) -----------------------------------------
+
+class BCEWithLogitsFn(Function):
+    @staticmethod
+    def forward(ctx, x, t, weight, pos_weight, reduction):
+        loss = backends.get(ctx.device).bce_with_logits_forward(x, t, weight, pos_weight, reduction)
+        ctx.save_for_backward(x, t, weight, pos_weight)
+        ctx.reduction = reduction
+        return loss
+
+    @staticmethod
+    def backward(ctx, gloss):
+        x, t, weight, pos_weight = ctx.saved_tensors
+        return backends.get(ctx.device).bce_with_logits_backward(
+            x, t, weight, pos_weight, ctx.reduction, gloss, needs=ctx.needs_input_grad[:2])
+
+
+def _broadcast_constant(value, name, input, op):
+    """weight / pos_weight as a C-contiguous array of the input's shape, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, Tensor):
+        value = Tensor(value if hasattr(value, "dtype") else np.asarray(value),
+                       device=input.device, dtype=input.dtype)
+    if value.requires_grad and is_grad_enabled():
+        raise ValueError(f"{op}: {name} requires grad, but the loss has no gradient for it "
+                         f"(nor has PyTorch's); pass {name}.detach()")
+    _backend(op, input, value)
+    xp = input.xp
+    try:
+        full = xp.broadcast_to(value.data.astype(input.dtype, copy=False), input.shape)
+    except ValueError:
+        raise ValueError(f"{op}: {name} of shape {value.shape} does not broadcast to the input "
+                         f"shape {input.shape}") from None
+    return xp.ascontiguousarray(full)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None):
+    """-[pw * t * log sigmoid(x) + (1 - t) * log(1 - sigmoid(x))] * weight, computed from
+    the logits x in the stable form max(x, 0) - x*t + log1p(exp(-|x|)) (PyTorch's).
+
+    input (any shape) logits; target the same shape, values in [0, 1];
+    weight broadcastable to input (rescales each element); pos_weight broadcastable to
+    input, e.g. (classes,) (weight of the positive term, for class imbalance)
+    -> () for "mean" (over every element) / "sum", input's shape for "none"
+    """
+    op = "binary_cross_entropy_with_logits"
+    _as_tensor(input, op)
+    _need_float(input, op)
+    if size_average is not None or reduce is not None:
+        raise ValueError(f"{op}: size_average and reduce are deprecated in PyTorch and not "
+                         f"supported here; use reduction='mean', 'sum' or 'none'")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target), device=input.device)
+    if not np.issubdtype(target.dtype, np.floating):
+        raise TypeError(f"{op}: target must be floating point (0/1 labels as floats), got "
+                        f"dtype {target.dtype}; convert it with .float()")
+    if target.shape != input.shape:
+        raise ValueError(f"{op}: target size {target.shape} must be the same as input size "
+                         f"{input.shape}")
+    _backend(op, input, target)
+    if target.dtype != input.dtype:
+        if target.requires_grad:
+            raise TypeError(f"{op}: input is {input.dtype} but target is {target.dtype}")
+        target = target.astype(input.dtype)
+    w = _broadcast_constant(weight, "weight", input, op)
+    pw = _broadcast_constant(pos_weight, "pos_weight", input, op)
+    return BCEWithLogitsFn.apply(input, target, weight=w, pos_weight=pw, reduction=reduction)
+
+
+__all__ = ["conv2d", "conv2d_relu", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
+           "sigmoid", "linear", "softmax", "log_softmax", "cross_entropy",
+           "binary_cross_entropy_with_logits", "dropout", "flatten", "batch_norm",
+           "is_grad_enabled"]

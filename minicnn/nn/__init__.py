@@ -6,12 +6,14 @@
 from .module import Module, Parameter, StateDictError
 from .container import Sequential
 from .conv import Conv2d
-from .pool import MaxPool2d, AvgPool2d
+from .pool import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
 from .linear import Linear, Flatten
 from .activation import ReLU, Sigmoid
 from .dropout import Dropout
-from .norm import BatchNorm2d
+from .norm import BatchNorm1d, BatchNorm2d
+from .loss import BCEWithLogitsLoss
 from . import init
 
 __all__ = ["Module", "Parameter", "StateDictError", "Sequential", "Conv2d", "MaxPool2d",
-           "AvgPool2d", "Linear", "Flatten", "ReLU", "Sigmoid", "Dropout", "BatchNorm2d", "init"]
+           "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Flatten", "ReLU", "Sigmoid", "Dropout",
+           "BatchNorm1d", "BatchNorm2d", "BCEWithLogitsLoss", "init"]

@@ -1,10 +1,14 @@
-"""MaxPool2d and AvgPool2d: shrink each feature map by summarising windows (lesson 03).
+"""MaxPool2d, AvgPool2d and AdaptiveAvgPool2d: shrink each feature map by summarising
+windows (lesson 03).
 
     max: y[n,c,i,j] = max  over (p,q) of x[n,c, i*s + p - pad, j*s + q - pad]
     avg: y[n,c,i,j] = mean over (p,q) of the same window (zero padding counted)
 
 input (N, C, H, W) -> (N, C, (H + 2pad - k)//s + 1, (W + 2pad - k)//s + 1); the stride
 defaults to the kernel size, so windows tile the image without overlap.
+
+    adaptive avg: the output size (Ho, Wo) is chosen and the windows follow, as PyTorch:
+    y[n,c,i,j] = mean of x[n,c, floor(i*H/Ho) : ceil((i+1)*H/Ho), floor(j*W/Wo) : ceil((j+1)*W/Wo)]
 """
 from .. import functional as F
 from .module import Module
@@ -33,3 +37,20 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AdaptiveAvgPool2d(Module):
+    """Mean over adaptive bins, to a fixed output size whatever the input's size.
+
+    output_size Ho or (Ho, Wo); None keeps that input size. (N, C, H, W) -> (N, C, Ho, Wo).
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
