@@ -43,8 +43,10 @@ x = normalise(image[None], result.mean, result.std)           # as the network w
 # ## Feature maps
 #
 # Run the image through `model.features` one layer at a time and keep what each
-# ReLU puts out. Stage 1 (28 × 28, 16 maps) responds to edges and brightness;
-# stage 3 (7 × 7, 64 maps) to larger regions. Bright = strongly active.
+# ReLU puts out (the shapes are printed below). Stage 1, at full resolution,
+# responds to edges and brightness; the last stage, after two poolings, to larger
+# regions. Bright = strongly active. Each panel is titled with its channel
+# number, the panels ordered by how active the channel is on this image.
 
 # %%
 stages = []
@@ -60,10 +62,21 @@ for name, maps in stages:
 
 show = 8
 for stage, (name, maps) in enumerate(stages, start=1):
-    strongest = np.argsort(maps.reshape(len(maps), -1).mean(axis=1))[::-1][:show]
-    saved(viz.feature_maps(image, maps[strongest], f"{OUT}/feature_maps_stage{stage}.png",
-                           title=f"stage {stage}, the {show} most active of {len(maps)} maps "
-                                 f"({maps.shape[1]}x{maps.shape[2]})", note=note))
+    strength = maps.reshape(len(maps), -1).mean(axis=1)
+    strongest = np.argsort(strength)[::-1][:show]         # channel numbers, most active first
+    print(f"stage {stage}: the {show} most active channels, in order: {strongest.tolist()}")
+    fig, axes = plt.subplots(1, show + 1, figsize=(1.5 * (show + 1), 2.1))
+    axes[0].imshow(image[0], cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title("input", fontsize=8)
+    for rank, (ax, c) in enumerate(zip(axes[1:], strongest), start=1):
+        ax.imshow(maps[c], cmap="magma", vmin=0)
+        ax.set_title(f"channel {c}\n#{rank}, mean {strength[c]:.2f}", fontsize=7)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"stage {stage} ({name}): the {show} most active of {len(maps)} channels, "
+                 f"{maps.shape[1]}x{maps.shape[2]}" + (f" — {note}" if note else ""), fontsize=9,
+                 color="darkred" if note else "black")
+    save(fig, OUT, f"feature_maps_stage{stage}.png")
 
 # %% [markdown]
 # ## Grad-CAM
@@ -74,12 +87,19 @@ for stage, (name, maps) in enumerate(stages, start=1):
 #     cam     = ReLU( Σ_k alpha_k · A_k )                 where those maps are active
 #
 # then enlarged to the image size. `minicnn.gradcam.grad_cam` gets dy/dA from the
-# engine's own autograd: it cuts the network after the last convolution (below),
-# makes A a leaf that requires grad, runs the rest and calls `backward()`.
+# engine's own autograd: it cuts `model.features` after the last convolution's
+# ReLU (so A are the maps that ReLU puts out; the cell prints where the cut
+# falls), makes A a leaf that requires grad, runs the rest and calls `backward()`.
 
 # %%
 head, tail = split_at_last_conv(model)
-print(f"cut after the last conv: head has {len(head)} layers, tail {len(tail)}, then the classifier")
+print(f"the cut: head = features[0:{len(head)}], ending in "
+      f"{' -> '.join(type(layer).__name__ for layer in list(head)[-2:])}; tail = "
+      f"{' -> '.join(type(layer).__name__ for layer in tail) or 'nothing'}; then the classifier")
+with minicnn.no_grad():
+    A = head(minicnn.tensor(x))
+print(f"A, the maps Grad-CAM weighs: {A.shape}, {float((A.numpy() >= 0).mean()):.0%} of them >= 0 "
+      "(they come out of a ReLU)")
 count = 4 if args.quick else 8
 picks = np.concatenate([sick[:count // 2], np.flatnonzero(test.labels != positive)[:count // 2]])
 batch = normalise(test.images[picks], result.mean, result.std)
@@ -136,13 +156,16 @@ axes[1].set_title("Grad-CAM", fontsize=9)
 lim = max(np.abs(drop).max(), 1e-6)
 axes[2].imshow(drop, cmap="RdBu_r", alpha=0.6, vmin=-lim, vmax=lim)
 axes[2].set_title("occlusion: score drop (red) or rise (blue)", fontsize=9)
+if note:
+    fig.suptitle("Grad-CAM and occlusion on a SYNTHETIC test image", fontsize=10, color="darkred")
 save(fig, OUT, "occlusion.png")
 
 # %% [markdown]
 # ## Reading the maps with care
 #
-# Grad-CAM here is a 7 × 7 map blown up to 28 × 28: it points at regions, not
-# pixels. Where it and the occlusion map agree, and both sit on the lung opacities,
+# Grad-CAM here is a map the size of A (printed above) blown up to the size of
+# the image: it points at regions, not pixels. Where it and the occlusion map
+# agree, and both sit on the lung opacities,
 # the network is using what a radiologist would. Where they light up outside the
 # lungs — the heart, the diaphragm, a corner — the network has found some other
 # difference between the classes in this data set, and that is worth knowing before
