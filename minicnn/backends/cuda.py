@@ -111,8 +111,8 @@ def prove(n=64):
     if not np.array_equal(got, want):
         bad = int(np.flatnonzero(got != want)[0])
         raise CudaUnavailable(_NEEDS + f"the one-line kernel ran but wrote y[{bad}] = "
-                              f"{got[bad]!r}, not {want[bad]!r}; {versions()}{_pair_hint()}"
-                              f"{_SIM}")
+                              f"{float(got[bad])!r}, not {float(want[bad])!r}; {versions()}"
+                              f"{_pair_hint()}{_SIM}")
 
 
 prove()
