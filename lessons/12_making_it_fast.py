@@ -163,28 +163,39 @@ print(f"here the copy costs {t_copy / t_product:.2f}x the arithmetic: "
 # %% [markdown]
 # That ratio is what the next rungs go after.
 #
-# **v2 → v3, chunks in cache.** A whole batch's col is C·KH·KW times the input: it
-# is written to main memory by im2col and read back from there by BLAS. In chunks
-# of a few images (about 1 MiB of col) it is still in the core's cache when BLAS
-# reads it, and the buffer is reused. The catch: each small product still wakes
-# all of BLAS's threads, and the copies between products run on one core, so on
-# some layers v3 loses to v2 (the table above says whether it did here). v4 fixes that.
-#
-# **v3 → v4, the cores.** In v3 BLAS spreads each product over the cores, but the
-# copies around it run on one while the others wait, and the cores meet at every
-# product. v4 gives each core whole chunks, copies included, with a one-thread BLAS
-# called from inside numba: nothing waits. With few images, or few cores, there is
-# little to share, and handing work to threads has a cost of its own.
-#
-# **v4 → v5, wide rows.** With stride 1, computing each output row Wp wide (a few
+# **v2 → v3, chunks in cache, shared over the cores.** A whole batch's col is
+# about C·KH·KW times the input: im2col writes it to main memory and BLAS reads it
+# back from there. And while numpy's BLAS spreads the product over the cores, the
+# copies around it run on one core while the others wait. v3 cuts the batch into
+# chunks of a few images (about 1 MiB of col, still in the core's cache when BLAS
+# reads it) and gives each core whole chunks, copies included, with a one-thread
+# BLAS called from inside numba: no core waits for another. The two changes pay
+# only together: chunks alone, each small product through numpy's multi-threaded
+# matmul, wake all of BLAS's threads for every chunk, as the next cell measures.
+# With few images, or one core, there is little to share.
+
+# %%
+middle = bench_ladder.layers("conv2d", SIZE, BATCH)[1]
+a = middle.inputs
+alone = best_time(engine_conv.conv2d_forward, a["x"], a["w"], a["b"], a["stride"], a["padding"],
+                  False, "in_turn")
+shared = best_time(engine_conv.conv2d_forward, a["x"], a["w"], a["b"], a["stride"], a["padding"],
+                   False, "shares")
+whole = best_time(ladder.find("conv2d", "v2").forward, a["x"], a["w"], a["b"], a["stride"],
+                  a["padding"])
+print(f"{middle.name} forward: whole batch (v2) {whole * 1e3:.2f} ms, chunks through numpy's "
+      f"matmul {alone * 1e3:.2f} ms, chunks shared over the cores (v3) {shared * 1e3:.2f} ms")
+
+# %% [markdown]
+# **v3 → v4, wide rows.** With stride 1, computing each output row Wp wide (a few
 # thrown-away outputs per row) makes each row of col one contiguous run of the
 # padded image: im2col becomes a few memory copies instead of a gather.
 #
-# **v5 → v6, tap by tap.** Better than a cheap copy is no copy: the input a kernel
+# **v4 → v5, tap by tap.** Better than a cheap copy is no copy: the input a kernel
 # tap (p, q) sees is already a matrix inside the padded image, so one BLAS product
 # per tap reads it in place. No im2col, and backward no col2im.
 #
-# **v6 → v7, the engine.** The first layer has one input channel: a product of 9
+# **v5 → v6, the engine.** The first layer has one input channel: a product of 9
 # terms per output gives BLAS too little to work with, so a written-out 3×3
 # stencil wins there. The engine picks a path per shape; it tells you which:
 

@@ -94,9 +94,11 @@ def out_size(size, k, s, pad):
 # ----------------------------------------------------------------------------- the table's functions
 
 # The steps that made this path fast, in the order lesson 12 takes them (the
-# kernel ladder, kernels/cpu/ladder). `upto` caps a call at one of them, for
-# study: every step below it still runs, none above.
-#   in_turn  im2col chunks that fit in cache, one after another (numpy's matmul)
+# kernel ladder, kernels/cpu/ladder: rungs v3 to v6 are "shares" to "direct").
+# `upto` caps a call at one of them, for study: every step below it still runs,
+# none above.
+#   in_turn  im2col chunks that fit in cache, one after another (numpy's matmul;
+#            also the path with nothing to share out)
 #   shares   the chunks dealt out, one share per core, BLAS called from numba
 #   wide     stride 1: wide rows, im2col as one contiguous copy per tap and channel
 #   taps     stride 1, _TAPS_MIN_C channels or more: one product per tap, no im2col

@@ -7,7 +7,8 @@ rung computes the same function (tests/test_ladder.py holds each to
 kernels/reference.py and to PyTorch); `minicnn bench --ladder OP` times them
 (lesson 12).
 
-    conv2d      conv_v1_loops ... conv_v7_engine
+    conv2d      conv_v1_loops, conv_v2_im2col, conv_v3_shares, conv_v4_wide, conv_v5_taps,
+                conv_v6_engine
     max_pool2d  pool_v1_loops, pool_v2_planes, pool_v3_2x2
     linear      linear_v1_loops, linear_v2_blas, linear_v3_shares
 
@@ -31,9 +32,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import (conv_v1_loops, conv_v2_im2col, conv_v3_chunks, conv_v4_shares, conv_v5_wide,
-               conv_v6_taps, conv_v7_engine, linear_v1_loops, linear_v2_blas, linear_v3_shares,
-               pool_v1_loops, pool_v2_planes, pool_v3_2x2)
+from . import (conv_v1_loops, conv_v2_im2col, conv_v3_shares, conv_v4_wide, conv_v5_taps,
+               conv_v6_engine, linear_v1_loops, linear_v2_blas, linear_v3_shares, pool_v1_loops,
+               pool_v2_planes, pool_v3_2x2)
 from ..pool import out_size
 
 
@@ -105,18 +106,15 @@ RUNGS = {
         _rung("v2", "im2col + BLAS", "copy the taps into a matrix: the convolution becomes "
               "one BLAS product, blocked for the caches, vectorised, on every core",
               conv_v2_im2col),
-        _rung("v3", "chunks in cache", "im2col a few images at a time, so col is still "
-              "in cache when BLAS reads it (and memory no longer grows with the batch)",
-              conv_v3_chunks),
-        _rung("v4", "chunks shared over cores", "each core runs whole chunks, copies "
-              "included, with a one-thread BLAS: the copies run on every core too",
-              conv_v4_shares),
-        _rung("v5", "wide rows", "stride 1: rows computed Wp wide, so each row of col is "
-              "one contiguous copy of the padded image, not a gather", conv_v5_wide),
-        _rung("v6", "tap by tap", "stride 1: one product per tap read in place from the "
-              "padded image; no im2col, no col2im copies at all", conv_v6_taps),
-        _rung("v7", "engine", "one input channel, 3x3: a written-out stencil beats BLAS "
-              "when a product has only 9 terms", conv_v7_engine),
+        _rung("v3", "chunks shared over cores", "a few images at a time, so col is still "
+              "in cache when BLAS reads it, and each core runs whole chunks, copies "
+              "included, with a one-thread BLAS: no core waits", conv_v3_shares),
+        _rung("v4", "wide rows", "stride 1: rows computed Wp wide, so each row of col is "
+              "one contiguous copy of the padded image, not a gather", conv_v4_wide),
+        _rung("v5", "tap by tap", "stride 1: one product per tap read in place from the "
+              "padded image; no im2col, no col2im copies at all", conv_v5_taps),
+        _rung("v6", "engine", "one input channel, 3x3: a written-out stencil beats BLAS "
+              "when a product has only 9 terms", conv_v6_engine),
     ),
     "max_pool2d": (
         _rung("v1", "loops", "the formula as loops, one output element at a time",
