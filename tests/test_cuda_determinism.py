@@ -36,7 +36,8 @@ from minicnn.kernels import reference as R  # noqa: E402
 F64 = np.float64
 # (thread and block order, shuffle seed): four runs that must agree bit for bit
 RUNS = (("forward", 0), ("shuffle", 1), ("shuffle", 2), ("reverse", 0))
-FAMILIES = ("gemm", "conv", "pool", "activation", "loss", "optim")
+# every kernels/cuda/*.cu file: a kernel added to any of them needs a case below
+FAMILIES = tuple(sorted(p.stem for p in glue.KERNEL_DIR.glob("*.cu")))
 
 
 def _set_order(order, seed):
@@ -162,17 +163,17 @@ def test_linear_and_activations_are_deterministic():
 
 def test_losses_are_deterministic():
     rng = np.random.default_rng(5)
-    logits = normal(rng, 300, 10) * np.float32(3)          # 300 rows: a block reduction
-    target = rng.integers(0, 10, size=300)
-    weight = rng.uniform(0.2, 2.0, size=10).astype(np.float32)
-    gy = normal(rng, 300, 10)
+    rows, gy = normal(rng, 3, 300) * np.float32(3), normal(rng, 3, 300)  # 300 > 256 threads
     for op in ("softmax", "log_softmax"):
-        y = in_every_order(lambda: getattr(sim, f"{op}_forward")(logits))
+        y = in_every_order(lambda: getattr(sim, f"{op}_forward")(rows))
         in_every_order(lambda: getattr(sim, f"{op}_backward")(gy, y))
+    logits = normal(rng, 260, 3) * np.float32(3)         # 260 rows: the one-block sums stride
+    target = rng.integers(0, 3, size=260)
+    weight = rng.uniform(0.2, 2.0, size=3).astype(np.float32)
     for reduction in ("mean", "sum", "none"):
         loss, probs = in_every_order(
             lambda: sim.cross_entropy_forward(logits, target, weight, reduction))
-        gloss = normal(rng, 300) if reduction == "none" else np.array(0.7, np.float32)
+        gloss = normal(rng, 260) if reduction == "none" else np.array(0.7, np.float32)
         in_every_order(lambda: sim.cross_entropy_backward(probs, target, weight, reduction,
                                                           gloss))
 
@@ -197,16 +198,62 @@ def test_optimiser_steps_are_deterministic():
     in_every_order(adam)
 
 
+def test_batch_norm_is_deterministic():
+    rng = np.random.default_rng(10)
+    x, gy = normal(rng, 4, 3, 70), normal(rng, 4, 3, 70)     # 280 values per channel
+    w, b = normal(rng, 3), normal(rng, 3)
+    rm0, rv0 = normal(rng, 3), np.abs(normal(rng, 3)) + np.float32(0.5)
+
+    def forward(training):
+        rm, rv = rm0.copy(), rv0.copy()
+        y, mean, invstd = sim.batch_norm_forward(x, w, b, rm, rv, training, 0.1, 1e-5)
+        return y, mean, invstd, rm, rv
+
+    for training in (True, False):
+        _, mean, invstd, _, _ = in_every_order(lambda: forward(training))
+        in_every_order(lambda: sim.batch_norm_backward(gy, x, w, mean, invstd, training))
+
+
+def test_dropout_is_deterministic():
+    rng = np.random.default_rng(11)
+    x, gy = normal(rng, 3, 300), normal(rng, 3, 300)
+    y, mask = in_every_order(lambda: sim.dropout_forward(x, 0.3, 1234, 5))
+    in_every_order(lambda: sim.dropout_backward(gy, mask, 0.3))
+
+
+def test_adaptive_avg_pool2d_is_deterministic():
+    rng = np.random.default_rng(12)
+    x = normal(rng, 2, 2, 7, 9)                       # bins that overlap: 7 -> 3, 9 -> 4
+    in_every_order(lambda: sim.adaptive_avg_pool2d_forward(x, (3, 4)))
+    gy = normal(rng, 2, 2, 3, 4)
+    in_every_order(lambda: sim.adaptive_avg_pool2d_backward(gy, x.shape))
+
+
+def test_bce_with_logits_is_deterministic():
+    rng = np.random.default_rng(13)
+    x = normal(rng, 300, 2) * np.float32(3)
+    t = rng.uniform(0, 1, size=(300, 2)).astype(np.float32)
+    w, pw = rng.uniform(0.2, 2, (300, 2)).astype(np.float32), np.full((300, 2), 3, np.float32)
+    for reduction in ("mean", "sum", "none"):
+        in_every_order(lambda: sim.bce_with_logits_forward(x, t, w, pw, reduction))
+        gloss = normal(rng, 300, 2) if reduction == "none" else np.array(0.7, np.float32)
+        in_every_order(lambda: sim.bce_with_logits_backward(x, t, w, pw, reduction, gloss,
+                                                            (True, True)))
+
+
 DETERMINISM_TESTS = (test_conv2d_is_deterministic,
                      test_max_pool2d_with_overlapping_windows_is_deterministic,
                      test_avg_pool2d_is_deterministic,
                      test_linear_and_activations_are_deterministic,
-                     test_losses_are_deterministic, test_optimiser_steps_are_deterministic)
+                     test_losses_are_deterministic, test_optimiser_steps_are_deterministic,
+                     test_batch_norm_is_deterministic, test_dropout_is_deterministic,
+                     test_adaptive_avg_pool2d_is_deterministic,
+                     test_bce_with_logits_is_deterministic)
 
 
-def test_every_kernel_of_these_files_is_run_in_every_order(monkeypatch):
-    # the tests above, once more in one order, with their launches recorded: each
-    # kernel of gemm, conv, pool, activation, loss and optim.cu must be among them
+def test_every_kernel_is_run_in_every_order(monkeypatch):
+    # the tests above, once more in one order, with their launches recorded: every
+    # kernel of every kernels/cuda/*.cu file must be among them
     launched = set()
     real = sim._kernels.launch
 
