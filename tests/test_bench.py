@@ -266,6 +266,8 @@ def test_ladder_pooling_is_judged_against_bandwidth(capsys):
     assert "GB/s" in text and "%bandwidth" in text and "GFLOP/s  x prev" not in text
     rows = _table_rows(text, ("v1", "v2", "v3"))
     assert {b for b, _ in rows} == {"pool1", "pool2", "pool3", "all"}
+    # v3's backward is v2's own code: said so, not passed off as a speed-up
+    assert rows[("pool1", "v3")][2][2] == "same" and rows[("pool1", "v3")][1][2].endswith("x")
 
 
 def test_ladder_bad_options_are_user_errors():

@@ -17,7 +17,9 @@ this machine's peak measured in the same run, for the op's kind of limit:
                the multiply-adds per second BLAS reaches here (conv2d, linear)
     bandwidth  the best of a few copies of a large float32 array (numpy, one core):
                bytes read + written per second (max_pool2d, whose comparisons are
-               nearly free: its limit is memory, so it shows GB/s against this)
+               nearly free: its limit is memory, so it shows GB/s against this; a
+               layer whose arrays fit in the caches, on several cores, can beat it)
+A rung whose pass is the same code as the rung below's says "same" for its speed-up.
 Lesson 12 draws the same figures as bars and on a roofline.
 """
 import time
@@ -207,6 +209,8 @@ def measure(op, size=None, batch=None, quick=False, reps=None, budget=None, say=
     reps, budget = reps or base["reps"], base["budget"] if budget is None else budget
     say = say or (lambda text: None)
     rungs = ladder.rungs(op)
+    same = {(r.name, "bwd") for below, r in zip(rungs, rungs[1:]) if r.backward is below.backward}
+    same |= {(r.name, "fwd") for below, r in zip(rungs, rungs[1:]) if r.forward is below.forward}
     if machine is None:
         say(f"measuring the machine: float32 matmul {base['peak_n']}^3, copy of "
             f"{base['copy_mb']} MB ...")
@@ -220,7 +224,8 @@ def measure(op, size=None, batch=None, quick=False, reps=None, budget=None, say=
         for rung in rungs:
             say(f"  {layer.name} {rung.name} {rung.title} ...")
             row = {"name": rung.name, "title": rung.title, "reason": rung.reason,
-                   "file": rung.file, "ok": False, "error": None, "fwd_s": None, "bwd_s": None}
+                   "file": rung.file, "ok": False, "error": None, "fwd_s": None, "bwd_s": None,
+                   "same_as_below": sorted(p for name, p in same if name == rung.name)}
             try:
                 row["error"] = check(op, rung, layer.inputs, ref)   # also compiles it
             except Exception as e:                                   # a rung that crashes
@@ -303,8 +308,9 @@ def table(result):
                     continue
                 r, share = rate(result, layer, row, pas)
                 up = ups[pas][k]
-                cells.append(f"{row[pas + '_s'] * 1e3:9.3f} {r / 1e9:8.2f} "
-                             f"{(f'{up:.2f}x' if up else '-'):>7s} {share * 100:9.1f}%")
+                up = "same" if pas in row.get("same_as_below", ()) else (f"{up:.2f}x" if up else "-")
+                cells.append(f"{row[pas + '_s'] * 1e3:9.3f} {r / 1e9:8.2f} {up:>7s} "
+                             f"{share * 100:9.1f}%")
             check_text = "ok" if row["ok"] else "WRONG"
             lines.append(f"{'':6s} {row['name'] + ' ' + row['title']:28s} {check_text:6s} | "
                          + " | ".join(cells))

@@ -24,6 +24,6 @@ def forward(x, kernel, stride, padding):
     return y, idx
 
 
-def backward(gy, idx, x_shape):
-    """gy, idx (N,C,Ho,Wo) -> gx (N,C,H,W)."""
-    return pool.max_pool2d_backward(gy, idx, x_shape)
+# gy, idx (N,C,Ho,Wo) -> gx (N,C,H,W): one task per plane, each adding its gy onto
+# the pixels that won (pool.py's max_pool_bwd)
+backward = pool.max_pool2d_backward
