@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import minicnn
@@ -38,6 +38,25 @@ from test_kernels_cpu import TOL, TORCH_TOL, conv_case, pool_case
 
 CASES = settings(max_examples=12, deadline=None)
 dtypes = st.sampled_from([np.float32, np.float64])
+
+# besides the drawn cases, every conv rung always meets these: batch 1 with one channel
+# and a non-square kernel; a stride above the kernel; padding larger than a 1x1 image;
+# a stride-1 batch with channels (the tap path of v5 and v6)
+CONV_EDGES = [((1, 1, 5, 7), (2, 1, 3, 2), (1, 1), (1, 0), 1),
+              ((3, 2, 9, 4), (4, 2, 2, 3), (3, 2), (2, 1), 2),
+              ((2, 3, 1, 1), (3, 3, 4, 4), (1, 1), (2, 2), 3),
+              ((3, 3, 8, 6), (4, 3, 3, 3), (1, 1), (1, 1), 4)]
+POOL_EDGES = [((1, 1, 5, 7), (3, 2), (2, 3), (1, 1), 5),
+              ((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), 6)]
+
+
+def with_examples(cases, **fixed):
+    """hypothesis.example for each case (with the other arguments fixed)."""
+    def wrap(test):
+        for case in cases:
+            test = example(case=case, **fixed)(test)
+        return test
+    return wrap
 
 
 def rung_ids(op):
@@ -63,6 +82,7 @@ def check_grads(got, ref, tol, what):
 @each_rung("conv2d")
 @CASES
 @given(case=conv_case(), dtype=dtypes)
+@with_examples(CONV_EDGES, dtype=np.float32)
 def test_conv_rung_matches_reference(rung, case, dtype):
     xs, ws, stride, padding, seed = case
     rng = np.random.default_rng(seed)
@@ -80,6 +100,7 @@ def test_conv_rung_matches_reference(rung, case, dtype):
 @each_rung("conv2d")
 @settings(max_examples=6, deadline=None)
 @given(case=conv_case())
+@with_examples(CONV_EDGES)
 def test_conv_rung_matches_torch(rung, case):
     xs, ws, stride, padding, seed = case
     rng = np.random.default_rng(seed)
@@ -98,6 +119,7 @@ def test_conv_rung_matches_torch(rung, case):
 @each_rung("max_pool2d")
 @CASES
 @given(case=pool_case(), dtype=dtypes, ties=st.booleans())
+@with_examples(POOL_EDGES, dtype=np.float32, ties=True)
 def test_pool_rung_matches_reference(rung, case, dtype, ties):
     xs, kernel, stride, padding, seed = case
     rng = np.random.default_rng(seed)
@@ -115,6 +137,7 @@ def test_pool_rung_matches_reference(rung, case, dtype, ties):
 @each_rung("max_pool2d")
 @settings(max_examples=6, deadline=None)
 @given(case=pool_case())
+@with_examples(POOL_EDGES)
 def test_pool_rung_matches_torch(rung, case):
     xs, kernel, stride, padding, seed = case
     x = np.random.default_rng(seed).standard_normal(xs)
@@ -270,6 +293,12 @@ def test_environment_chooses_a_rung(monkeypatch):
     monkeypatch.setenv("MINICNN_LINEAR_RUNG", "v9")
     with pytest.raises(UserError, match=r"MINICNN_LINEAR_RUNG: linear has no rung 'v9'.*v1 \(loops\)"):
         be.linear_forward(x, w, None)
+
+
+def test_upto_names_a_step():
+    x, w = np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="upto must be one of in_turn, shares, wide, taps, direct"):
+        conv_kernels.conv2d_forward(x, w, None, (1, 1), (0, 0), upto="fast")
 
 
 def test_wrong_names_say_what_would_be_right():
