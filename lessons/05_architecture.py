@@ -156,8 +156,17 @@ save(fig, OUT, "params_and_flops.png")
 # reads it. The numbers are the same as running the layers one by one:
 
 # %%
+from minicnn import functional as F
+
 x = minicnn.randn(8, 1, 28, 28)
-fused = chest.features(x).numpy()
+fused_calls, conv2d_relu = [], F.conv2d_relu
+F.conv2d_relu = lambda x, w, *rest, **kw: fused_calls.append(tuple(w.shape)) or \
+    conv2d_relu(x, w, *rest, **kw)                       # count the fused calls, then do them
+try:
+    fused = chest.features(x).numpy()
+finally:
+    F.conv2d_relu = conv2d_relu
+print(f"Sequential ran F.conv2d_relu {len(fused_calls)} times, weights {fused_calls}")
 y = x
 for layer in chest.features:                     # the same layers, one call each
     y = layer(y)
@@ -176,21 +185,23 @@ print(f"Sequential (fused) vs layer by layer: largest difference "
 #     μ_c = mean of x[:, c],   σ²_c = mean of (x[:, c] − μ_c)²     (the biased variance)
 #     x̂ = (x − μ_c) / √(σ²_c + ε),    y = γ_c · x̂ + β_c
 #
-# It is `minicnn.functional.batch_norm`, and the module `minicnn/nn/norm.py`.
-# First, the forward pass by hand against the engine's, in training mode:
+# It is `minicnn.functional.batch_norm`, and the module `nn.BatchNorm2d`
+# (`minicnn/nn/norm.py`). First, the forward pass by hand against the engine's, in
+# training mode (in float64, so that the two agree to the last digits):
 
 # %%
+from minicnn import functional as F
+
 rng = np.random.default_rng(5)
 xb = (rng.standard_normal((8, 3, 5, 4)) * [[[[2.0]], [[0.5]], [[4.0]]]] + 3.0)   # 3 channels
-bn = nn.BatchNorm2d(3)
-bn.weight.data[...] = [1.5, 0.5, 2.0]             # γ and β as if trained
-bn.bias.data[...] = [0.1, -0.2, 0.3]
-x_bn = minicnn.tensor(xb, requires_grad=True, dtype=np.float64)
-bn.train()
-y_bn = bn(x_bn)
+x_bn = minicnn.tensor(xb, requires_grad=True, dtype=np.float64)       # float64: exact checks
+gamma_t = minicnn.tensor([1.5, 0.5, 2.0], requires_grad=True, dtype=np.float64)  # as if trained
+beta_t = minicnn.tensor([0.1, -0.2, 0.3], requires_grad=True, dtype=np.float64)
+eps = 1e-5
+y_bn = F.batch_norm(x_bn, np.zeros(3), np.ones(3), gamma_t, beta_t, training=True, eps=eps)
 mu, var = xb.mean(axis=(0, 2, 3)), xb.var(axis=(0, 2, 3))
-gamma, beta = bn.weight.numpy().astype(np.float64), bn.bias.numpy().astype(np.float64)
-xhat = (xb - mu[None, :, None, None]) / np.sqrt(var[None, :, None, None] + bn.eps)
+gamma, beta = gamma_t.numpy(), beta_t.numpy()
+xhat = (xb - mu[None, :, None, None]) / np.sqrt(var[None, :, None, None] + eps)
 by_hand = gamma[None, :, None, None] * xhat + beta[None, :, None, None]
 print(f"channel means before {np.round(mu, 2)}, stds {np.round(np.sqrt(var), 2)}")
 print(f"after: means {np.round(y_bn.numpy().mean(axis=(0, 2, 3)), 3)} (= beta), "
@@ -213,11 +224,11 @@ g = rng.standard_normal(xb.shape)
 (y_bn * minicnn.tensor(g, dtype=np.float64)).sum().backward()
 M = xb.size // 3
 sums = lambda a: a.sum(axis=(0, 2, 3))[None, :, None, None]          # noqa: E731
-gx_hand = gamma[None, :, None, None] / (M * np.sqrt(var[None, :, None, None] + bn.eps)) * \
+gx_hand = gamma[None, :, None, None] / (M * np.sqrt(var[None, :, None, None] + eps)) * \
     (M * g - sums(g) - xhat * sums(g * xhat))
 for name, hand, engine in [("dL/dx", gx_hand, x_bn.grad.numpy()),
-                           ("dL/dgamma", (g * xhat).sum(axis=(0, 2, 3)), bn.weight.grad.numpy()),
-                           ("dL/dbeta", g.sum(axis=(0, 2, 3)), bn.bias.grad.numpy())]:
+                           ("dL/dgamma", (g * xhat).sum(axis=(0, 2, 3)), gamma_t.grad.numpy()),
+                           ("dL/dbeta", g.sum(axis=(0, 2, 3)), beta_t.grad.numpy())]:
     print(f"{name:9s} by hand vs minicnn: largest difference "
           f"{np.abs(hand - engine).max() / np.abs(engine).max():.1e} of its largest value")
 
@@ -234,12 +245,14 @@ for name, hand, engine in [("dL/dx", gx_hand, x_bn.grad.numpy()),
 # classic bug: the scores then change with the batch.
 
 # %%
+xb = xb.astype(np.float32)                            # a layer's parameters are float32
 bn2 = nn.BatchNorm2d(3)
 running_mean, running_var = np.zeros(3), np.ones(3)
 bn2.train()
 for step in range(5):                                 # five training batches
     batch = xb[rng.permutation(8)[:4]]
     bn2(minicnn.tensor(batch))
+    batch = batch.astype(np.float64)
     m_b = batch.shape[0] * batch.shape[2] * batch.shape[3]
     running_mean = 0.9 * running_mean + 0.1 * batch.mean(axis=(0, 2, 3))
     running_var = 0.9 * running_var + 0.1 * batch.var(axis=(0, 2, 3)) * m_b / (m_b - 1)
