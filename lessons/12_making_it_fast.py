@@ -196,8 +196,10 @@ print(f"{middle.name} forward: whole batch (v2) {whole * 1e3:.2f} ms, chunks thr
 # per tap reads it in place. No im2col, and backward no col2im.
 #
 # **v5 → v6, the engine.** The first layer has one input channel: a product of 9
-# terms per output gives BLAS too little to work with, so a written-out 3×3
-# stencil wins there. The engine picks a path per shape; it tells you which:
+# terms per output gives BLAS too little to work with, so the engine runs a
+# written-out 3×3 stencil there (`conv_direct.py`; it measured faster when it was
+# written — the conv1 rows say whether it is here). The engine picks a path per
+# shape, and tells you which:
 
 # %%
 for layer in bench_ladder.layers("conv2d", SIZE, BATCH):
@@ -209,9 +211,12 @@ print("\nover all three layers, forward + backward, on this machine:")
 rows = conv["total"]["rungs"]
 for below, rung in zip(rows, rows[1:]):
     t0, t1 = below["fwd_s"] + below["bwd_s"], rung["fwd_s"] + rung["bwd_s"]
-    verdict = "faster" if t1 < t0 else "slower: this step does not pay at these sizes"
+    verdict = "faster" if t1 < t0 else "slower here (at these sizes, on this machine, or while it was busy)"
     print(f"  {below['name']} -> {rung['name']} ({rung['title']}): {t0 * 1e3:8.2f} -> "
           f"{t1 * 1e3:8.2f} ms, {t0 / t1:5.2f}x {verdict}")
+conv1 = {r["name"]: r for r in conv["layers"][0]["rungs"]}
+print(f"conv1 (one input channel), forward: tap by tap (v5) {conv1['v5']['fwd_s'] * 1e3:.3f} ms, "
+      f"the engine's stencil (v6) {conv1['v6']['fwd_s'] * 1e3:.3f} ms")
 first, last = rows[0], rows[-1]
 print(f"v1 to the engine: {(first['fwd_s'] + first['bwd_s']) / (last['fwd_s'] + last['bwd_s']):.0f}x")
 
