@@ -33,14 +33,17 @@ def write_chestxray14(root, patients=60, images_per_patient=3, size=64, seed=0,
     """Write the layout under `root`; returns the list of (image, patient, findings)."""
     rng = np.random.default_rng(seed)
     n = patients * images_per_patient
-    backgrounds, _ = synthetic_split(n, size, seed=seed, pneumonia_fraction=0.0)
+    chunk = 64                 # backgrounds drawn 64 at a time: memory stays flat at 1024 px
     per_folder = images_per_folder or max(1, -(-n // 3))      # three images_NNN folders
     rows, entries = [], []
     for i in range(n):
         patient = i // images_per_patient + 1
         name = f"{patient:08d}_{i % images_per_patient:03d}.png"
         present = [f for f in findings if rng.random() < p_finding]
-        image = backgrounds[i, 0].copy()
+        if i % chunk == 0:
+            backgrounds, _ = synthetic_split(min(chunk, n - i), size, seed=seed * 100003 + i,
+                                             pneumonia_fraction=0.0)
+        image = backgrounds[i % chunk, 0].copy()
         for f in present:
             _mark(image, FINDINGS.index(f), rng)
         folder = os.path.join(root, f"images_{i // per_folder + 1:03d}", "images")
