@@ -37,7 +37,8 @@ def _version(name, call):
     try:
         value = call()
     except Exception as exc:  # no driver, no NVRTC: the reason is the answer
-        return f"{name} unknown ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        said = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"{name} unknown ({type(exc).__name__}: {said})"
     if isinstance(value, tuple):
         return f"{name} {value[0]}.{value[1]}"
     return f"{name} {value // 1000}.{value % 1000 // 10}" if value else f"{name} none"
