@@ -22,7 +22,6 @@
 
 # %%
 import inspect
-import time
 
 import numba
 import numpy as np
@@ -36,6 +35,7 @@ from minicnn.lesson import best_time, plt, save, setup
 
 args, OUT = setup("12_making_it_fast", "Lesson 12: making it fast, the CPU kernel ladder")
 SIZE, BATCH = (16, 4) if args.quick else (64, 32)
+REPS = 2 if args.quick else 3            # timed repetitions of each pass
 print(f"ChestXrayCNN's layers at {SIZE}x{SIZE}, batch {BATCH}; numba runs "
       f"{numba.get_num_threads()} threads on this machine")
 
@@ -127,7 +127,7 @@ print(inspect.getsource(ladder.conv_v1_loops.forward))
 # measured above.
 
 # %%
-conv = bench_ladder.measure("conv2d", SIZE, BATCH, quick=args.quick, reps=3, machine=machine)
+conv = bench_ladder.measure("conv2d", SIZE, BATCH, quick=args.quick, reps=REPS, machine=machine)
 print(bench_ladder.table(conv))
 assert all(r["ok"] for layer in conv["layers"] for r in layer["rungs"]), "a rung failed its check"
 
@@ -154,7 +154,8 @@ w2 = w.reshape(F, -1)
 product = np.empty((F, col.shape[1]), np.float32)
 t_product = best_time(lambda: np.matmul(w2, col, out=product))
 print(f"{big.name} ({big.shape}): im2col writes {col.size:,} numbers "
-      f"({col.nbytes / 2**20:.2f} MB) in {t_copy * 1e3:.3f} ms = {col.nbytes / t_copy / 1e9:.1f} GB/s;\n"
+      f"({col.nbytes / 2**20:.2f} MB) in {t_copy * 1e3:.3f} ms = "
+      f"{col.nbytes / t_copy / 1e9:.1f} GB/s;\n"
       f"the product does {big.flops['fwd'] / 1e6:,.1f} MFLOP in {t_product * 1e3:.3f} ms = "
       f"{big.flops['fwd'] / t_product / 1e9:.1f} GFLOP/s")
 print(f"here the copy costs {t_copy / t_product:.2f}x the arithmetic: "
@@ -211,14 +212,16 @@ print("\nover all three layers, forward + backward, on this machine:")
 rows = conv["total"]["rungs"]
 for below, rung in zip(rows, rows[1:]):
     t0, t1 = below["fwd_s"] + below["bwd_s"], rung["fwd_s"] + rung["bwd_s"]
-    verdict = "faster" if t1 < t0 else "slower here (at these sizes, on this machine, or while it was busy)"
+    verdict = "faster" if t1 < t0 else \
+        "slower here (at these sizes, on this machine, or while it was busy)"
     print(f"  {below['name']} -> {rung['name']} ({rung['title']}): {t0 * 1e3:8.2f} -> "
           f"{t1 * 1e3:8.2f} ms, {t0 / t1:5.2f}x {verdict}")
 conv1 = {r["name"]: r for r in conv["layers"][0]["rungs"]}
 print(f"conv1 (one input channel), forward: tap by tap (v5) {conv1['v5']['fwd_s'] * 1e3:.3f} ms, "
       f"the engine's stencil (v6) {conv1['v6']['fwd_s'] * 1e3:.3f} ms")
 first, last = rows[0], rows[-1]
-print(f"v1 to the engine: {(first['fwd_s'] + first['bwd_s']) / (last['fwd_s'] + last['bwd_s']):.0f}x")
+both = lambda r: r["fwd_s"] + r["bwd_s"]  # noqa: E731
+print(f"v1 to the engine: {both(first) / both(last):.0f}x faster, forward + backward")
 
 # %% [markdown]
 # ## Pooling and the linear layer
@@ -229,9 +232,10 @@ print(f"v1 to the engine: {(first['fwd_s'] + first['bwd_s']) / (last['fwd_s'] + 
 # the whole story.
 
 # %%
-pool = bench_ladder.measure("max_pool2d", SIZE, BATCH, quick=args.quick, reps=3, machine=machine)
+pool = bench_ladder.measure("max_pool2d", SIZE, BATCH, quick=args.quick, reps=REPS,
+                            machine=machine)
 print(bench_ladder.table(pool))
-linear = bench_ladder.measure("linear", SIZE, BATCH, quick=args.quick, reps=3, machine=machine)
+linear = bench_ladder.measure("linear", SIZE, BATCH, quick=args.quick, reps=REPS, machine=machine)
 print(bench_ladder.table(linear))
 
 # %% [markdown]

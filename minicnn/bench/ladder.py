@@ -111,7 +111,8 @@ def layers(op, size, batch, channels=1, seed=0):
             xs, ws, _, stride, padding = args[:5]
             N, C, H, W = xs
             F, _, KH, KW = ws
-            Ho, Wo = (H + 2 * padding[0] - KH) // stride[0] + 1, (W + 2 * padding[1] - KW) // stride[1] + 1
+            Ho = (H + 2 * padding[0] - KH) // stride[0] + 1
+            Wo = (W + 2 * padding[1] - KW) // stride[1] + 1
             ys = (N, F, Ho, Wo)
             flops = 2.0 * N * F * C * KH * KW * Ho * Wo
             n_x, n_w, n_y = np.prod(xs), np.prod(ws), np.prod(ys)
@@ -308,7 +309,8 @@ def table(result):
                     continue
                 r, share = rate(result, layer, row, pas)
                 up = ups[pas][k]
-                up = "same" if pas in row.get("same_as_below", ()) else (f"{up:.2f}x" if up else "-")
+                up = "same" if pas in row.get("same_as_below", ()) else \
+                    (f"{up:.2f}x" if up else "-")
                 cells.append(f"{row[pas + '_s'] * 1e3:9.3f} {r / 1e9:8.2f} {up:>7s} "
                              f"{share * 100:9.1f}%")
             check_text = "ok" if row["ok"] else "WRONG"
