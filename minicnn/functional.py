@@ -507,6 +507,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                          f"{input.shape}")
     _need_float(input, op)
     C = input.shape[1]
+    rm = _stat_array(running_mean, "running_mean", input, op)
+    rv = _stat_array(running_var, "running_var", input, op)
     for name, value in (("running_mean", running_mean), ("running_var", running_var),
                         ("weight", weight), ("bias", bias)):
         if value is not None and tuple(value.shape) != (C,):
@@ -525,8 +527,6 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.integer, np.floating)):
         raise TypeError(f"{op}: momentum must be a number, got {momentum!r} (BatchNorm "
                         "modules turn momentum=None into a cumulative average themselves)")
-    rm = _stat_array(running_mean, "running_mean", input, op)
-    rv = _stat_array(running_var, "running_var", input, op)
     if training and input.size // max(C, 1) <= 1:
         raise ValueError(f"{op}: need more than one value per channel when training, "
                          f"got input shape {input.shape}")
