@@ -12,6 +12,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
+from .. import validate
 from ..errors import UserError
 
 DATASETS = {
@@ -59,6 +60,7 @@ def _fetch(url, folder, timeout):
 
 
 def run(args):
+    validate.number("--timeout", args.timeout, lo=0, lo_open=True, what="a positive number of seconds")
     spec = DATASETS[args.dataset]
     target = os.path.join(args.dir, spec["file"])
     if os.path.isfile(target) and md5_of(target) == spec["md5"]:

@@ -221,8 +221,15 @@ def folder_splits(root, image_size, channels, progress=False):
                             f"(train has {', '.join(classes) or 'none'}; {'; '.join(detail)}); "
                             "every split needs the same class folders")
     validate.splits_classes(root, {s: [1] * len(classes) for s in SPLITS}, classes)
-    datasets = {s: ImageFolder(os.path.join(root, s), image_size, channels, classes,
-                               progress=progress) for s in SPLITS}
+    datasets, problems = {}, []
+    for s in SPLITS:  # every split read, so one message names every bad file
+        try:
+            datasets[s] = ImageFolder(os.path.join(root, s), image_size, channels, classes,
+                                      progress=progress)
+        except UserError as err:
+            problems.append(str(err))
+    if problems:
+        raise UserError("\n".join(problems))
     skipped = sum(len(d.skipped) for d in datasets.values())
     info = _info(f"folder {root}", False, datasets, {"skipped_non_images": skipped})
     return Splits(datasets["train"], datasets["val"], datasets["test"], info)
@@ -296,6 +303,11 @@ def _npz_classes(path, labels):
     else:
         train = labels["train"]
         k = int(train.max()) + 1
+        missing = sorted(set(range(k)) - set(np.unique(train).tolist()))
+        if missing:  # a class number no training image has: a gap, or a typo in the labels
+            raise UserError(f"{path}: train_labels run from 0 to {k - 1} but no training image "
+                            f"has label {', '.join(map(str, missing[:5]))}; classes are numbered "
+                            "0, 1, ... without gaps, each with training images")
         return tuple(str(i) for i in range(k)), (f"its training labels run from 0 to {k - 1}, "
                                                   f"so it has {k} classes")
     return classes, f"{name} has {len(classes)} classes"
@@ -314,10 +326,11 @@ def _check_npz_labels(path, arrays):
     two classes or more in training, none elsewhere that training lacks."""
     labels = {s: validate.labels(f"{path}: {s}_labels", arrays[f"{s}_labels"]) for s in SPLITS}
     classes, source = _npz_classes(path, labels)
-    for s in SPLITS:
+    counts = {}
+    for s in SPLITS:  # training first: its classes are what the others are checked against
         validate.labels(f"{path}: {s}_labels", labels[s], len(classes), source)
-    validate.splits_classes(path, {s: np.bincount(labels[s], minlength=len(classes))
-                                   for s in SPLITS}, classes)
+        counts[s] = np.bincount(labels[s], minlength=len(classes))
+        validate.splits_classes(path, counts, classes)
     return ({s: (arrays[f"{s}_images"], labels[s]) for s in SPLITS}, classes,
             int(arrays["train_images"].shape[1]))
 

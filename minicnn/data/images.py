@@ -107,10 +107,15 @@ def to_channels(image, channels):
 def _read_pillow(path):
     import warnings
     from PIL import Image, ImageOps, UnidentifiedImageError
+    limit = max_pixels()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
-            img_file = Image.open(path)
+        with warnings.catch_warnings():  # Pillow's own check is replaced by ours, just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                img_file = Image.open(path)  # reads the header only
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
         with img_file as img:
             check_pixel_count(path, img.size[1], img.size[0], "image header")  # before decoding
             img.load()  # decode now: a truncated file fails here, not later
