@@ -210,6 +210,9 @@ def _npz_cases(tmp):
          ["test_labels", "label 2", "pneumoniamnist has 2 classes"]),
         ("a class only in test", medmnist(f / "mine.npz", test_labels=y2),
          ["test_labels holds the label 2", "training labels run from 0 to 1", "2 classes"]),
+        ("a huge label", medmnist(f / "huge.npz", train_labels=labels_with(10 ** 9, dtype=np.int64)),
+         ["train_labels run from 0 to 1000000000", "no training image has label 2"]),
+        ("a folder called .npz", _folder(f / "dir.npz"), ["is a folder"]),
         ("a gap in the labels", medmnist(f / "gap.npz", train_labels=(np.arange(16) % 2 * 2).reshape(-1, 1)),
          ["train_labels run from 0 to 2", "no training image has label 1"]),
         ("float labels", medmnist(f / "fl.npz", train_labels=labels_with(0.5, dtype=np.float32)),
@@ -252,6 +255,11 @@ def _npz_cases(tmp):
         ("empty file", _write(f / "zero.npz", b""), ["damaged or truncated"]),
         ("text", _write(f / "text.npz", b"not a zip file at all\n" * 10), ["damaged or truncated"]),
     ]
+
+
+def _folder(path):
+    path.mkdir()
+    return path
 
 
 def _write(path, data):
@@ -393,13 +401,16 @@ def test_a_decompression_bomb_header_is_a_clear_error(tmp_path, side):
 def test_other_bad_files_in_a_folder_are_named(tmp_path):
     root = xray_folder(tmp_path / "xr")
     (root / "train" / "NORMAL" / "empty.png").write_bytes(b"")
+    os.symlink("loop.png", root / "val" / "NORMAL" / "loop.png")
+    Image.fromarray(np.full((12, 12), np.nan, np.float32), mode="F").save(root / "val" / "NORMAL" / "nan.tiff")
     (root / "train" / "PNEUMONIA" / "text.jpeg").write_text("hello")
     (root / "test" / "PNEUMONIA").rename(root / "test" / "P")
     (root / "test" / "PNEUMONIA").write_text("a file where a class folder should be")
     refused(train_folder(root, tmp_path / "o"), "class folders differ", "missing from test: PNEUMONIA")
     (root / "test" / "PNEUMONIA").unlink()
     (root / "test" / "P").rename(root / "test" / "PNEUMONIA")
-    refused(train_folder(root, tmp_path / "o"), "empty.png", "text.jpeg", max_lines=8)
+    refused(train_folder(root, tmp_path / "o"), "empty.png", "text.jpeg", "loop.png",
+            "nan.tiff: the image holds NaN", max_lines=8)
 
 
 def test_read_image_api_refuses_pipes_at_once(tmp_path):
@@ -456,6 +467,10 @@ def _mutations(arrays):
         ("norm std 0", change(norm_std=np.array([0.0], np.float32)), ["norm_std", "positive"]),
         ("norm mean NaN", change(norm_mean=np.array([np.nan], np.float32)), ["norm_mean", "NaN"]),
         ("norm mean shape", change(norm_mean=np.zeros(3, np.float32)), ["norm_mean", "(1,)"]),
+        ("unknown model setting", change(model_config=np.array(json.dumps(dict(cfg, depth=50)))),
+         ["depth"]),
+        ("model dropout 5", change(model_config=np.array(json.dumps(dict(cfg, dropout=5)))),
+         ["dropout"]),
         ("no format", change(format=None), ["not a minicnn checkpoint"]),
         ("format version 2", change(format_version=np.array(2)), ["format version 2"]),
         ("no model name", change(model_name=None), ["no 'model_name' entry"]),
@@ -525,6 +540,24 @@ def test_resume_refusals_speak_in_flags(run_dir, tmp_path):
     write_npz_atomic(out / "last.npz", arrays)
     err = refused(["train", "--resume", "--out", out], "holds no optimiser state")
     assert "None" not in err
+    arrays = dict(load_checkpoint(run_dir / "last.npz").arrays)
+    cfg = json.loads(str(arrays["train_config"]))
+    for bad, words in [(dict(cfg, epochs=-1), ["train_config", "--epochs", "-1"]),
+                       (dict(cfg, colour="blue"), ["train_config", "colour"])]:
+        arrays["train_config"] = np.array(json.dumps(bad))
+        write_npz_atomic(out / "last.npz", arrays)
+        refused(["train", "--resume", "--out", out], str(out / "last.npz"), *words)
+
+
+def test_nan_in_the_input_is_not_blamed_on_the_learning_rate(tmp_path):
+    from minicnn.train import NonFiniteLoss
+
+    def poison(epoch, batch, run):  # the data goes bad under the trainer's feet
+        run.splits.train.images[...] = np.nan
+    with pytest.raises(NonFiniteLoss) as info:
+        fit(out=str(tmp_path), epochs=1, on_batch_end=poison, **TINY)
+    assert "input holds NaN" in str(info.value) and "not the learning rate" in str(info.value)
+    assert "try a smaller --lr" not in str(info.value)
 
 
 # --- output folders ----------------------------------------------------------------------------------
@@ -588,6 +621,37 @@ def tmpfs(path, size="4m", ro=False):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
+HOLD_LOCK = r"""
+import fcntl, os, sys, time
+f = open(os.path.join(sys.argv[1], ".minicnn.lock"), "a+")
+fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+f.truncate(0); f.write(f"{os.getpid()}\n"); f.flush()
+print("HELD", flush=True)
+time.sleep(60)
+"""
+
+
+def test_evaluate_and_predict_respect_a_held_folder(run_dir, tmp_path):
+    held = tmp_path / "held"
+    held.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(held)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "HELD"
+        refused(["evaluate", "--checkpoint", run_dir / "best.npz", "--out", held, "--no-figures"],
+                f"pid {holder.pid}", "--out")
+        image = tmp_path / "x.png"
+        Image.fromarray(np.full((20, 20), 99, np.uint8)).save(image)
+        code, stdout, stderr = cli("predict", "--checkpoint", run_dir / "best.npz", image,
+                                   "--gradcam", held)
+        assert code == 2 and "Traceback" not in stderr and "x.png" in stdout
+        assert f"pid {holder.pid}" in stderr and "--gradcam" in stderr
+        assert sorted(os.listdir(held)) == [".minicnn.lock"], "nothing was written into it"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_read_only_disk(run_dir, tmp_path):
     with tmpfs(tmp_path / "ro", ro=True) as ro:
         refused(["train", "--out", ro / "run", *TINY_CLI, "--epochs", "1"], "--out", "Read-only")
@@ -635,6 +699,14 @@ def hang_on_third_write(f, **arrays):
         print("WRITING", flush=True)
         time.sleep(600)
     return real_savez(f, **arrays)
+if mode == "slow-data":
+    import minicnn.train as TR
+    real_open = TR.open_splits
+    def slow_open(*a, **k):
+        print("READING", flush=True)
+        time.sleep(30)
+        return real_open(*a, **k)
+    TR.open_splits = slow_open
 if mode == "slow":
     T.fit = lambda cfg, **kw: real_fit(cfg, on_batch_end=slow, **kw)
 if mode == "hang-write":
@@ -692,6 +764,16 @@ def test_a_signal_stops_after_the_batch_and_a_second_trainer_is_refused(tmp_path
         a_w, b_w = load_checkpoint(out / "last.npz").weights, load_checkpoint(whole / "last.npz").weights
         for name in a_w:
             np.testing.assert_array_equal(a_w[name], b_w[name], err_msg=name)
+
+
+def test_sigterm_before_training_starts_exits_143_cleanly(tmp_path):
+    out = tmp_path / "run"
+    a = Trainer("slow-data", out, "--epochs", "1")
+    a.wait_for("READING")
+    a.proc.send_signal(signal.SIGTERM)
+    rc, stdout, stderr = a.finish()
+    assert rc == 143 and "Traceback" not in stderr and "stopped by SIGTERM" in stderr, (rc, stderr)
+    assert snapshot(out) == {}, "nothing but the (released) lock file"
 
 
 def test_sigkill_mid_write_leaves_nothing_that_the_next_start_does_not_sweep(tmp_path):

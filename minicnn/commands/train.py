@@ -101,8 +101,8 @@ def _resume_config(args, out, given):
     try:
         return resolve_config(**saved)
     except UserError as err:
-        raise CheckpointError(f"{last}: its saved settings are not valid ({err}); it cannot "
-                              "be resumed") from None
+        raise CheckpointError(f"{last}: its saved settings (train_config) are not valid "
+                              f"({err}); it cannot be resumed") from None
 
 
 def _as_flag(key, value):

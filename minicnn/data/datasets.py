@@ -303,11 +303,12 @@ def _npz_classes(path, labels):
     else:
         train = labels["train"]
         k = int(train.max()) + 1
-        missing = sorted(set(range(k)) - set(np.unique(train).tolist()))
-        if missing:  # a class number no training image has: a gap, or a typo in the labels
+        present = np.unique(train)
+        if present.size != k:  # a class number no training image has: a gap, or a typo
+            first = int(np.argmax(present != np.arange(present.size)))
             raise UserError(f"{path}: train_labels run from 0 to {k - 1} but no training image "
-                            f"has label {', '.join(map(str, missing[:5]))}; classes are numbered "
-                            "0, 1, ... without gaps, each with training images")
+                            f"has label {first}; classes are numbered 0, 1, ... without gaps, "
+                            "each with training images")
         return tuple(str(i) for i in range(k)), (f"its training labels run from 0 to {k - 1}, "
                                                   f"so it has {k} classes")
     return classes, f"{name} has {len(classes)} classes"
