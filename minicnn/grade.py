@@ -38,6 +38,19 @@ ATOL, RTOL = 1e-6, 1e-5          # answers are computed in float64
 class Wrong(Exception):
     """An answer that differs from the engine's; the message is the hint."""
 
+    def __init__(self, message, case=None):
+        super().__init__(message)
+        self.case = case
+
+
+# the cases of the exercise being graded that passed so far, in order (a hint names them)
+_passed = []
+
+
+def _record(case):
+    if case and case not in _passed:
+        _passed.append(case)
+
 
 class NotStarted(Exception):
     """The student's function still raises NotImplementedError."""
@@ -96,7 +109,8 @@ def check_close(name, got, expected, case, atol=ATOL, rtol=RTOL, describe=None):
     """Raise Wrong naming the first element (row-major) where |got - expected| > atol + rtol*|expected|."""
     hint = _mismatch(name, got, expected, case, atol, rtol, describe)
     if hint is not None:
-        raise Wrong(hint)
+        raise Wrong(hint, case)
+    _record(case)
 
 
 def check_all(outputs, case, describe=None):
@@ -107,6 +121,7 @@ def check_all(outputs, case, describe=None):
              for name, got, exp in outputs]
     wrong = [(name, hint) for name, hint in hints if hint is not None]
     if not wrong:
+        _record(case)
         return
     right = [name for name, hint in hints if hint is None]
     also = [name for name, _ in wrong[1:]]
@@ -115,7 +130,7 @@ def check_all(outputs, case, describe=None):
         tail += f"; {_and(right)} {'is' if len(right) == 1 else 'are'} right"
     if also:
         tail += f"; {_and(also)} {'is' if len(also) == 1 else 'are'} wrong too"
-    raise Wrong(wrong[0][1] + tail)
+    raise Wrong(wrong[0][1] + tail, case)
 
 
 def _and(names):
@@ -168,7 +183,7 @@ def _reference():
 def _parts(*parts):
     """Run the checks of an exercise's functions, [(name, check)], all of them; report
     the first failure and how the other functions did (right, wrong, not started)."""
-    first, others = None, []
+    first, others, passed = None, [], None
     for label, check in parts:
         status, error = "right", None
         try:
@@ -180,13 +195,14 @@ def _parts(*parts):
         except Raised as exc:
             status, error = "raising an error", exc
         if first is None and error is not None:
-            first = error
+            first, passed = error, list(_passed)     # what passed before the failure
         else:
             others.append(f"{label}() is {status}")
     if first is None:
         return
+    _passed[:] = passed
     if others and isinstance(first, Wrong):
-        raise Wrong(f"{first}; " + "; ".join(others))
+        raise Wrong(f"{first}; " + "; ".join(others), first.case)
     if others and isinstance(first, Raised):
         first.others = "; ".join(others)
     raise first
@@ -359,7 +375,9 @@ def grade_sgd_momentum(mod, rng):
             hint = _mismatch("p_new", got[0], param.numpy(), case)
             if hint is not None:
                 raise Wrong(hint + (f"; steps 1 to {step - 1} were right" if step > 2 else
-                                    "; step 1 was right" if step == 2 else ""))
+                                    "; step 1 was right" if step == 2 else ""), case)
+            if step == len(grads):
+                _record(f"4 steps with {settings}")
             p, v = np.asarray(got[0], dtype=np.float64), got[1]
             p = param.numpy().astype(np.float64)        # go on from the engine's parameter
 
@@ -580,6 +598,15 @@ def _where(exc, path):
     return f" (line {line} of {_shown(path)})" if line else ""
 
 
+def _passed_before(failed_case, shown=2):
+    """'; passed before it: CASE; CASE (and N more)' - what the student's code already gets right."""
+    earlier = [c for c in _passed if c != failed_case]
+    if not earlier:
+        return ""
+    more = f" (and {len(earlier) - shown} more)" if len(earlier) > shown else ""
+    return ". Passed before it: " + "; ".join(f"[{c}]" for c in earlier[:shown]) + more
+
+
 def grade_one(name, folder, seed):
     """(passed, message) for one exercise file."""
     path = folder / f"{name}.py"
@@ -591,19 +618,21 @@ def grade_one(name, folder, seed):
         return False, f"could not load {_shown(path)}: {type(exc).__name__}: {exc}{_where(exc, path)}"
     title, grader = EXERCISES[name]
     rng = np.random.default_rng(seed)
+    _passed.clear()
     try:
         with np.errstate(all="ignore"):   # a NaN in an answer is reported as a wrong element
             grader(module, rng)
     except NotStarted as exc:
         return False, f"not started: fill in the TODO in {_shown(path)} ({exc}() still raises NotImplementedError)"
     except Wrong as exc:
-        return False, str(exc)
+        return False, str(exc) + _passed_before(exc.case)
     except Raised as exc:
         error = exc.exc
         where = _where(error, path) or " (in code your file called)"
         others = getattr(exc, "others", "")
         return False, (f"{exc.function}() raised {type(error).__name__}: {error}{where}, "
-                       f"on the case {exc.case}" + (f"; {others}" if others else ""))
+                       f"on the case {exc.case}" + (f"; {others}" if others else "")
+                       + _passed_before(exc.case))
     except Exception as exc:
         where = _where(exc, path)
         if not where:

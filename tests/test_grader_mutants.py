@@ -27,11 +27,14 @@ MUTANTS = {
     "padding subtracted twice": (
         "01_conv_forward", "h = i * stride + p - padding", "h = i * stride + p - 2 * padding",
         [r"y is wrong at index \(0, 0, \d, \d\): expected \S+, got \S+; \d+ of \d+ elements are "
-         r"wrong \(x \(2, 3, 6, 5\), w \(4, 3, 3, 3\) \(kernel 3x3\), stride 1, padding 1\)"]),
+         r"wrong \(x \(2, 3, 6, 5\), w \(4, 3, 3, 3\) \(kernel 3x3\), stride 1, padding 1\)",
+         r"Passed before it: \[x \(1, 1, 5, 5\), w \(1, 1, 3, 3\) \(kernel 3x3\), stride 1, "
+         r"padding 0\]"]),
     "stride ignored": (
         "01_conv_forward", "h = i * stride + p - padding", "h = i + p - padding",
         [r"y is wrong at index .*\(x \(2, 2, 7, 7\), w \(3, 2, 3, 3\) \(kernel 3x3\), "
-         r"stride 2, padding 1\)"]),
+         r"stride 2, padding 1\)\. Passed before it: \[x \(1, 1, 5, 5\).*padding 0\]; "
+         r"\[x \(2, 3, 6, 5\).*padding 1\]"]),
     "transposed taps": (
         "01_conv_forward", "x[n, c, h, v] * w[f, c, p, q]", "x[n, c, h, v] * w[f, c, q, p]",
         [r"y is wrong at index \(0, 0, 0, 0\).*\(x \(1, 1, 5, 5\), w \(1, 1, 3, 3\)"]),
