@@ -8,7 +8,8 @@ optim.SGD, data.class_weights, metrics, and small kernels run on the CUDA
 emulator). For each exercise it prints PASS, or FAIL with a hint that always
 names the case (the shapes and settings, and the inputs when they are small): the
 first wrong element (its index, decoded where that helps, the expected value and
-the value returned) and which of the other outputs were right; a wrong shape; or,
+the value returned), which of the other outputs were right and which cases
+passed before it; a wrong shape; or,
 when the student's code raises, the exception and the line of the file; for an
 untouched file, which TODO to fill in.
 
