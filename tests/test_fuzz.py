@@ -808,3 +808,22 @@ def test_memory_budget_is_checked_before_allocating(tmp_path, monkeypatch):
     refused(["train", "--out", tmp_path / "o", "--synthetic-size", "2000", "--image-size", "64", *QUICK],
             "would take", "--synthetic-size")
     assert validate.human_bytes(3 << 30) == "3.0 GiB"
+
+
+def test_data_api_calls_name_the_bad_argument():
+    from minicnn.data import ArrayDataset, transforms as T
+    image = np.zeros((1, 8, 8), np.float32)
+    for call, words in [
+            (lambda: T.Resize(0)(image), ["Resize: size", "0"]),
+            (lambda: T.Resize(-3), ["Resize: size", "-3"]),
+            (lambda: T.Resize((8, 8, 8)), ["Resize: size must be an int or (height, width)"]),
+            (lambda: T.RandomAffine(degrees=float("nan")), ["RandomAffine: degrees", "nan"]),
+            (lambda: T.RandomAffine(scale=(1.1, 0.9)), ["RandomAffine: scale[1]", "0.9"]),
+            (lambda: T.RandomHorizontalFlip(p=2), ["RandomHorizontalFlip: p", "2"]),
+            (lambda: ArrayDataset(np.zeros((2, 1, 8, 8)), [np.nan, 1], ("a", "b")), ["labels", "nan"]),
+            (lambda: ArrayDataset(np.zeros((2, 1, 8, 8)), [5, 1], ("a", "b")), ["labels", "label 5", "2 classes"]),
+            (lambda: open_splits("synthetic", channels=2), ["channels", "2"])]:
+        with pytest.raises(UserError) as info:
+            call()
+        for w in words:
+            assert w in str(info.value), (w, str(info.value))

@@ -47,7 +47,9 @@ class ArrayDataset:
 
     def __init__(self, images, labels, classes, transform=None, name="", files=None):
         images = np.ascontiguousarray(images, dtype=np.float32)
-        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        classes = tuple(classes)
+        labels = validate.labels(f"ArrayDataset {name!r}: labels", labels, len(classes),
+                                 f"{len(classes)} classes were given ({', '.join(map(str, classes))})")
         if images.ndim != 4 or images.shape[0] != labels.shape[0]:
             raise ValueError(f"ArrayDataset: expected images (N, C, H, W) and labels (N,), got "
                              f"{images.shape} and {labels.shape}")

@@ -16,6 +16,7 @@ import math
 import numpy as np
 from PIL import Image
 
+from .. import validate
 from ..errors import UserError
 
 
@@ -100,7 +101,11 @@ class Resize:
     """
 
     def __init__(self, size, min_size=None):
-        self.size = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+        sizes = (size, size) if validate.is_int(size) else tuple(size) \
+            if isinstance(size, (tuple, list)) else (size,)
+        if len(sizes) != 2:
+            raise UserError(f"Resize: size must be an int or (height, width), got {size!r}")
+        self.size = tuple(validate.integer("Resize: size", v, 1, 1 << 16) for v in sizes)
         self.min_size = min_size
 
     def __call__(self, image, rng=None, source="image"):
@@ -127,7 +132,7 @@ class RandomHorizontalFlip:
     """Mirror left-right with probability p."""
 
     def __init__(self, p=0.5):
-        self.p = float(p)
+        self.p = validate.number("RandomHorizontalFlip: p", p, lo=0, hi=1)
 
     def __call__(self, image, rng):
         if rng.random() < self.p:
@@ -149,9 +154,14 @@ class RandomAffine:
     """
 
     def __init__(self, degrees=10.0, translate=0.05, scale=(0.95, 1.05), fill="edge"):
-        self.degrees, self.translate = float(degrees), float(translate)
-        self.scale = (float(scale[0]), float(scale[1]))
-        self.fill = fill if fill == "edge" else float(fill)
+        self.degrees = validate.number("RandomAffine: degrees", degrees, lo=0, hi=180)
+        self.translate = validate.number("RandomAffine: translate", translate, lo=0, hi=1)
+        if not (isinstance(scale, (tuple, list)) and len(scale) == 2):
+            raise UserError(f"RandomAffine: scale must be (low, high), got {scale!r}")
+        lo = validate.number("RandomAffine: scale[0]", scale[0], lo=0, lo_open=True)
+        hi = validate.number("RandomAffine: scale[1]", scale[1], lo=lo)
+        self.scale = (lo, hi)
+        self.fill = fill if fill == "edge" else validate.number("RandomAffine: fill", fill)
 
     def __call__(self, image, rng):
         _check_chw(image, "RandomAffine")
