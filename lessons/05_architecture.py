@@ -93,13 +93,16 @@ with minicnn.no_grad():
     assert h.shape[1:] == chest_rows[len(chest.features) - 1][1], "formula and run disagree"
 
 # %% [markdown]
-# AlexNet is much bigger. Its first convolution (11 × 11, stride 4) shrinks a
-# 227 × 227 image to 55 × 55 at once. Note how the three fully connected layers
+# AlexNet is much bigger. Its first convolution, with a large kernel and a large
+# stride (printed below), shrinks the 227 × 227 image at once. Note how the three fully connected layers
 # hold almost all the parameters, while the convolutions do almost all the work.
 
 # %%
 alex = AlexNet(in_channels=3, num_classes=2, image_size=227)
 alex_rows = layer_table(alex, (3, 227, 227))
+first = alex.features[0]
+print(f"AlexNet's first convolution: kernel {first.kernel_size}, stride {first.stride}: "
+      f"(3, 227, 227) -> {alex_rows[0][1]}")
 alex_p, alex_f = print_table("AlexNet, input (3, 227, 227)", alex_rows)
 conv_share = sum(r[3] for r in alex_rows if "Conv2d" in r[0]) * 2 / alex_f
 fc_share = sum(r[2] for r in alex_rows if "Linear" in r[0]) / alex_p
@@ -237,10 +240,10 @@ for name, hand, engine in [("dL/dx", gx_hand, x_bn.grad.numpy()),
 # must not depend on which other images share its batch. So, while training, the
 # layer keeps running estimates of each channel's mean and variance:
 #
-#     running = (1 − momentum) · running + momentum · (this batch's value)     momentum 0.1
+#     running = (1 − momentum) · running + momentum · (this batch's value)
 #
-# (the running variance takes the unbiased batch variance, M/(M − 1) · σ², as
-# PyTorch does), and `model.eval()` switches the layer to use them in place of the
+# (`momentum` is the layer's setting, 0.1 by default as in PyTorch; the running
+# variance takes the unbiased batch variance, M/(M − 1) · σ², as PyTorch does), and `model.eval()` switches the layer to use them in place of the
 # batch's. `model.train()` switches back. Forgetting `eval()` before testing is a
 # classic bug: the scores then change with the batch.
 
@@ -254,15 +257,16 @@ for step in range(5):                                 # five training batches
     bn2(minicnn.tensor(batch))
     batch = batch.astype(np.float64)
     m_b = batch.shape[0] * batch.shape[2] * batch.shape[3]
-    running_mean = 0.9 * running_mean + 0.1 * batch.mean(axis=(0, 2, 3))
-    running_var = 0.9 * running_var + 0.1 * batch.var(axis=(0, 2, 3)) * m_b / (m_b - 1)
+    mom = bn2.momentum
+    running_mean = (1 - mom) * running_mean + mom * batch.mean(axis=(0, 2, 3))
+    running_var = (1 - mom) * running_var + mom * batch.var(axis=(0, 2, 3)) * m_b / (m_b - 1)
 
 
 def as_array(v):
     return v.numpy() if hasattr(v, "numpy") else np.asarray(v)
 
 
-print(f"running mean after 5 batches: by hand {np.round(running_mean, 4)}, "
+print(f"momentum {bn2.momentum}; running mean after 5 batches: by hand {np.round(running_mean, 4)}, "
       f"minicnn {np.round(as_array(bn2.running_mean), 4)}")
 print(f"running var  after 5 batches: by hand {np.round(running_var, 4)}, "
       f"minicnn {np.round(as_array(bn2.running_var), 4)}")

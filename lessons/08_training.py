@@ -8,7 +8,7 @@
 #   gradients look like layer by layer;
 # - watching training: loss and accuracy on train, loss and ROC-AUC on validation,
 #   and what overfitting looks like;
-# - what the first layer learned (its 3 × 3 filters).
+# - what the first layer learned (its filters).
 #
 # Everything runs on minicnn alone: its layers, autograd, optimiser and kernels.
 # The first run compiles minicnn's numba kernels (10–20 s, once).
@@ -142,11 +142,13 @@ saved(viz.training_curves(history, f"{OUT}/training_curves.png", note=note))
 # %% [markdown]
 # ## What the first layer learned
 #
-# The 16 filters of the first convolution, each 3 × 3. Trained from random numbers,
-# several look like the edge detectors of lesson 01 (a bright side and a dark side).
+# The filters of the first convolution (their count and size are printed). Trained
+# from random numbers, several look like the edge detectors of lesson 01 (a bright side and a dark side).
 
 # %%
-saved(viz.filters(model.features[0].weight.numpy(), f"{OUT}/filters.png",
+first = model.features[0].weight.numpy()
+print(f"first layer: {first.shape[0]} filters of {first.shape[1]} x {first.shape[2]} x {first.shape[3]}")
+saved(viz.filters(first, f"{OUT}/filters.png",
                   title="First-layer filters (red +, blue -)", note=note))
 
 # %% [markdown]
