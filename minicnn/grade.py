@@ -6,12 +6,13 @@ the file, runs its functions on random cases, and compares the answers with what
 minicnn itself computes (the numpy reference kernels, functional.cross_entropy,
 optim.SGD, data.class_weights, metrics, and small kernels run on the CUDA
 emulator). For each exercise it prints PASS, or FAIL with a hint that always
-names the case (the shapes and settings, and the inputs when they are small): the
-first wrong element (its index, decoded where that helps, the expected value and
-the value returned), which of the other outputs were right and which cases
-passed before it; a wrong shape; or,
-when the student's code raises, the exception and the line of the file; for an
-untouched file, which TODO to fill in.
+names the case (the shapes and settings, and the inputs when they are small):
+  - a wrong value: the first wrong element (its index, decoded where that helps,
+    the expected value and the one returned), which of the other outputs were
+    right, and which cases passed before it;
+  - a wrong shape or type: what came back and what was expected;
+  - an exception in the student's code: the exception and the line of the file;
+  - an untouched file: which TODO to fill in.
 
     minicnn grade                 every exercise, the student's versions
     minicnn grade 03              one exercise (by number or name)
