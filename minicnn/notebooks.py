@@ -10,6 +10,9 @@ minicnn.lesson). In a notebook, quick mode is the environment variable MINICNN_Q
     python -m minicnn.notebooks --out notebooks            every lesson
     python -m minicnn.notebooks --out notebooks 03 11      some of them
     python -m minicnn.notebooks --out nb --lessons PATH    lessons from another folder
+    python -m minicnn.notebooks --out nb --execute --quick run them too (in a Jupyter
+                                                           kernel, in quick mode), saving
+                                                           the outputs into the notebooks
 
 Needs the `lessons` extra: pip install -e ".[lessons]" (jupytext, nbclient, ipykernel).
 """
@@ -83,6 +86,39 @@ def write_notebooks(out, lessons=None, wanted=()):
     return written
 
 
+def execute_notebook(path, quick=False, timeout=600):
+    """Run a notebook top to bottom in a fresh Python 3 Jupyter kernel (nbclient), in its
+    own folder, and save it with its outputs. quick=True sets MINICNN_QUICK=1 for the
+    kernel. Raises UserError naming the notebook and the failing cell's error."""
+    try:
+        import nbclient
+        import nbformat
+    except ImportError:
+        raise UserError('notebooks: --execute needs nbclient and ipykernel; pip install -e '
+                        '".[lessons]"') from None
+    path = Path(path)
+    notebook = nbformat.read(str(path), as_version=4)
+    previous = os.environ.get("MINICNN_QUICK")
+    if quick:
+        os.environ["MINICNN_QUICK"] = "1"          # the kernel inherits this environment
+    try:
+        client = nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                         resources={"metadata": {"path": str(path.parent)}})
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as exc:
+        raise UserError(f"notebooks: {path} failed:\n{exc}") from None
+    finally:
+        if quick:
+            if previous is None:
+                os.environ.pop("MINICNN_QUICK", None)
+            else:
+                os.environ["MINICNN_QUICK"] = previous
+    tmp = path.with_name(path.name + ".tmp")
+    nbformat.write(notebook, str(tmp))
+    os.replace(tmp, path)
+    return notebook
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minicnn.notebooks",
                                      description="Write the lessons as Jupyter notebooks.")
@@ -90,16 +126,23 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="folder for the .ipynb files")
     parser.add_argument("--lessons", default=None,
                         help=f"the lessons folder (default ./{DEFAULT_LESSONS})")
+    parser.add_argument("--execute", action="store_true",
+                        help="also run each notebook in a Jupyter kernel and save its outputs")
+    parser.add_argument("--quick", action="store_true",
+                        help="with --execute: quick mode (MINICNN_QUICK=1 in the kernel)")
     args = parser.parse_args(argv)
     try:
         written = write_notebooks(args.out, args.lessons, args.lesson)
+        for path in written:
+            print(f"wrote {path}", flush=True)
+            if args.execute:
+                execute_notebook(path, quick=args.quick)
+                print(f"  ran it top to bottom{' in quick mode' if args.quick else ''}", flush=True)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for path in written:
-        print(f"wrote {path}")
-    print(f"{len(written)} notebooks; open them in Jupyter, or run one with "
-          f"`jupyter nbconvert --to notebook --execute {written[0] if written else 'X.ipynb'}`")
+    print(f"{len(written)} notebooks in {args.out}; open them in Jupyter (or upload one to Colab "
+          "after `pip install` of minicnn there)")
     return 0
 
 

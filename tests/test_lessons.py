@@ -101,23 +101,21 @@ def test_lesson_runs_as_a_notebook_from_any_folder(name, tmp_path, monkeypatch):
     """The lesson as a .ipynb, alone in a temporary folder, executed in a Jupyter kernel
     with MINICNN_QUICK=1: what a student gets from `python -m minicnn.notebooks` or Colab."""
     pytest.importorskip("jupytext", reason="needs the lessons extra: pip install -e '.[lessons]'")
-    nbclient = pytest.importorskip("nbclient", reason="needs the lessons extra")
+    pytest.importorskip("nbclient", reason="needs the lessons extra")
     pytest.importorskip("ipykernel", reason="needs the lessons extra")
     from minicnn import notebooks
+    from minicnn.errors import UserError
     folder = tmp_path / "student"
     folder.mkdir()
-    notebooks.write_notebooks(folder, LESSONS, [name])
-    import nbformat
-    nb = nbformat.read(str(folder / f"{name}.ipynb"), as_version=4)
-    monkeypatch.setenv("MINICNN_QUICK", "1")              # the kernel inherits it
+    (path,) = notebooks.write_notebooks(folder, LESSONS, [name])
+    monkeypatch.delenv("MINICNN_QUICK", raising=False)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.chdir(folder)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(folder)}})
     try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:
-        pytest.fail(f"{name} failed as a notebook:\n{str(exc)[-3000:]}")
+        nb = notebooks.execute_notebook(path, quick=True, timeout=300)   # MINICNN_QUICK=1
+    except UserError as exc:
+        pytest.fail(str(exc)[-3000:])
+    assert "MINICNN_QUICK" not in os.environ, "execute_notebook must put the environment back"
     stdout = _outputs_text(nb)
     assert f"[{name}] quick mode" in stdout, stdout[:500]
     out = folder / "lesson_out" / name
