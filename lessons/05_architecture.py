@@ -243,8 +243,9 @@ for name, hand, engine in [("dL/dx", gx_hand, x_bn.grad.numpy()),
 #     running = (1 − momentum) · running + momentum · (this batch's value)
 #
 # (`momentum` is the layer's setting, 0.1 by default as in PyTorch; the running
-# variance takes the unbiased batch variance, M/(M − 1) · σ², as PyTorch does), and `model.eval()` switches the layer to use them in place of the
-# batch's. `model.train()` switches back. Forgetting `eval()` before testing is a
+# variance takes the unbiased batch variance, M/(M − 1) · σ², as PyTorch does),
+# and `model.eval()` switches the layer to use them in place of the batch's.
+# `model.train()` switches back. Forgetting `eval()` before testing is a
 # classic bug: the scores then change with the batch.
 
 # %%

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import minicnn
-from minicnn import functional as F, viz
+from minicnn import viz
 from minicnn.optim import SGD
 from minicnn.train import Run, evaluate, resolve_config
 

@@ -153,7 +153,8 @@ def kernel_lines(relpath, *names):
         if number is None:
             raise LookupError(f"{name!r} is not in kernels/{relpath} any more: the lesson "
                               "needs updating")
-        found.append(f"kernels/{relpath}:{number}  {name if name.isidentifier() else lines[number - 1].strip()}")
+        shown = name if name.isidentifier() else lines[number - 1].strip()
+        found.append(f"kernels/{relpath}:{number}  {shown}")
     return found
 
 
