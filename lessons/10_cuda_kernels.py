@@ -174,8 +174,9 @@ print("(Emulator times say nothing about GPU speed: it runs the threads one by o
 # block, so a read of an element nobody wrote shows up.
 
 # %%
-broken = load_module(MATMUL.replace("__syncthreads();                  // the tiles", "// (barrier removed)", 1),
-                     order="reverse")
+first_barrier = "__syncthreads();                  // the tiles"
+assert MATMUL.count(first_barrier) == 1
+broken = load_module(MATMUL.replace(first_barrier, "// (barrier removed)", 1), order="reverse")
 C = np.zeros((M, N), np.float32)
 broken.get_function("matmul_tiled")(grid, (16, 16), (A, B, C, np.int32(M), np.int32(N), np.int32(K)))
 wrong = ~np.isclose(C, A @ B, atol=1e-3)
