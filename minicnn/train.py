@@ -12,8 +12,11 @@ fit(config) does, in order:
 
 The test split is touched once, at the end: nothing is chosen by looking at it.
 
-Stopping and resuming: Ctrl-C stops after the current batch and saves a checkpoint
-(last.npz) from which `--resume` continues to the very weights an uninterrupted run
+One run per folder: fit() holds the output folder's lock (minicnn.runlock) from start to
+end, so a second run into it is refused, and a killed run's temporary files are swept.
+
+Stopping and resuming: Ctrl-C (or SIGTERM) stops after the current batch and saves a
+checkpoint (last.npz) from which `--resume` continues to the very weights an uninterrupted run
 reaches: the batches' order and augmentation come from (seed, epoch, batch) alone
 (see minicnn.data.loader), and the checkpoint holds the optimiser, the schedule and
 the engine's random state. A NaN loss stops training without saving, so the last

@@ -75,7 +75,7 @@ def settings(cfg):
     integer("--batch-size", cfg["batch_size"], 1, 65536)
     if cfg["image_size"] is not None:
         integer("--image-size", cfg["image_size"], 8, MAX_IMAGE_SIZE,
-                hint=f" (pixels per side; 8 is the smallest the networks take)")
+                hint=" (pixels per side; 8 is the smallest the networks take)")
     number("--lr", cfg["lr"], lo=0, lo_open=True, what="a positive number")
     number("--weight-decay", cfg["weight_decay"], lo=0, what="a number >= 0 (0: none)")
     number("momentum", cfg["momentum"], lo=0, hi=1, hi_open=True)

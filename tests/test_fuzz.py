@@ -26,7 +26,7 @@ from PIL import Image
 
 from minicnn import validate
 from minicnn.cli import main
-from minicnn.checkpoint import CheckpointError, load_checkpoint, write_npz_atomic
+from minicnn.checkpoint import load_checkpoint, write_npz_atomic
 from minicnn.data import datasets
 from minicnn.data.datasets import open_splits
 from minicnn.data.images import read_image
