@@ -10,8 +10,8 @@ compile, or runs the kernel and writes the wrong values.
 import contextlib
 import importlib.util
 import io
+import os
 import re
-import subprocess
 import sys
 import textwrap
 import types
@@ -149,7 +149,13 @@ def test_junit_summary_counts_and_reasons(tmp_path):
     assert reasons == {"no CUDA GPU visible to cupy": 1}
 
 
-def test_plugin_keeps_only_the_tests_that_run_on_cuda(tmp_path):
+def test_cuda_tests_run_only_the_cuda_cases_and_report_each_outcome(tmp_path):
+    """run_cuda_tests end to end on a tiny suite: the plugin keeps the "cuda" cases and
+    the gpu-marked test (a case that ran on another device would fail), and the JUnit
+    counts and the failing test's name reach the Result."""
+    (tmp_path / "conftest.py").write_text(
+        "def pytest_configure(config):\n"
+        "    config.addinivalue_line('markers', 'gpu: needs a GPU')\n")
     (tmp_path / "test_sel.py").write_text(textwrap.dedent("""\
         import pytest
 
@@ -158,25 +164,109 @@ def test_plugin_keeps_only_the_tests_that_run_on_cuda(tmp_path):
             return request.param
 
         def test_every_device(backend):
-            pass
+            assert backend == "cuda"
 
         @pytest.mark.parametrize("device", ["cpu", "cuda"])
         def test_named(device):
-            pass
+            assert device == "cpu", "fails on cuda, on purpose"
 
         @pytest.mark.gpu
         def test_marked():
             pass
 
-        def test_plain():
+        @pytest.mark.skipif(True, reason="not on this machine")
+        @pytest.mark.gpu
+        def test_skipped():
             pass
+
+        def test_plain():
+            assert False, "not a cuda test: must not run"
         """))
-    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                        "-p", "no:cacheprovider", "-p", "minicnn.gpu_check", "-W",
-                        "ignore::pytest.PytestUnknownMarkWarning", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    ids = sorted(ln.split("::", 1)[1] for ln in r.stdout.splitlines() if "::" in ln)
-    assert ids == ["test_every_device[cuda]", "test_marked", "test_named[cuda]"], r.stdout
+    r = G.run_cuda_tests(120, tests=tmp_path, select=tmp_path / "test_sel.py")
+    assert r.status == G.FAIL, r
+    assert r.detail.startswith("2 passed, 1 failed, 1 skipped"), r.detail
+    assert "failed: test_sel::test_named[cuda]" in r.detail
+    assert "skipped because: not on this machine" in r.detail
+
+
+def test_sanitizer_runs_each_tool_and_reads_its_verdict(tmp_path, monkeypatch):
+    """A stand-in compute-sanitizer on PATH: the command it gets (tool, error exit code,
+    cupy's pool off, the kernel tests) and the verdicts read from its output."""
+    log = tmp_path / "argv"
+    exe = tmp_path / "compute-sanitizer"
+    exe.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        printf '%s\\n' "$@" > {log}
+        if [ "$FAKE_ERRORS" = 1 ]; then
+            echo "========= Invalid __global__ read of size 4 bytes"
+            echo "========= ERROR SUMMARY: 1 error"
+            exit 86
+        fi
+        echo "========= ERROR SUMMARY: 0 errors"
+        """))
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    tests = G.repo_tests()
+    ok = G.run_sanitizer("racecheck", 60, tests=tests)
+    argv = log.read_text().splitlines()
+    assert ok.status == G.PASS and "ERROR SUMMARY: 0 errors" in ok.detail, ok
+    assert argv[:4] == ["--tool", "racecheck", "--error-exitcode", "86"], argv
+    assert any("set_allocator(None)" in a for a in argv)
+    assert argv[-1] == str(tests.parent / G.SANITIZER_TESTS)
+    monkeypatch.setenv("FAKE_ERRORS", "1")
+    bad = G.run_sanitizer("memcheck", 60, tests=tests)
+    assert bad.status == G.FAIL and "Invalid __global__ read of size 4 bytes" in bad.detail, bad
+
+
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """Every check of check_gpu replaced by a stand-in that records its call and uses
+    all of the time it is given (on a clock of its own): the worst case of the budget."""
+    calls, now = [], [0.0]
+
+    def spend(what, timeout):
+        calls.append((what, timeout))
+        now[0] += timeout
+    which = G.shutil.which
+    monkeypatch.setattr(G, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(G, "gpu_problem", lambda: None)
+    monkeypatch.setattr(G, "gpu_name", lambda: "Stand-in GPU, 2 SMs")
+    monkeypatch.setattr(G, "twin_training",
+                        lambda device: G.Result(f"twin training cpu/{device}", G.PASS, "agree"))
+    monkeypatch.setattr(G, "run_cuda_tests", lambda timeout: spend("tests", timeout)
+                        or G.Result("cuda-device tests", G.PASS, "9 passed"))
+    monkeypatch.setattr(G, "run_sanitizer", lambda tool, timeout: spend(tool, timeout)
+                        or G.Result(f"compute-sanitizer {tool}", G.PASS, "0 errors"))
+    monkeypatch.setattr(G, "measure_speed", lambda device: (
+        [], [G.Ratio("sgemm", "1024x1024x1024", 1.0e-3, 4.0e-4, "cuBLAS")]))
+    monkeypatch.setattr(G.shutil, "which", lambda name: "/stand-in/compute-sanitizer"
+                        if name == "compute-sanitizer" else which(name))
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    return calls
+
+
+def test_with_a_gpu_every_check_runs_and_the_page_gives_the_exit_code(stand_in_gpu):
+    code, out, _ = run_cli("doctor", "--gpu")
+    assert code == G.EXIT_BELOW_TARGET, out          # all passed, sgemm at 0.40 < 0.5
+    assert out.startswith("minicnn doctor --gpu: Stand-in GPU, 2 SMs")
+    assert [c[0] for c in stand_in_gpu] == ["tests", *G.SANITIZER_TOOLS]
+    assert sum(t for _, t in stand_in_gpu) <= G.BUDGET_S + 1e-9   # each used all it got
+    assert min(t for _, t in stand_in_gpu) >= 10
+    for tool in G.SANITIZER_TOOLS:
+        assert re.search(rf"^\s+PASS\s+compute-sanitizer {tool}\s", out, re.M), out
+    assert re.search(r"^\s+BELOW\s+sgemm 1024x1024x1024\s.*\s0\.40\s", out, re.M), out
+    assert f"7 passed, 0 failed, 0 skipped; 0 of 1 speed targets met in {G.BUDGET_S} s" in out
+
+
+def test_with_a_gpu_the_budget_bounds_the_sanitizer_runs(stand_in_gpu):
+    _, results, _ = G.check_gpu(budget_s=20, say=lambda *a, **k: None)
+    skipped = [r for r in results if r.name.startswith("compute-sanitizer")]
+    assert [r.status for r in skipped] == [G.SKIP] * len(G.SANITIZER_TOOLS)
+    assert all("no time left in the 20 s budget" in r.detail for r in skipped)
+    _, results, _ = G.check_gpu(no_sanitizer=True, say=lambda *a, **k: None)
+    assert [c[0] for c in stand_in_gpu] == ["tests", "tests"]
+    assert results[-1].status == G.SKIP and results[-1].detail == "--no-sanitizer"
 
 
 def test_twin_training_compares_losses_and_weights_on_the_emulator():
