@@ -30,6 +30,7 @@ divided by minicnn's (0.5 = half the speed of cuBLAS; 10 = ten times the CPU ste
 This module is also a pytest plugin (pytest -p minicnn.gpu_check): loaded that way it
 keeps only the tests that run on device "cuda".
 """
+import functools
 import os
 import shutil
 import subprocess
@@ -147,8 +148,10 @@ def toolchain():
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def nvrtc_compiles(archs=("compute_75", "compute_90")):
-    """(ok, text): every kernels/cuda/*.cu compiled to PTX by NVRTC, as cupy would."""
+    """(ok, text): every kernels/cuda/*.cu compiled to PTX by NVRTC, as cupy would
+    (once a process: the files do not change under a running check)."""
     try:
         from cupy_backends.cuda.libs import nvrtc
         nvrtc.getVersion()
