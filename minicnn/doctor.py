@@ -69,12 +69,14 @@ def _cupy_gpu():
 
 
 def _nvrtc():
-    try:
-        from cupy.cuda import nvrtc
-        major, minor = nvrtc.getVersion()
-        return f"{major}.{minor}"
-    except Exception as exc:
-        return f"not available ({type(exc).__name__}: install nvidia-cuda-nvrtc)"
+    from minicnn.gpu_check import toolchain
+    tc = toolchain()
+    if tc["nvrtc"] is None:
+        return "not available (cupy is not installed)"
+    if tc["pair_ok"] is False:
+        return (f"{tc['nvrtc']}, but cupy is built for CUDA {tc['cuda_runtime']}: the majors "
+                "must match (pip install -e '.[cuda]')")
+    return tc["nvrtc"]
 
 
 def _tool(name, flag="--version"):
