@@ -208,6 +208,8 @@ def _npz_cases(tmp):
          ["train_labels", "7", "index 3", "pneumoniamnist has 2 classes"]),
         ("a 2 only in test", medmnist(f / "pneumoniamnist_64.npz", test_labels=y2),
          ["test_labels", "label 2", "pneumoniamnist has 2 classes"]),
+        ("a label past the set's own classes", medmnist(f / "dermamnist_64.npz", val_labels=labels_with(7, 8)),
+         ["val_labels", "label 7", "dermamnist has 7 classes", "0 to 6"]),
         ("a class only in test", medmnist(f / "mine.npz", test_labels=y2),
          ["test_labels holds the label 2", "training labels run from 0 to 1", "2 classes"]),
         ("a huge label", medmnist(f / "huge.npz", train_labels=labels_with(10 ** 9, dtype=np.int64)),

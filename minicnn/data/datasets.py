@@ -25,14 +25,15 @@ from ..errors import UserError
 from .. import validate
 from ..npzfile import read_npz
 from . import images as imagefiles
+from . import medmnist_info
 from .synthetic import CLASSES as SYNTHETIC_CLASSES, synthetic_split
 from .transforms import CenterSquare, Resize
 
 SPLITS = ("train", "val", "test")
 
-# label names of the MedMNIST 2D sets that are binary or small, by file name
-MEDMNIST_CLASSES = {"pneumoniamnist": ("NORMAL", "PNEUMONIA"),
-                    "breastmnist": ("malignant", "normal, benign")}
+# PneumoniaMNIST's labels as the Kermany folders name them (NORMAL/, PNEUMONIA/), so a
+# network trained on either reads the other; every other set: medmnist_info's label names
+MEDMNIST_CLASSES = {"pneumoniamnist": ("NORMAL", "PNEUMONIA")}
 
 # the synthetic set `minicnn train` uses when given no data: sizes per split
 SYNTHETIC_SIZES = {"train": 1600, "val": 400, "test": 400}
@@ -239,10 +240,6 @@ def folder_splits(root, image_size, channels, progress=False):
 
 # --- MedMNIST .npz -------------------------------------------------------------------------------
 
-# class counts of the other single-label MedMNIST 2D sets (their label names are numbers here)
-MEDMNIST_COUNTS = {"pathmnist": 9, "dermamnist": 7, "octmnist": 4, "retinamnist": 5,
-                   "bloodmnist": 8, "tissuemnist": 8, "organamnist": 11, "organcmnist": 11,
-                   "organsmnist": 11}
 NPZ_HINT = "; download it again (minicnn download pneumoniamnist)"
 
 
@@ -254,10 +251,9 @@ def load_npz(path, check=None):
 
 
 def medmnist_name(path):
-    """'pneumoniamnist' for .../pneumoniamnist.npz or pneumoniamnist_64.npz (MedMNIST+)."""
-    base = os.path.basename(os.fspath(path)).lower().split(".")[0]
-    stem, _, size = base.rpartition("_")
-    return stem if stem and size.isdigit() else base
+    """'pneumoniamnist' for .../pneumoniamnist.npz or pneumoniamnist_64.npz; else the stem."""
+    known = medmnist_info.identify(path)
+    return known[0] if known else os.path.basename(os.fspath(path)).lower().split(".")[0]
 
 
 def _check_npz_members(path, headers, image_size, channels):
@@ -300,8 +296,8 @@ def _npz_classes(path, labels):
     name = medmnist_name(path)
     if name in MEDMNIST_CLASSES:
         classes = MEDMNIST_CLASSES[name]
-    elif name in MEDMNIST_COUNTS:
-        classes = tuple(str(k) for k in range(MEDMNIST_COUNTS[name]))
+    elif name in medmnist_info.SETS:  # the label names MedMNIST publishes for the set
+        classes = tuple(medmnist_info.SETS[name]["labels"])
     else:
         train = labels["train"]
         k = int(train.max()) + 1
