@@ -33,6 +33,7 @@ keeps only the tests that run on device "cuda".
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -325,6 +326,20 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
+def _run(cmd, timeout_s, **kw):
+    """subprocess.run in a session of its own: on timeout the whole group is killed
+    (compute-sanitizer's python, not only compute-sanitizer), then TimeoutExpired."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True, **kw) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def summarize_junit(path):
     """(passed, failed, skipped, failed names, {skip reason: count}) from a JUnit XML file."""
     root = ET.parse(path).getroot()
@@ -358,8 +373,7 @@ def run_cuda_tests(timeout_s, tests=None, extra_env=None, prefix=(), select=None
         env = dict(os.environ, **(extra_env or {}))
         t0 = time.perf_counter()
         try:
-            r = subprocess.run(cmd, cwd=tests.parent, env=env, capture_output=True, text=True,
-                               timeout=timeout_s)
+            r = _run(cmd, timeout_s, cwd=tests.parent, env=env)
         except subprocess.TimeoutExpired:
             return Result(name, SKIP, f"did not finish in {timeout_s:.0f} s (the time left)")
         took = time.perf_counter() - t0
@@ -546,8 +560,7 @@ def run_sanitizer(tool, timeout_s, tests=None):
     env = dict(os.environ, MINICNN_EXAMPLES=SANITIZER_EXAMPLES, MINICNN_CUDA_SYNC="1")
     t0 = time.perf_counter()
     try:
-        r = subprocess.run(cmd, cwd=tests.parent, env=env, capture_output=True, text=True,
-                           timeout=timeout_s)
+        r = _run(cmd, timeout_s, cwd=tests.parent, env=env)
     except subprocess.TimeoutExpired:
         return Result(name, SKIP, f"did not finish in {timeout_s:.0f} s (the time left)")
     took = time.perf_counter() - t0

@@ -197,6 +197,7 @@ def test_sanitizer_runs_each_tool_and_reads_its_verdict(tmp_path, monkeypatch):
     exe.write_text(textwrap.dedent(f"""\
         #!/bin/sh
         printf '%s\\n' "$@" > {log}
+        if [ "$FAKE_SLOW" = 1 ]; then sleep 30; fi
         if [ "$FAKE_ERRORS" = 1 ]; then
             echo "========= Invalid __global__ read of size 4 bytes"
             echo "========= ERROR SUMMARY: 1 error"
@@ -216,6 +217,9 @@ def test_sanitizer_runs_each_tool_and_reads_its_verdict(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_ERRORS", "1")
     bad = G.run_sanitizer("memcheck", 60, tests=tests)
     assert bad.status == G.FAIL and "Invalid __global__ read of size 4 bytes" in bad.detail, bad
+    monkeypatch.setenv("FAKE_SLOW", "1")
+    slow = G.run_sanitizer("initcheck", 1, tests=tests)
+    assert slow.status == G.SKIP and slow.detail.startswith("did not finish in 1 s"), slow
 
 
 @pytest.fixture
