@@ -45,10 +45,10 @@ def _run_command(name, module, args):
     except UserError as err:
         print(f"minicnn {name}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except Terminated:
-        print(f"\nminicnn {name}: stopped by SIGTERM", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (Terminated, or a second one in training)
+        if isinstance(stop, Terminated) or getattr(stop, "signum", None) == signal.SIGTERM:
+            print(f"\nminicnn {name}: stopped by SIGTERM", file=sys.stderr)
+            return EXIT_TERMINATED
         print(f"\nminicnn {name}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError:

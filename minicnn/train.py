@@ -180,7 +180,9 @@ class _StopRequest:
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            stop = KeyboardInterrupt()
+            stop.signum = signum  # the command exits with 128 + signum
+            raise stop
         self.requested, self.signum = True, signum
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         self.log(f"\n{what}: stopping after this batch and saving a checkpoint "

@@ -723,7 +723,8 @@ class Trainer:
     def __init__(self, mode, out, *argv, cwd=None):
         self.proc = subprocess.Popen([sys.executable, "-c", DRIVER, mode, "train", "--out", str(out),
                                       *TINY_CLI, "--no-figures", *argv],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self.timer = threading.Timer(120, self.proc.kill)
         self.timer.start()
         self.lines = []
@@ -766,6 +767,20 @@ def test_a_signal_stops_after_the_batch_and_a_second_trainer_is_refused(tmp_path
         a_w, b_w = load_checkpoint(out / "last.npz").weights, load_checkpoint(whole / "last.npz").weights
         for name in a_w:
             np.testing.assert_array_equal(a_w[name], b_w[name], err_msg=name)
+
+
+def test_a_second_sigterm_stops_at_once_still_saving_a_whole_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    a = Trainer("slow", out, "--epochs", "2")
+    a.wait_for("BATCH 0 0")
+    a.proc.send_signal(signal.SIGTERM)  # asks for a stop after this batch
+    a.wait_for("SIGTERM: stopping")
+    a.proc.send_signal(signal.SIGTERM)  # stops at once
+    rc, stdout, stderr = a.finish()
+    assert rc == 143 and "Traceback" not in stderr, (rc, stdout, stderr)
+    ck = load_checkpoint(out / "last.npz")
+    assert (ck.epoch, ck.batch) == (0, 1)
+    assert not list(out.glob(".*.tmp"))
 
 
 def test_sigterm_before_training_starts_exits_143_cleanly(tmp_path):
