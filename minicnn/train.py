@@ -463,6 +463,17 @@ class FitResult:
         self.mean, self.std = mean, std
 
 
+def _remove_old_outputs(out):
+    """metrics.json, best.npz, last.npz and figures/*.png of an earlier run in `out`."""
+    figures = os.path.join(out, "figures")
+    old = [os.path.join(out, name) for name in RUN_OUTPUTS]
+    if os.path.isdir(figures):
+        old += [os.path.join(figures, n) for n in os.listdir(figures) if n.endswith(".png")]
+    for path in old:
+        if os.path.isfile(path):
+            os.remove(path)
+
+
 def fit(config=None, log=print, progress=True, resume=False, on_batch_end=None, **settings):
     """Train as described in the module docstring; returns a FitResult.
 
@@ -478,8 +489,5 @@ def fit(config=None, log=print, progress=True, resume=False, on_batch_end=None, 
         if resume:
             run.resume()
         else:  # a fresh run: no output of an older one may stay beside the new ones
-            for name in RUN_OUTPUTS:
-                path = os.path.join(cfg["out"], name)
-                if os.path.isfile(path):
-                    os.remove(path)
+            _remove_old_outputs(cfg["out"])
         return run.fit(on_batch_end=on_batch_end)

@@ -596,10 +596,13 @@ def test_overwrite_replaces_every_output_of_the_old_run(run_dir, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     (out / "metrics.json").write_text('{"old": true}')
+    (out / "figures").mkdir()
+    (out / "figures" / "roc.png").write_bytes(b"an old figure")
     (out / ".best.npz.abc123.tmp").write_bytes(b"half a file")
     code, _, stderr = cli("train", "--out", out, *TINY_CLI, "--epochs", "1", "--no-figures", "--overwrite")
     assert code == 0, stderr
     assert "old" not in json.loads((out / "metrics.json").read_text())
+    assert not (out / "figures" / "roc.png").exists(), "no figure of the old run beside the new one"
     assert not list(out.glob("*.tmp")), "the killed write's temporary file is swept"
 
 
