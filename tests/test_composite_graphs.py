@@ -219,6 +219,13 @@ GRAPHS = {
                          [X2]),
     # astype in the middle of a graph
     "astype": (lambda L, x: L.astype(L.astype(L.F.sigmoid(x), "float64") * 2, "float32"), [X2]),
+    # PyTorch's spellings: dim/keepdim, permute, unsqueeze/squeeze, clone, max/min(dim)
+    "dim keepdim permute unsqueeze squeeze clone": (
+        lambda L, x: (L.F.softmax(x, dim=1).sum(dim=1, keepdim=True) * x.mean(dim=0))
+        .permute(1, 0).unsqueeze(0).squeeze(0).clone() * 2, [X2]),
+    "max and min with indices": (lambda L, x: L.F.log_softmax(x, dim=1).max(dim=1).values * 2
+                                 + L.F.sigmoid(x).min(0)[0].sum()
+                                 + x[np.arange(3), x.max(1)[1]], [X2]),
 }
 
 
