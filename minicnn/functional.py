@@ -14,12 +14,15 @@ import numpy as np
 
 from . import backends
 from .autograd import Function, is_grad_enabled
-from .tensor import Tensor
 from .random import generator
+from .tensor import Tensor
+from .tensor_ops import Pad2d
 
 
 def _pair(value, name, op):
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]                     # (k,) means (k, k), as PyTorch's _pair
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value), int(value))
     if isinstance(value, (tuple, list)) and len(value) == 2 and \
             all(isinstance(v, (int, np.integer)) for v in value):
@@ -76,14 +79,59 @@ class Conv2dFn(Function):
             x, w, gy, stride, padding, needs, relu_y=relu_y[0] if relu_y else None)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0):
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation, as PyTorch's conv2d.
 
-    input (N, C, H, W), weight (F, C, KH, KW), bias (F,) or None
-    -> (N, F, (H + 2*ph - KH)//sh + 1, (W + 2*pw - KW)//sw + 1)
+    input (N, C, H, W) or unbatched (C, H, W), weight (F, C, KH, KW), bias (F,) or None
+    -> (N, F, (H + 2*ph - KH)//sh + 1, (W + 2*pw - KW)//sw + 1) (or without N)
+    padding: an int, a pair, "valid" (0) or "same" (output as large as the input; stride
+    1; an even kernel pads one more at the bottom/right, as PyTorch). minicnn's kernels
+    compute dilation 1 and groups 1 only; other values are refused by name.
     """
-    stride, padding = _conv_args(input, weight, bias, stride, padding, "conv2d")
+    op = "conv2d"
+    _unsupported(op, dilation=(_pair(dilation, "dilation", op), (1, 1)), groups=(groups, 1))
+    if isinstance(input, Tensor) and input.ndim == 3:
+        return conv2d(input.unsqueeze(0), weight, bias, stride, padding).squeeze(0)
+    if isinstance(padding, str):
+        input, padding = _string_padding(input, weight, stride, padding, op)
+    stride, padding = _conv_args(input, weight, bias, stride, padding, op)
     return Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding)
+
+
+def _unsupported(op, **settings):
+    """Refuse, by name, a setting the kernels do not compute: name=(value, the one allowed)."""
+    for name, (value, allowed) in settings.items():
+        if value != allowed:
+            raise ValueError(f"{op}: {name}={value!r} is not supported; minicnn's kernels "
+                             f"compute {name}={allowed!r} only")
+
+
+def _string_padding(input, weight, stride, padding, op):
+    """padding="valid" or "same" -> (input, padding pair); "same" with an even kernel pads
+    the input itself, one more row/column at the bottom/right, as PyTorch does."""
+    if padding == "valid":
+        return input, 0
+    if padding != "same":
+        raise ValueError(f"{op}: padding must be a number, a pair, 'valid' or 'same', got "
+                         f"{padding!r}")
+    if _pair(stride, "stride", op) != (1, 1):
+        raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch), got stride "
+                         f"{stride!r}")
+    _as_tensor(weight, op, "weight")
+    totals = [k - 1 for k in weight.shape[2:]]
+    if all(t % 2 == 0 for t in totals):
+        return input, (totals[0] // 2, totals[1] // 2)
+    (top, left), (bottom, right) = [t // 2 for t in totals], [t - t // 2 for t in totals]
+    return pad2d(input, (top, bottom, left, right)), 0
+
+
+def pad2d(input, pads, value=0.0):
+    """input (..., H, W) padded with `value`: pads = (top, bottom, left, right)."""
+    _as_tensor(input, "pad")
+    if input.ndim < 2 or len(pads) != 4 or min(pads) < 0:
+        raise ValueError(f"pad: need an input of 2 or more dims and four non-negative pads, "
+                         f"got shape {input.shape} and pads {pads}")
+    return Pad2d.apply(input, pads=tuple(int(p) for p in pads), value=value)
 
 
 def conv2d_relu(input, weight, bias=None, stride=1, padding=0):
@@ -99,8 +147,8 @@ def _conv_args(input, weight, bias, stride, padding, op):
     _as_tensor(weight, op, "weight")
     stride, padding = _pair(stride, "stride", op), _pair(padding, "padding", op)
     if input.ndim != 4:
-        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {input.shape}"
-                         + (" — add a batch axis with x.reshape(1, *x.shape)" if input.ndim == 3 else ""))
+        raise ValueError(f"{op}: input must be (N, C, H, W) or (C, H, W), got shape "
+                         f"{input.shape}")
     if weight.ndim != 4:
         raise ValueError(f"{op}: weight must be 4-D (F, C, KH, KW), got shape {weight.shape}")
     _need_float(input, op)
@@ -133,10 +181,10 @@ def _conv_args(input, weight, bias, stride, padding, op):
 def _pool_args(input, kernel_size, stride, padding, op):
     _as_tensor(input, op)
     if input.ndim != 4:
-        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {input.shape}")
+        raise ValueError(f"{op}: input must be (N, C, H, W) or (C, H, W), got shape {input.shape}")
     _need_float(input, op)
     k = _pair(kernel_size, "kernel_size", op)
-    s = k if stride is None or stride == () else _pair(stride, "stride", op)
+    s = k if stride is None or stride == () or stride == [] else _pair(stride, "stride", op)
     p = _pair(padding, "padding", op)
     if min(k) < 1 or min(s) < 1:
         raise ValueError(f"{op}: kernel_size and stride must be at least 1, got {k} and {s}")
@@ -149,12 +197,42 @@ def _pool_args(input, kernel_size, stride, padding, op):
     return k, s, p
 
 
+def pool_output_size(size, k, s, p, ceil_mode=False):
+    """Output length of a pooling along one axis, PyTorch's rule: floor((size + 2p - k) / s)
+    + 1, or with ceil_mode the ceiling, less one if the last window would start in the
+    right padding (it must start inside the input or the left padding)."""
+    if not ceil_mode:
+        return (size + 2 * p - k) // s + 1
+    out = -(-(size + 2 * p - k) // s) + 1
+    return out - 1 if (out - 1) * s >= size + p else out
+
+
+def _ceil_overhang(input, k, s, p):
+    """Rows and columns past the right padding that ceil mode's last windows reach."""
+    H, W = input.shape[2:]
+    return tuple(max(0, (pool_output_size(n, kk, ss, pp, True) - 1) * ss + kk - (n + 2 * pp))
+                 for n, kk, ss, pp in zip((H, W), k, s, p))
+
+
+def _unbatched(pool):
+    """Run a pooling on a (C, H, W) input as a batch of one (PyTorch accepts both)."""
+    def run(input, *args, **kwargs):
+        if isinstance(input, Tensor) and input.ndim == 3:
+            out = pool(input.unsqueeze(0), *args, **kwargs)
+            return tuple(o.squeeze(0) for o in out) if isinstance(out, tuple) else out.squeeze(0)
+        return pool(input, *args, **kwargs)
+    run.__name__, run.__doc__ = pool.__name__, pool.__doc__
+    return run
+
+
 class MaxPool2dFn(Function):
     @staticmethod
-    def forward(ctx, x, kernel, stride, padding):
+    def forward(ctx, x, kernel, stride, padding, indices_out=None):
         y, idx = backends.get(ctx.device).max_pool2d_forward(x, kernel, stride, padding)
         ctx.save_for_backward(idx)
         ctx.x_shape = x.shape
+        if indices_out is not None:       # return_indices: hand the argmax out as well
+            indices_out.append(idx)
         return y
 
     @staticmethod
@@ -163,13 +241,32 @@ class MaxPool2dFn(Function):
         return backends.get(ctx.device).max_pool2d_backward(gy, idx, ctx.x_shape)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0):
-    """Max over each window; floor mode; ties go to the first maximum, as PyTorch.
+@_unbatched
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over each window; ties go to the first maximum, as PyTorch.
 
-    input (N, C, H, W) -> (N, C, (H + 2p - k)//s + 1, (W + 2p - k)//s + 1)
+    input (N, C, H, W) or (C, H, W) -> (N, C, Ho, Wo), Ho = pool_output_size(H, ...)
+    (floor mode, or ceil_mode); padding counts as -inf. With return_indices also the
+    int64 indices h*W + w of each maximum in its input plane. dilation 1 only.
     """
-    k, s, p = _pool_args(input, kernel_size, stride, padding, "max_pool2d")
-    return MaxPool2dFn.apply(input, kernel=k, stride=s, padding=p)
+    op = "max_pool2d"
+    _unsupported(op, dilation=(_pair(dilation, "dilation", op), (1, 1)))
+    k, s, p = _pool_args(input, kernel_size, stride, padding, op)
+    x, (eh, ew) = input, (0, 0)
+    if ceil_mode:
+        eh, ew = _ceil_overhang(input, k, s, p)
+        if eh or ew:      # the overhang as -inf: a max never picks it
+            x = pad2d(input, (0, eh, 0, ew), value=-np.inf)
+    found = [] if return_indices else None
+    y = MaxPool2dFn.apply(x, kernel=k, stride=s, padding=p, indices_out=found)
+    if not return_indices:
+        return y
+    idx = input.xp.asarray(found[0]).astype(np.int64)
+    if ew:                # flat indices of the wider plane -> of the input's plane
+        wide = input.shape[3] + ew
+        idx = (idx // wide) * input.shape[3] + idx % wide
+    return y, Tensor._wrap(idx, device=input.device)
 
 
 class AvgPool2dFn(Function):
@@ -184,13 +281,51 @@ class AvgPool2dFn(Function):
         return backends.get(ctx.device).avg_pool2d_backward(gy, x_shape, kernel, stride, padding)
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0):
-    """Mean over each window (zero padding counted), floor mode.
+@_unbatched
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """Mean over each window, as PyTorch's avg_pool2d.
 
-    input (N, C, H, W) -> (N, C, Ho, Wo)
+    input (N, C, H, W) or (C, H, W) -> (N, C, Ho, Wo), Ho = pool_output_size(H, ...).
+    The divisor: the window's size (zero padding counted, the default), or with
+    count_include_pad=False only the input elements it covers, or divisor_override.
+    In ceil mode the part of a last window past the padding is not counted.
     """
-    k, s, p = _pool_args(input, kernel_size, stride, padding, "avg_pool2d")
-    return AvgPool2dFn.apply(input, kernel=k, stride=s, padding=p)
+    op = "avg_pool2d"
+    k, s, p = _pool_args(input, kernel_size, stride, padding, op)
+    if divisor_override is not None and (isinstance(divisor_override, bool) or
+                                         not isinstance(divisor_override, (int, np.integer))
+                                         or divisor_override < 1):
+        raise ValueError(f"{op}: divisor_override must be a positive integer, got "
+                         f"{divisor_override!r}")
+    eh, ew = _ceil_overhang(input, k, s, p) if ceil_mode else (0, 0)
+    if not (eh or ew) and count_include_pad and divisor_override is None:
+        return AvgPool2dFn.apply(input, kernel=k, stride=s, padding=p)   # the kernel's own rule
+    # sum over each window by the kernel (mean * window size), then the divisor PyTorch uses
+    x = pad2d(input, (p[0], p[0] + eh, p[1], p[1] + ew))
+    window = float(k[0] * k[1])
+    sums = AvgPool2dFn.apply(x, kernel=k, stride=s, padding=(0, 0)) * window
+    if divisor_override is not None:
+        return sums * (1.0 / float(divisor_override))
+    H, W = input.shape[2:]
+    counted = np.zeros((1, 1, H + 2 * p[0] + eh, W + 2 * p[1] + ew), np.float64)
+    if count_include_pad:
+        counted[..., :H + 2 * p[0], :W + 2 * p[1]] = 1.0       # the input and its padding
+    else:
+        counted[..., p[0]:p[0] + H, p[1]:p[1] + W] = 1.0       # the input only
+    counts = _window_sums(counted, k, s)
+    return sums * Tensor(1.0 / counts, device=input.device, dtype=input.dtype)
+
+
+def _window_sums(plane, k, s):
+    """(1, 1, Ho, Wo) float64: the sum of `plane` (1, 1, H, W) over each k window, stride s."""
+    H, W = plane.shape[2:]
+    ho, wo = (H - k[0]) // s[0] + 1, (W - k[1]) // s[1] + 1
+    out = np.zeros((1, 1, ho, wo))
+    for p in range(k[0]):
+        for q in range(k[1]):
+            out += plane[..., p:p + (ho - 1) * s[0] + 1:s[0], q:q + (wo - 1) * s[1] + 1:s[1]]
+    return out
 
 
 # --- activations (lesson 02) ------------------------------------------------
@@ -253,26 +388,32 @@ class LinearFn(Function):
 
 
 def linear(input, weight, bias=None):
-    """y = x W^T + b.   input (N, In) or (In,), weight (Out, In), bias (Out,) -> (N, Out)"""
+    """y = x W^T + b.   input (*, In), weight (Out, In), bias (Out,) -> (*, Out)"""
     op = "linear"
     _as_tensor(input, op)
     _as_tensor(weight, op, "weight")
     _need_float(input, op)
     if weight.ndim != 2:
         raise ValueError(f"{op}: weight must be 2-D (out_features, in_features), got {weight.shape}")
-    if input.ndim not in (1, 2):
-        raise ValueError(f"{op}: input must be (N, in_features) or (in_features,), got shape "
-                         f"{input.shape}" + (" — flatten it first" if input.ndim > 2 else ""))
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must be (*, in_features), got a 0-d tensor")
     if input.shape[-1] != weight.shape[1]:
+        hint = ""
+        if input.ndim > 2 and int(np.prod(input.shape[1:])) == weight.shape[1]:
+            hint = (f"; its {weight.shape[1]} features per image are spread over dims 1.. of the "
+                    "input: flatten it first, x.flatten(1) or x.view(x.size(0), -1)")
         raise ValueError(f"{op}: input has {input.shape[-1]} features but weight expects "
-                         f"{weight.shape[1]} (input shape {input.shape}, weight shape {weight.shape})")
+                         f"{weight.shape[1]} (input shape {input.shape}, weight shape "
+                         f"{weight.shape}){hint}")
     if bias is not None:
         _as_tensor(bias, op, "bias")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},), got {bias.shape}")
     _backend(op, input, weight, bias)
-    if input.ndim == 1:
-        return LinearFn.apply(input.reshape((1, -1)), weight, bias).reshape((weight.shape[0],))
+    if input.ndim != 2:   # every leading dim is a batch dim, as in PyTorch
+        rows = int(np.prod(input.shape[:-1]))
+        y = LinearFn.apply(input.reshape((rows, input.shape[-1])), weight, bias)
+        return y.reshape(input.shape[:-1] + (weight.shape[0],))
     return LinearFn.apply(input, weight, bias)
 
 
@@ -283,8 +424,9 @@ def _rows(input, dim, op):
     _as_tensor(input, op)
     _need_float(input, op)
     nd = input.ndim
-    if nd == 0:
-        raise ValueError(f"{op}: input must have at least one dimension")
+    if nd == 0:                      # a scalar is one row of one class, as PyTorch
+        x, undo = _rows(input.reshape((1,)), dim, op)
+        return x, lambda y: undo(y).reshape(())
     if not -nd <= dim < nd:
         raise ValueError(f"{op}: dim {dim} is out of range for a {nd}-D input of shape {input.shape}")
     dim %= nd
@@ -294,7 +436,7 @@ def _rows(input, dim, op):
         perm = tuple(i for i in range(nd) if i != dim) + (dim,)
         x = x.transpose(perm)
     moved_shape = x.shape
-    x = x.reshape((-1, moved_shape[-1])) if nd != 2 else x
+    x = x.reshape((int(np.prod(moved_shape[:-1])), moved_shape[-1])) if nd != 2 else x
 
     def undo(y):
         y = y.reshape(moved_shape) if nd != 2 else y
@@ -315,9 +457,23 @@ class SoftmaxFn(Function):
         return backends.get(ctx.device).softmax_backward(gy, y)
 
 
-def softmax(input, dim=-1):
+def _softmax_dim(input, dim, dtype, op):
+    """PyTorch's defaults: dim None means 0 for 0-, 1- and 3-D inputs, else 1; dtype casts
+    the input first."""
+    _as_tensor(input, op)
+    if dtype is not None:
+        input = input.astype(np.dtype(dtype))
+    if dim is None:
+        dim = 0 if input.ndim in (0, 1, 3) else 1
+    return input, dim
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """exp(x_k - max) / sum_j exp(x_j - max) along `dim`; same shape as input."""
+    input, dim = _softmax_dim(input, dim, dtype, "softmax")
     x, undo = _rows(input, dim, "softmax")
+    if x.size == 0:
+        return undo(x * 1.0)
     return undo(SoftmaxFn.apply(x))
 
 
@@ -334,9 +490,12 @@ class LogSoftmaxFn(Function):
         return backends.get(ctx.device).log_softmax_backward(gy, y)
 
 
-def log_softmax(input, dim=-1):
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """x_k - max - log sum_j exp(x_j - max) along `dim`; same shape as input."""
+    input, dim = _softmax_dim(input, dim, dtype, "log_softmax")
     x, undo = _rows(input, dim, "log_softmax")
+    if x.size == 0:
+        return undo(x * 1.0)
     return undo(LogSoftmaxFn.apply(x))
 
 
@@ -355,53 +514,213 @@ class CrossEntropyFn(Function):
         return g, None, None
 
 
-def cross_entropy(input, target, weight=None, reduction="mean"):
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0):
     """Softmax cross-entropy, as PyTorch's: -weight[t] * log softmax(x)[t].
 
-    input (N, K) logits; target (N,) integer class indices in [0, K);
-    weight (K,) per-class weights or None (for class imbalance)
-    -> () for "mean"/"sum", (N,) for "none". "mean" divides by sum_i weight[target_i].
+    input (N, K) logits, or (K,) unbatched, or (N, K, d1, ...) with a class per position;
+    target: class indices of input's shape without K (int), or class probabilities of
+    input's shape (float); weight (K,) per-class weights or None (for class imbalance);
+    ignore_index: a target value that adds nothing (and is not counted);
+    label_smoothing eps: the target is 1 - eps on the class plus eps / K on every class
+    -> () for "mean"/"sum", the target's shape (without K) for "none". With class indices
+    "mean" divides by the sum of weight[target] over the counted targets, as PyTorch;
+    with probabilities by the number of targets.
     """
     op = "cross_entropy"
-    _as_tensor(input, op)
-    _need_float(input, op)
-    if input.ndim != 2:
-        raise ValueError(f"{op}: input must be (N, num_classes) logits, got shape {input.shape}")
-    if not isinstance(target, Tensor):
-        target = Tensor(np.asarray(target), device=input.device)
-    if np.issubdtype(target.dtype, np.floating) or target.dtype == np.bool_:
-        raise TypeError(f"{op}: target must hold integer class indices, got dtype {target.dtype}; "
-                        "convert labels with .long() (they are class numbers, not probabilities)")
-    if target.shape != (input.shape[0],):
-        raise ValueError(f"{op}: target must have shape ({input.shape[0]},) to match input "
-                         f"{input.shape}, got {target.shape}")
-    K = input.shape[1]
-    t = target.numpy()
-    if t.size and (t.min() < 0 or t.max() >= K):
-        bad = int(t[(t < 0) | (t >= K)][0])
-        raise ValueError(f"{op}: target holds label {bad}, outside the class range [0, {K - 1}] "
-                         f"for {K} classes")
+    _legacy_reduction(op, size_average, reduce)
+    _check_reduction(op, reduction)
+    x, t, w, K = _class_scores(input, target, weight, op, True, ignore_index)
+    if not 0.0 <= float(label_smoothing) <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be between 0 and 1, got {label_smoothing!r}")
+    probabilities = np.issubdtype(t.dtype, np.floating)
+    rows_shape = _rows_shape(input, target)
+    if not probabilities and ignore_index == -100 and not label_smoothing and \
+            not (t.numpy() == ignore_index).any():      # the fused kernel: one pass, one op
+        loss = CrossEntropyFn.apply(x, t, w, reduction=reduction)
+        return loss.reshape(rows_shape) if reduction == "none" else loss
+    logp = log_softmax(x, dim=1)
+    eps = float(label_smoothing)
+    if probabilities:
+        if eps:
+            t = t * (1.0 - eps) + eps / K
+        per_class = logp * t if w is None else logp * t * w.reshape((1, K))
+        losses = -per_class.sum(axis=1)
+        loss = losses.sum() * (1.0 / max(losses.shape[0], 1)) if reduction == "mean" else \
+            (losses.sum() if reduction == "sum" else losses)
+        return loss.reshape(rows_shape) if reduction == "none" else loss
+    loss = _nll(logp, t, w, ignore_index, reduction)
+    if not eps:
+        return loss.reshape(rows_shape) if reduction == "none" else loss
+    keep = (t.numpy() != ignore_index)
+    smooth = -(logp if w is None else logp * w.reshape((1, K))).sum(axis=1)
+    smooth = smooth * Tensor(keep.astype(np.float32), device=input.device, dtype=input.dtype)
+    if reduction == "mean":
+        counted = float(keep.sum()) if w is None else \
+            float(w.numpy()[t.numpy()[keep]].astype(np.float64).sum())
+        smooth = smooth.sum() * (1.0 / counted) if counted else smooth.sum() * float("nan")
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    out = loss * (1.0 - eps) + smooth * (eps / K)
+    return out.reshape(rows_shape) if reduction == "none" else out
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """The negative log-likelihood of log-probabilities, as PyTorch's: -weight[t] * input[t].
+
+    input (N, K) log-probabilities (log_softmax's output), (K,), or (N, K, d1, ...);
+    target class indices of input's shape without K; weight (K,) or None
+    -> () for "mean" (divided by the sum of weight[target] counted) / "sum", the
+    target's shape for "none"
+    """
+    op = "nll_loss"
+    _legacy_reduction(op, size_average, reduce)
+    _check_reduction(op, reduction)
+    x, t, w, _ = _class_scores(input, target, weight, op, False, ignore_index)
+    loss = _nll(x, t, w, ignore_index, reduction)
+    return loss.reshape(_rows_shape(input, target)) if reduction == "none" else loss
+
+
+def _nll(logp, t, w, ignore_index, reduction):
+    """-w[t_i] * logp[i, t_i] over rows (R, K); a row whose t_i is ignore_index adds 0 and
+    is not counted in the mean."""
+    labels = t.numpy()
+    keep = labels != ignore_index
+    safe = np.where(keep, labels, 0)
+    scale = keep.astype(np.float64)
+    if w is not None:
+        scale = scale * w.numpy()[safe].astype(np.float64)
+    rows = logp.xp.arange(labels.size)
+    picked = logp[rows, logp.xp.asarray(safe)]
+    losses = -picked * Tensor(scale, device=logp.device, dtype=logp.dtype)
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    counted = float(scale.sum())
+    return total * (1.0 / counted) if counted else total * float("nan")   # 0/0, as PyTorch
+
+
+def _check_reduction(op, reduction):
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _legacy_reduction(op, size_average, reduce):
+    if size_average is not None or reduce is not None:
+        raise ValueError(f"{op}: size_average and reduce are deprecated in PyTorch and not "
+                         "supported here; use reduction='mean', 'sum' or 'none'")
+
+
+def _rows_shape(input, target):
+    """The shape of a "none" loss: the target's (class indices) or input's without K."""
+    if np.issubdtype(target.dtype, np.floating) and tuple(target.shape) == tuple(input.shape):
+        return input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+    return tuple(target.shape)
+
+
+def _class_scores(input, target, weight, op, allow_probabilities, ignore_index=-100):
+    """Check a classification loss's arguments; returns (scores (R, K), target (R,) int64 or
+    (R, K) float, weight (K,) or None, K) with the class axis moved last and flattened."""
+    _as_tensor(input, op)
+    _need_float(input, op)
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must be (N, K) scores (or (K,), or (N, K, d1, ...)), "
+                         "got a 0-d tensor")
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target), device=input.device)
+    K = input.shape[1] if input.ndim > 1 else input.shape[0]
+    probabilities = np.issubdtype(target.dtype, np.floating)
+    index_shape = (input.shape[:1] + input.shape[2:]) if input.ndim > 1 else ()
+    if probabilities and (not allow_probabilities or
+                          (tuple(target.shape) == tuple(index_shape) != tuple(input.shape))):
+        raise TypeError(f"{op}: target must hold integer class indices, got dtype {target.dtype}; "
+                        "convert labels with .long()" + ("" if not allow_probabilities else
+                        f" (a float target means class probabilities, of the input's shape "
+                        f"{tuple(input.shape)})"))
+    if target.dtype == np.bool_:
+        raise TypeError(f"{op}: target must hold integer class indices or float class "
+                        "probabilities, got dtype bool")
+    expected = input.shape if probabilities else index_shape
+    if tuple(target.shape) != tuple(expected):
+        raise ValueError(_target_shape_message(op, input, target, expected, probabilities))
+    _backend(op, input, target)
     if weight is not None:
         if not isinstance(weight, Tensor):
             weight = Tensor(np.asarray(weight, dtype=input.dtype), device=input.device)
         if weight.shape != (K,):
-            raise ValueError(f"{op}: weight must have one entry per class, shape ({K},), got {weight.shape}")
-        weight = weight.detach().astype(input.dtype) if weight.dtype != input.dtype else weight.detach()
-    _backend(op, input, target, weight)
-    target = target.long() if target.dtype != np.int64 else target
-    return CrossEntropyFn.apply(input, target, weight, reduction=reduction)
+            raise ValueError(f"{op}: weight must have one entry per class, shape ({K},), got "
+                             f"{weight.shape}")
+        weight = weight.detach().astype(input.dtype) if weight.dtype != input.dtype \
+            else weight.detach()
+        _backend(op, input, weight)
+    x = input.unsqueeze(0) if input.ndim == 1 else input
+    t = target.unsqueeze(0) if input.ndim == 1 else target
+    if x.ndim > 2:         # (N, K, d1, ...) -> (N*d1*..., K)
+        x = x.transpose((0,) + tuple(range(2, x.ndim)) + (1,)).reshape((-1, K))
+        t = t.transpose((0,) + tuple(range(2, t.ndim)) + (1,)).reshape((-1, K)) \
+            if probabilities else t.reshape((-1,))
+    if probabilities:     # soft targets stay in the graph: PyTorch differentiates them too
+        t = t.astype(input.dtype) if t.dtype != input.dtype else t
+        return x, t, weight, K
+    labels = t.numpy()
+    bad = ((labels < 0) | (labels >= K)) & (labels != ignore_index)
+    if bad.any():
+        raise ValueError(f"{op}: target holds label {int(labels[bad][0])}, outside the class "
+                         f"range [0, {K - 1}] for {K} classes"
+                         + (f" (and not ignore_index={ignore_index})" if ignore_index != -100 else ""))
+    t = t.long() if t.dtype != np.int64 else t
+    return x, t, weight, K
 
 
-def nll_from_log_probs(log_probs, target):
-    """Mean of -log_probs[i, target_i]: the loss written out by hand, for lessons.
+def _target_shape_message(op, input, target, expected, probabilities):
+    """The shape error, with the cause a porter from PyTorch most likely has."""
+    what = "class probabilities" if probabilities else "class indices"
+    msg = (f"{op}: target of shape {tuple(target.shape)} does not fit input of shape "
+           f"{tuple(input.shape)}; {what} need shape {tuple(expected)}")
+    if input.ndim == 1:
+        msg += (f" (an input of shape {tuple(input.shape)} is one sample's "
+                f"{input.shape[0]} class scores, unbatched; a batch of N is (N, K))")
+    n_in, n_t = (input.shape[0] if input.ndim > 1 else 1), (target.shape[0] if target.ndim else 1)
+    if input.ndim == 2 and target.ndim == 1 and n_in != n_t and n_t and n_in:
+        big, small = max(n_in, n_t), min(n_in, n_t)
+        if big % small == 0 and n_in < n_t:
+            msg += (f". The input has {n_in} rows of scores for {n_t} labels: a "
+                    f"x.view(-1, n) before the classifier with n {n_t // n_in} times too large "
+                    f"folds {n_t // n_in} images into each row (e.g. 64*56*56 where the feature "
+                    f"maps are 64*28*28); flatten with x.view(x.size(0), -1), or compute n "
+                    f"from the shape after the last pooling")
+        elif big % small == 0:
+            msg += (f". The input has {n_in} rows of scores for {n_t} labels: a "
+                    f"x.view(-1, n) with n {n_in // n_t} times too small splits each image "
+                    f"into {n_in // n_t} rows; flatten with x.view(x.size(0), -1)")
+    return msg
 
-    log_probs (N, K), target (N,) int -> ()
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Mean squared error (x - t)^2, as PyTorch's; target broadcast to input's shape.
+
+    -> () for "mean" (over every element) / "sum", the broadcast shape for "none"
     """
-    n = log_probs.shape[0]
-    picked = log_probs[np.arange(n), target.numpy() if isinstance(target, Tensor) else target]
-    return -picked.mean()
+    op = "mse_loss"
+    _legacy_reduction(op, size_average, reduce)
+    _as_tensor(input, op)
+    _need_float(input, op)
+    if not isinstance(target, Tensor):
+        target = Tensor(np.asarray(target), device=input.device, dtype=input.dtype)
+    _check_reduction(op, reduction)
+    try:
+        np.broadcast_shapes(input.shape, target.shape)
+    except ValueError:
+        raise ValueError(f"{op}: target of shape {target.shape} does not broadcast with input "
+                         f"of shape {input.shape}") from None
+    diff = input - target
+    squared = diff * diff
+    if reduction == "none":
+        return squared
+    return squared.sum() if reduction == "sum" else squared.mean()
 
 
 # --- regularisation and shape -------------------------------------------------
@@ -644,12 +963,17 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         if target.requires_grad:
             raise TypeError(f"{op}: input is {input.dtype} but target is {target.dtype}")
         target = target.astype(input.dtype)
+    if input.ndim == 0:     # a single logit: the kernels work on arrays of at least one element
+        loss = binary_cross_entropy_with_logits(input.reshape((1,)), target.reshape((1,)),
+                                                weight, reduction=reduction,
+                                                pos_weight=pos_weight)
+        return loss.reshape(()) if reduction == "none" else loss
     w = _broadcast_constant(weight, "weight", input, op)
     pw = _broadcast_constant(pos_weight, "pos_weight", input, op)
     return BCEWithLogitsFn.apply(input, target, weight=w, pos_weight=pw, reduction=reduction)
 
 
 __all__ = ["conv2d", "conv2d_relu", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
-           "sigmoid", "linear", "softmax", "log_softmax", "cross_entropy",
-           "binary_cross_entropy_with_logits", "dropout", "flatten", "batch_norm",
-           "is_grad_enabled"]
+           "sigmoid", "linear", "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss",
+           "binary_cross_entropy_with_logits", "dropout", "flatten", "batch_norm", "pad2d",
+           "pool_output_size", "is_grad_enabled"]

@@ -307,3 +307,21 @@ class Stack(Function):
     def backward(ctx, g):
         xp = _xp(g)
         return tuple(_contiguous(xp.take(g, i, axis=ctx.axis)) for i in range(g.shape[ctx.axis]))
+
+
+class Pad2d(Function):
+    """Pad the last two axes with a constant (top, bottom, left, right); the gradient is the
+    middle part of g (the padding has no inputs behind it)."""
+
+    @staticmethod
+    def forward(ctx, a, pads, value):
+        top, bottom, left, right = pads
+        ctx.pads, ctx.shape = pads, a.shape
+        widths = [(0, 0)] * (a.ndim - 2) + [(top, bottom), (left, right)]
+        return _xp(a).pad(a, widths, constant_values=a.dtype.type(value))
+
+    @staticmethod
+    def backward(ctx, g):
+        top, _, left, _ = ctx.pads
+        h, w = ctx.shape[-2:]
+        return _contiguous(g[..., top:top + h, left:left + w])

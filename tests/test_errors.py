@@ -42,9 +42,13 @@ def test_conv2d_wrong_channel_count_names_both_shapes():
         F.conv2d(t(2, 3, 8, 8), t(4, 1, 3, 3))
 
 
-def test_conv2d_wrong_rank_suggests_a_batch_axis():
-    with raises(ValueError, "4-D", "(3, 8, 8)", "batch"):
-        F.conv2d(t(3, 8, 8), t(4, 3, 3, 3))
+def test_conv2d_takes_an_unbatched_image_as_pytorch_and_refuses_other_ranks():
+    x, w = t(3, 8, 8), t(4, 3, 3, 3)
+    one = F.conv2d(x, w)
+    assert one.shape == (4, 6, 6)
+    np.testing.assert_array_equal(one.numpy(), F.conv2d(x.unsqueeze(0), w).numpy()[0])
+    with raises(ValueError, "(N, C, H, W) or (C, H, W)", "(8, 8)"):
+        F.conv2d(t(8, 8), w)
     with raises(ValueError, "weight", "4-D", "(4, 3, 3)"):
         F.conv2d(t(1, 3, 8, 8), t(4, 3, 3))
 
@@ -62,7 +66,9 @@ def test_conv2d_kernel_larger_than_padded_input():
     (1, -1, ValueError, "padding must be non-negative"),
     (1.5, 0, TypeError, "stride must be an int or a pair of ints, got 1.5"),
     ((1, 2, 3), 0, TypeError, "stride must be an int or a pair of ints"),
-    (1, "same", TypeError, "padding must be an int or a pair of ints"),
+    (1, "full", ValueError, "padding must be a number, a pair, 'valid' or 'same', got 'full'"),
+    (2, "same", ValueError, "padding='same' needs stride 1"),
+    (1, (1.5, 1), TypeError, "padding must be an int or a pair of ints"),
 ])
 def test_conv2d_bad_stride_or_padding(stride, padding, exc, fragment):
     with raises(exc, "conv2d", fragment):
@@ -107,7 +113,7 @@ def test_pooling_window_larger_than_input(pool):
 
 @pytest.mark.parametrize("pool", [F.max_pool2d, F.avg_pool2d])
 def test_pooling_wrong_rank_and_bad_stride(pool):
-    with raises(ValueError, "4-D", "(8, 8)"):
+    with raises(ValueError, "(N, C, H, W) or (C, H, W)", "(8, 8)"):
         pool(t(8, 8), 2)
     with raises(ValueError, "at least 1"):
         pool(t(1, 1, 8, 8), 2, stride=0)
@@ -149,10 +155,12 @@ def test_cross_entropy_label_out_of_range_names_label_and_range(label):
 
 
 def test_cross_entropy_shapes_and_reduction():
-    with raises(ValueError, "(N, num_classes)", "(6,)"):
+    with raises(ValueError, "input of shape (6,)", "one sample", "class indices need shape ()"):
         F.cross_entropy(t(6), minicnn.tensor([0, 1]))
-    with raises(ValueError, "target must have shape (3,)", "(4,)"):
+    with raises(ValueError, "target of shape (4,)", "input of shape (3, 2)", "need shape (3,)"):
         F.cross_entropy(t(3, 2), minicnn.tensor([0, 1, 1, 0]))
+    with raises(ValueError, "16 rows of scores for 64 labels", "x.view(x.size(0), -1)"):
+        F.cross_entropy(t(16, 2), minicnn.tensor([0, 1] * 32))
     with raises(ValueError, "reduction", "'avg'"):
         F.cross_entropy(t(3, 2), minicnn.tensor([0, 1, 1]), reduction="avg")
     with raises(ValueError, "one entry per class", "(2,)", "(3,)"):
