@@ -45,8 +45,9 @@ def _torch_logits(module, x):
 def _layered():
     """A Sequential using every layer that crosses, with pools of every kind."""
     layers = [nn.Conv2d(2, 4, 3, stride=(1, 2), padding=(1, 0)), nn.BatchNorm2d(4), nn.ReLU(),
-              nn.MaxPool2d(3, 2, 1), nn.Conv2d(4, 3, (2, 3), bias=False), nn.Sigmoid(),
-              nn.AvgPool2d(2, 1, 1)]
+              nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.Conv2d(4, 3, (2, 3), bias=False),
+              nn.Conv2d(3, 3, (2, 2), padding="same"), nn.Sigmoid(),
+              nn.AvgPool2d(2, 1, 1, ceil_mode=True, count_include_pad=False)]
     features = 3 * 5 * 3                       # (N, 3, 5, 3) after the average pool
     if hasattr(nn, "AdaptiveAvgPool2d"):
         layers.append(nn.AdaptiveAvgPool2d((5, 1)))   # equal bins, so ONNX can take it
@@ -94,9 +95,10 @@ def test_to_torch_keeps_the_mode_and_from_torch_reads_a_plain_torch_model():
 @pytest.mark.parametrize("layer, words", [
     (lambda: torch.nn.Conv2d(4, 4, 3, groups=2), "groups=2"),
     (lambda: torch.nn.Conv2d(1, 1, 3, dilation=2), "dilation=(2, 2)"),
-    (lambda: torch.nn.Conv2d(1, 1, 3, padding="same"), "padding='same'"),
-    (lambda: torch.nn.MaxPool2d(2, ceil_mode=True), "ceil_mode=True"),
-    (lambda: torch.nn.AvgPool2d(2, count_include_pad=False), "count_include_pad=False"),
+    (lambda: torch.nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"),
+     "padding_mode='reflect'"),
+    (lambda: torch.nn.MaxPool2d(2, dilation=2), "dilation=2"),
+    (lambda: torch.nn.MaxPool2d(2, return_indices=True), "return_indices=True"),
     (lambda: torch.nn.LSTM(3, 3), "LSTM"),
 ])
 def test_from_torch_refuses_what_minicnn_does_not_compute_by_name(layer, words):

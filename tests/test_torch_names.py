@@ -4,6 +4,8 @@ Tensor methods and top-level functions go forward and backward on every device a
 are compared with torch (values, gradients, shapes, index dtypes); the data utilities
 are compared with torch.utils.data where PyTorch's result is not random.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -178,3 +180,84 @@ def test_dataloader_refuses_what_it_cannot_honour():
         mdata.DataLoader(object())
     with pytest.raises(TypeError, match="torch.Generator"):
         mdata.DataLoader(Squares(), generator=torch.Generator())
+
+
+# --------------------------------------------------------------------------- nn modules
+
+LOGITS = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0], [-2.0, 1.0, 1.5], [0.0, 0.0, 0.0]],
+                  np.float32)
+LABELS = np.array([0, 2, 1, 1])
+CLASS_WEIGHTS = np.array([0.5, 2.0, 1.0], np.float32)
+
+LOSSES = {
+    "CrossEntropyLoss": lambda L: L.nn.CrossEntropyLoss(),
+    "CrossEntropyLoss weighted smoothing": lambda L: L.nn.CrossEntropyLoss(
+        weight=L.tensor(CLASS_WEIGHTS), label_smoothing=0.2),
+    "CrossEntropyLoss ignore sum": lambda L: L.nn.CrossEntropyLoss(ignore_index=1,
+                                                                   reduction="sum"),
+    "CrossEntropyLoss none": lambda L: L.nn.CrossEntropyLoss(reduction="none"),
+    "NLLLoss weighted": lambda L: L.nn.NLLLoss(weight=L.tensor(CLASS_WEIGHTS)),
+}
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_loss_modules_are_torchs(backend, name):
+    ours, theirs = LOSSES[name](minicnn), LOSSES[name](torch)
+    if backend != "cpu":
+        ours = ours.to(backend)
+    target = minicnn.tensor(LABELS, device=backend)
+
+    def run(L, module, x, t):
+        x = L.nn.functional.log_softmax(x, dim=1) if "NLL" in name else x
+        return module(x, t)
+    _both(lambda L, x: run(L, ours if L is minicnn else theirs, x,
+                           target if L is minicnn else torch.from_numpy(LABELS)),
+          [LOGITS], backend)
+
+
+def test_mse_and_bce_modules_are_torchs(backend):
+    soft = (LOGITS > 0).astype(np.float32)
+    _both(lambda L, x: L.nn.MSELoss()(x, L.tensor(soft)) if L is torch else
+          L.nn.MSELoss()(x, L.tensor(soft, device=backend)), [LOGITS], backend)
+    _both(lambda L, x: L.nn.BCEWithLogitsLoss(reduction="sum")(x, L.tensor(soft)) if L is torch
+          else L.nn.BCEWithLogitsLoss(reduction="sum")(x, L.tensor(soft, device=backend)),
+          [LOGITS], backend)
+
+
+IMAGE = np.random.default_rng(4).standard_normal((2, 2, 7, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("make", [
+    lambda L: L.nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+    lambda L: L.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+    lambda L: L.nn.AvgPool2d(2, divisor_override=3),
+    lambda L: L.nn.Softmax(dim=1),
+    lambda L: L.nn.LogSoftmax(dim=-1),
+    lambda L: L.nn.Sequential(L.nn.Identity(), L.nn.AvgPool2d(1), L.nn.ReLU(inplace=True)),
+], ids=["maxpool ceil", "avgpool ceil no-pad", "avgpool divisor", "softmax", "log_softmax",
+        "identity relu"])
+def test_layer_arguments_mean_what_they_mean_in_torch(backend, make):
+    ours, theirs = make(minicnn), make(torch)
+    _both(lambda L, x: (ours if L is minicnn else theirs)(x), [IMAGE], backend)
+
+
+def test_conv2d_module_same_padding_and_max_pool_indices(backend):
+    torch.manual_seed(0)
+    theirs = torch.nn.Conv2d(2, 3, (2, 3), padding="same")
+    ours = minicnn.nn.Conv2d(2, 3, (2, 3), padding="same").to(backend)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    _both(lambda L, x: (ours if L is minicnn else theirs)(x), [IMAGE], backend)
+    values, indices = minicnn.nn.MaxPool2d(2, return_indices=True, ceil_mode=True)(
+        minicnn.tensor(IMAGE, device=backend))
+    tv, ti = torch.nn.MaxPool2d(2, return_indices=True, ceil_mode=True)(torch.from_numpy(IMAGE))
+    np.testing.assert_array_equal(indices.numpy(), ti.numpy())
+    np.testing.assert_array_equal(values.numpy(), tv.numpy())
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(groups=2), "groups=2"), (dict(dilation=2), "dilation=(2, 2)"),
+    (dict(padding_mode="reflect"), "padding_mode='reflect'"),
+])
+def test_conv2d_module_refuses_what_the_kernels_do_not_compute(kwargs, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        minicnn.nn.Conv2d(2, 4, 3, **kwargs)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import nn
 from ..atomic import atomic_write
+from ..functional import pool_output_size
 from ..nn import models
 from .torch_bridge import InteropError
 
@@ -66,26 +67,40 @@ class _Graph:
         self.name = out
 
 
-def _spatial(size, k, s, p):
-    return (size + 2 * p - k) // s + 1
+def _conv_pads(layer):
+    """ONNX pads [top, left, bottom, right] for a Conv2d's padding (a pair or a string)."""
+    if layer.padding == "valid":
+        return [0, 0, 0, 0]
+    if layer.padding == "same":      # the extra row/column of an even kernel at the end
+        (kh, kw) = layer.kernel_size
+        return [(kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2]
+    ph, pw = layer.padding
+    return [ph, pw, ph, pw]
 
 
 def _conv(g, layer, path, state):
-    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+    pads = _conv_pads(layer)
     inputs = [g.weight(f"{path}.weight", state[f"{path}.weight"])]
     if layer.bias is not None:
         inputs.append(g.weight(f"{path}.bias", state[f"{path}.bias"]))
-    g.add("Conv", inputs, path, kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw])
+    g.add("Conv", inputs, path, kernel_shape=[kh, kw], strides=[sh, sw], pads=pads)
     _, h, w = g.shape
-    g.shape = (layer.out_channels, _spatial(h, kh, sh, ph), _spatial(w, kw, sw, pw))
+    g.shape = (layer.out_channels, (h + pads[0] + pads[2] - kh) // sh + 1,
+               (w + pads[1] + pads[3] - kw) // sw + 1)
 
 
 def _pool(op, g, layer, path, **extra):
     (kh, kw), (sh, sw), (ph, pw) = (_pair(layer.kernel_size), _pair(layer.stride),
                                     _pair(layer.padding))
-    g.add(op, [], path, kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw], **extra)
+    if getattr(layer, "divisor_override", None) is not None:
+        raise InteropError(f"export onnx: {path} (AvgPool2d) has divisor_override="
+                           f"{layer.divisor_override}, which ONNX's AveragePool cannot express")
+    g.add(op, [], path, kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw],
+          ceil_mode=int(layer.ceil_mode), **extra)
     c, h, w = g.shape
-    g.shape = (c, _spatial(h, kh, sh, ph), _spatial(w, kw, sw, pw))
+    g.shape = (c, pool_output_size(h, kh, sh, ph, layer.ceil_mode),
+               pool_output_size(w, kw, sw, pw, layer.ceil_mode))
 
 
 def _adaptive_avg_pool(g, layer, path, state):
@@ -141,7 +156,8 @@ _EXPORTERS = {
     nn.Conv2d: _conv,
     nn.Linear: _linear,
     nn.MaxPool2d: lambda g, l, p, s: _pool("MaxPool", g, l, p),
-    nn.AvgPool2d: lambda g, l, p, s: _pool("AveragePool", g, l, p, count_include_pad=1),
+    nn.AvgPool2d: lambda g, l, p, s: _pool("AveragePool", g, l, p,
+                                           count_include_pad=int(l.count_include_pad)),
     nn.ReLU: lambda g, l, p, s: g.add("Relu", [], p),
     nn.Sigmoid: lambda g, l, p, s: g.add("Sigmoid", [], p),
     nn.Dropout: lambda g, l, p, s: None,

@@ -52,7 +52,8 @@ class TorchClassifier(tnn.Module):
 
 
 def _pool_args(layer):
-    return dict(kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding)
+    return dict(kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding,
+                ceil_mode=layer.ceil_mode)
 
 
 def _batch_norm_to_torch(kind):
@@ -67,7 +68,8 @@ _TO_TORCH = {
                                     stride=l.stride, padding=l.padding, bias=l.bias is not None),
     nn.Linear: lambda l: tnn.Linear(l.in_features, l.out_features, bias=l.bias is not None),
     nn.MaxPool2d: lambda l: tnn.MaxPool2d(**_pool_args(l)),
-    nn.AvgPool2d: lambda l: tnn.AvgPool2d(**_pool_args(l)),
+    nn.AvgPool2d: lambda l: tnn.AvgPool2d(**_pool_args(l), count_include_pad=l.count_include_pad,
+                                          divisor_override=l.divisor_override),
     nn.ReLU: lambda l: tnn.ReLU(),
     nn.Sigmoid: lambda l: tnn.Sigmoid(),
     nn.Dropout: lambda l: tnn.Dropout(l.p),
@@ -120,20 +122,19 @@ def _require(path, layer, **wanted):
 
 def _from_conv(layer, path):
     _require(path, layer, groups=1, dilation=1, padding_mode="zeros")
-    if isinstance(layer.padding, str):
-        _refuse(path, layer, "padding", layer.padding, "a number or pair")
     return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
                      stride=layer.stride, padding=layer.padding, bias=layer.bias is not None)
 
 
 def _from_max_pool(layer, path):
-    _require(path, layer, dilation=1, ceil_mode=False, return_indices=False)
-    return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
+    _require(path, layer, dilation=1, return_indices=False)
+    return nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding,
+                        ceil_mode=layer.ceil_mode)
 
 
 def _from_avg_pool(layer, path):
-    _require(path, layer, ceil_mode=False, count_include_pad=True, divisor_override=None)
-    return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
+    return nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
+                        layer.count_include_pad, layer.divisor_override)
 
 
 def _from_batch_norm(kind_name):

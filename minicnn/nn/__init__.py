@@ -8,12 +8,13 @@ from .container import Sequential
 from .conv import Conv2d
 from .pool import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d
 from .linear import Linear, Flatten
-from .activation import ReLU, Sigmoid
+from .activation import Identity, LogSoftmax, ReLU, Sigmoid, Softmax
 from .dropout import Dropout
 from .norm import BatchNorm1d, BatchNorm2d
-from .loss import BCEWithLogitsLoss
-from . import init
+from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
+from . import functional, init
 
 __all__ = ["Module", "Parameter", "StateDictError", "Sequential", "Conv2d", "MaxPool2d",
            "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Flatten", "ReLU", "Sigmoid", "Dropout",
-           "BatchNorm1d", "BatchNorm2d", "BCEWithLogitsLoss", "init"]
+           "BatchNorm1d", "BatchNorm2d", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss",
+           "MSELoss", "Softmax", "LogSoftmax", "Identity", "functional", "init"]

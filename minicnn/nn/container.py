@@ -53,6 +53,7 @@ class Sequential(Module):
         while i < len(layers):
             layer = layers[i]
             if type(layer) is Conv2d and i + 1 < len(layers) and type(layers[i + 1]) is ReLU \
+                    and isinstance(layer.padding, tuple) \
                     and not (layer.has_hooks or layers[i + 1].has_hooks):
                 # Conv2d then ReLU: one fused op, the same numbers as the two layers in
                 # turn, without a pass over the feature map for the ReLU (each ReLU

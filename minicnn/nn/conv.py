@@ -12,6 +12,8 @@ from .module import Module
 
 
 def _pair(value, name):
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
     if isinstance(value, (int, np.integer)):
         return (int(value), int(value))
     if isinstance(value, (tuple, list)) and len(value) == 2:
@@ -22,15 +24,21 @@ def _pair(value, name):
 class Conv2d(Module):
     """weight (out_channels, in_channels, KH, KW), bias (out_channels,) or none."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros"):
         super().__init__()
+        for name, value, allowed in (("dilation", _pair(dilation, "dilation"), (1, 1)),
+                                     ("groups", groups, 1), ("padding_mode", padding_mode, "zeros")):
+            if value != allowed:
+                raise ValueError(f"Conv2d: {name}={value!r} is not supported; minicnn's kernels "
+                                 f"compute {name}={allowed!r} only")
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"Conv2d: channel counts must be positive, got in_channels="
                              f"{in_channels}, out_channels={out_channels}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
+        self.padding = padding if padding in ("same", "valid") else _pair(padding, "padding")
         add_weight_and_bias(self, (out_channels, in_channels) + self.kernel_size, bias)
         self.reset_parameters()
 
@@ -45,7 +53,7 @@ class Conv2d(Module):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
         if self.padding != (0, 0):
-            s += f", padding={self.padding}"
+            s += f", padding={self.padding!r}"
         if self.bias is None:
             s += ", bias=False"
         return s
