@@ -472,7 +472,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """exp(x_k - max) / sum_j exp(x_j - max) along `dim`; same shape as input."""
     input, dim = _softmax_dim(input, dim, dtype, "softmax")
     x, undo = _rows(input, dim, "softmax")
-    if x.size == 0:
+    if x.numel() == 0:
         return undo(x * 1.0)
     return undo(SoftmaxFn.apply(x))
 
@@ -494,7 +494,7 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """x_k - max - log sum_j exp(x_j - max) along `dim`; same shape as input."""
     input, dim = _softmax_dim(input, dim, dtype, "log_softmax")
     x, undo = _rows(input, dim, "log_softmax")
-    if x.size == 0:
+    if x.numel() == 0:
         return undo(x * 1.0)
     return undo(LogSoftmaxFn.apply(x))
 
@@ -846,7 +846,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.integer, np.floating)):
         raise TypeError(f"{op}: momentum must be a number, got {momentum!r} (BatchNorm "
                         "modules turn momentum=None into a cumulative average themselves)")
-    if training and input.size // max(C, 1) <= 1:
+    if training and input.numel() // max(C, 1) <= 1:
         raise ValueError(f"{op}: need more than one value per channel when training, "
                          f"got input shape {input.shape}")
     _backend(op, input, weight, bias)

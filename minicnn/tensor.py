@@ -66,9 +66,14 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
-        return int(self.data.size)
+    def size(self, dim=None):
+        """The shape (PyTorch's t.size()), or the length of one dim: t.size(0) is the batch.
+        (The element count is t.numel().)"""
+        if dim is None:
+            return self.shape
+        if not -self.ndim <= dim < max(self.ndim, 1):
+            raise IndexError(f"size: dim {dim} is out of range for shape {self.shape}")
+        return self.shape[dim]
 
     @property
     def xp(self):
@@ -272,12 +277,18 @@ class Tensor:
         count = self.numel() if axes is None else int(np.prod([self.shape[a] for a in axes]))
         return self.sum(axis=axes, keepdims=keep) * (1.0 / count)
 
-    def var(self, axis=None, keepdims=False, unbiased=False):
-        axes = _axes(axis)
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+            keepdims=None):
+        """The variance, as PyTorch's: sum (x - mean)^2 / (count - correction), with
+        correction 1 (unbiased) by default; unbiased=False or correction=0 divide by count."""
+        axes, keep = _reduction(dim, keepdim, axis, keepdims)
+        if unbiased is not None and correction is not None:
+            raise TypeError("var: give unbiased or correction, not both")
+        c = (1 if unbiased or unbiased is None else 0) if correction is None else correction
         count = self.numel() if axes is None else int(np.prod([self.shape[a] for a in axes]))
         centred = self - self.mean(axis=axes, keepdims=True)
-        total = (centred * centred).sum(axis=axes, keepdims=keepdims)
-        return total * (1.0 / (count - 1 if unbiased else count))
+        total = (centred * centred).sum(axis=axes, keepdims=keep)
+        return total * (1.0 / (count - c)) if count > c else total * float("nan")
 
     def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """max() or max(axis=a): the largest values (ties share the gradient). max(dim),

@@ -533,8 +533,12 @@ def test_reductions(backend, check, op):
 
 def test_var(backend, check):
     x = normal(np.random.default_rng(8), 3, 4, 5)
-    check("var", lambda F, x: x.var(axis=(0, 2)) if F is MF
+    check("var", lambda F, x: x.var(axis=(0, 2), unbiased=False) if F is MF
           else torch.var(x, dim=(0, 2), unbiased=False), [x])
+    check("var", lambda F, x: x.var(dim=1, keepdim=True) if F is MF     # PyTorch's default:
+          else torch.var(x, dim=1, keepdim=True), [x])                 # unbiased
+    check("var", lambda F, x: x.var() + x.var(0, correction=0).sum() if F is MF
+          else torch.var(x) + torch.var(x, 0, correction=0).sum(), [x])
 
 
 @st.composite

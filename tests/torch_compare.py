@@ -133,7 +133,7 @@ def run_minicnn(fn, inputs, device, needs_grad, seed=0, masks=None):
     minicnn.manual_seed(seed)
     out = fn(L, *ts)
     if out.requires_grad:
-        if out.size == 1:
+        if out.numel() == 1:
             out.backward()
         else:
             up = np.random.default_rng(seed + 1).standard_normal(out.shape)
@@ -184,7 +184,7 @@ def compare_graph(fn, inputs, device, name, needs_grad=None, dtype=np.float32,
            for a, f, g in zip(inputs, floating, needs_grad)]
     ref = fn(T, *tts)
     if ref.requires_grad:
-        if ref.numel() == 1 and out.size == 1:
+        if ref.numel() == 1 and out.numel() == 1:
             ref.backward()
         else:
             up = np.random.default_rng(seed + 1).standard_normal(out.shape)
