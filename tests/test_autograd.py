@@ -237,9 +237,9 @@ def test_cast_sends_gradient_back_in_the_input_dtype(backend):
     assert_equal(grad_of(x), [2.0, 4.0], "2x")
 
 
-def test_integer_tensors_cannot_require_grad():
+def test_integer_tensors_cannot_require_grad(backend):
     with pytest.raises(TypeError, match="floating"):
-        minicnn.tensor([1, 2], requires_grad=True)
+        minicnn.tensor([1, 2], requires_grad=True, device=backend)
 
 
 # ----------------------------------------------------------------------------- numerical checks
@@ -410,8 +410,8 @@ def test_manual_seed_repeats_randn():
     assert not np.array_equal(minicnn.randn(4, 5).numpy(), a), "another seed, the same numbers"
 
 
-def test_manual_seed_repeats_dropout():
-    x = minicnn.tensor(np.ones((50, 40), np.float32))
+def test_manual_seed_repeats_dropout(backend):
+    x = minicnn.tensor(np.ones((50, 40), np.float32), device=backend)
     minicnn.manual_seed(9)
     a = F.dropout(x, 0.3).numpy()
     minicnn.manual_seed(9)

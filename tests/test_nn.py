@@ -443,14 +443,15 @@ def test_manual_seed_repeats_initialisation():
 # --- models ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cin,size", [(1, 28), (3, (30, 27)), (1, (64, 8)), (2, 9)])
-def test_chestxray_shapes_for_any_size(cin, size):
-    net = models.ChestXrayCNN(in_channels=cin, num_classes=3, image_size=size)
+def test_chestxray_shapes_for_any_size(backend, cin, size):
+    net = models.ChestXrayCNN(in_channels=cin, num_classes=3, image_size=size).to(backend)
     H, W = (size, size) if isinstance(size, int) else size
-    x = minicnn.randn(2, cin, H, W)
+    x = minicnn.randn(2, cin, H, W).to(backend)
     feats = net.features(x)
     assert feats.shape == (2, 64, H // 8, W // 8)
     assert net.classifier(feats).shape == (2, 3)
-    assert net(x).shape == (2, 3)
+    y = net(x)
+    assert y.shape == (2, 3) and y.device == backend
     assert net.flat_features == 64 * (H // 8) * (W // 8)
 
 
