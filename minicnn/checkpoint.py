@@ -12,6 +12,8 @@ model's settings, the history) is JSON in a 0-d unicode array. Entries:
     classes               (K,) class names; positive_class: the index called "positive"
     image_size            (2,) height, width; channels; min_input_size
     threshold             P(positive) >= threshold is called positive (chosen on val)
+    multilabel            1 when each class is a finding with its own sigmoid output
+                          (ChestX-ray14); then thresholds (K,): one per finding, on val
     epoch, batch          training progress: epochs done, batches done in the next one
     optimizer_name, optimizer/<key>, scheduler/<key>     optimiser and schedule state
     rng_engine            JSON: minicnn.random's generator state (dropout masks)
@@ -77,7 +79,7 @@ def write_npz_atomic(path, arrays):
 def save_checkpoint(path, model, *, norm_mean, norm_std, classes, positive_class=1,
                     threshold=0.5, min_input_size=None, optimizer=None, scheduler=None,
                     epoch=0, batch=0, train_config=None, history=None, progress=None,
-                    data_info=None):
+                    data_info=None, multilabel=False, thresholds=None):
     """Write a checkpoint of `model` (and, for resuming, its optimiser and schedule)."""
     from . import random as engine_random
     arrays = {
@@ -92,10 +94,13 @@ def save_checkpoint(path, model, *, norm_mean, norm_std, classes, positive_class
         "min_input_size": np.array(int(min_input_size or min(model.image_size))),
         "threshold": np.array(float(threshold)),
         "epoch": np.array(int(epoch)), "batch": np.array(int(batch)),
+        "multilabel": np.array(int(bool(multilabel))),
         "rng_engine": _text(engine_random.get_state()),
         "train_config": _text(train_config or {}), "history": _text(history or []),
         "progress": _text(progress or {}), "data_info": _text(data_info or {}),
     }
+    if multilabel:
+        arrays["thresholds"] = np.asarray(thresholds, np.float64).reshape(-1)
     for name, value in model.state_dict().items():
         arrays[f"weights/{name}"] = value
     if optimizer is not None:
@@ -144,6 +149,17 @@ class Checkpoint:
         self.min_input_size = self._int("min_input_size", 1, MAX_IMAGE_SIZE)
         self.threshold = self._float("threshold", 0.0, 1.0)
         self.epoch, self.batch = self._int("epoch", 0, 10 ** 9), self._int("batch", 0, 10 ** 9)
+        # older checkpoints have no 'multilabel' entry: one-label classifiers
+        self.multilabel = bool(self._int("multilabel", 0, 1)) if "multilabel" in arrays else False
+        self.thresholds = None
+        if self.multilabel:
+            self.thresholds = self._floats("thresholds", (len(self.classes),)).astype(np.float64)
+            if ((self.thresholds < 0) | (self.thresholds > 1)).any():
+                raise self._bad("thresholds", self.thresholds.tolist(),
+                                f"{len(self.classes)} numbers in [0, 1], one per finding")
+        elif "thresholds" in arrays:
+            raise self._bad("thresholds", "present", "absent in a one-label checkpoint "
+                            "(multilabel is 0)")
         self.rng_engine = self._json("rng_engine", dict)
         self.train_config = self._json("train_config", dict)
         self.history = self._json("history", list)
@@ -239,8 +255,9 @@ class Checkpoint:
                             f"whole numbers from 1 to {MAX_IMAGE_SIZE}")
 
     def describe(self):
+        what = "findings" if self.multilabel else "classes"
         return (f"{self.model_name} model, {self.channels}x{self.image_size[0]}x"
-                f"{self.image_size[1]} input, classes {', '.join(self.classes)}")
+                f"{self.image_size[1]} input, {what} {', '.join(self.classes)}")
 
     def check_matches(self, model_name=None, model_config=None):
         """CheckpointError unless this checkpoint holds that architecture and configuration."""

@@ -31,11 +31,13 @@ def split_at_last_conv(model):
     return model.features[:cut], model.features[cut:]
 
 
-def grad_cam(model, images, target_class, device="cpu"):
+def grad_cam(model, images, target_class, device="cpu", multilabel=False):
     """Grad-CAM maps of `target_class` for normalised images (N, C, H, W) float32.
 
+    target_class: one class for all images, or (N,) one per image (multi-label data:
+    each image's own finding).
     -> (cams (N, H, W) float32, each scaled to [0, 1] by its own maximum,
-        probs (N, K) float64 softmax outputs)
+        probs (N, K) float64: softmax outputs, or each output's sigmoid if multilabel)
     """
     model.eval()
     head, tail = split_at_last_conv(model)
@@ -45,7 +47,7 @@ def grad_cam(model, images, target_class, device="cpu"):
     A = Tensor(activations.numpy(), requires_grad=True, device=device)
     logits = model.classifier(tail(A))
     onehot = np.zeros(logits.shape, np.float32)
-    onehot[:, target_class] = 1.0
+    onehot[np.arange(len(onehot)), np.broadcast_to(np.asarray(target_class), len(onehot))] = 1.0
     (logits * Tensor(onehot, device=device)).sum().backward()
     model.zero_grad()  # the backward also reached the classifier's weights: forget that
     a, g = A.numpy().astype(np.float64), A.grad.numpy().astype(np.float64)
@@ -59,5 +61,7 @@ def grad_cam(model, images, target_class, device="cpu"):
         top = big.max()
         out[k] = big / top if top > 0 else big
     z = logits.numpy().astype(np.float64)
+    if multilabel:
+        return out, 1.0 / (1.0 + np.exp(-z))
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return out, z / z.sum(axis=1, keepdims=True)

@@ -170,6 +170,33 @@ def multiclass_metrics(y_true, probs):
             "auc": float(np.mean(aucs)) if aucs else float("nan"), "n": int(y.size)}
 
 
+def multilabel_metrics(y_true, probs, names, thresholds=None):
+    """Per-finding metrics of multi-label scores: each finding is its own binary test.
+
+    y_true (N, K) 0/1, probs (N, K) P(finding present), names (K,); thresholds (K,) or
+    None (then each finding's Youden threshold on these data, as the binary path does)
+    -> {"per_label": {name: {"auc", "sensitivity", "specificity", "threshold",
+        "n_positive"}}, "mean_auc" (over findings whose AUC is defined), "auc" (the same),
+        "n"}
+    """
+    y = np.asarray(y_true)
+    p = np.asarray(probs, dtype=np.float64)
+    if y.ndim != 2 or y.shape != p.shape or y.shape[1] != len(names):
+        raise ValueError(f"multilabel_metrics: labels {y.shape}, scores {p.shape} and "
+                         f"{len(names)} names do not match")
+    per_label = {}
+    for k, name in enumerate(names):
+        yk = (y[:, k] > 0.5).astype(np.int64)
+        t = youden_threshold(yk, p[:, k]) if thresholds is None else float(thresholds[k])
+        m = binary_metrics(yk, p[:, k], t)
+        per_label[name] = {"auc": m["auc"], "sensitivity": m["sensitivity"],
+                           "specificity": m["specificity"], "threshold": m["threshold"],
+                           "n_positive": int(yk.sum())}
+    aucs = [v["auc"] for v in per_label.values() if np.isfinite(v["auc"])]
+    mean = float(np.mean(aucs)) if aucs else float("nan")
+    return {"per_label": per_label, "mean_auc": mean, "auc": mean, "n": int(y.shape[0])}
+
+
 def json_safe(value):
     """`value` with NaN and infinities replaced by None, so json.dump writes valid JSON."""
     if isinstance(value, dict):

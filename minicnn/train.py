@@ -10,6 +10,12 @@ fit(config) does, in order:
   4. on the best network: choose the decision threshold on validation (Youden's J),
      then score the test split once, at that threshold, and write metrics.json
 
+Multi-label data (ChestX-ray14, ChestMNIST) trains one sigmoid output per finding with
+binary cross-entropy with logits (`--balance weights`: pos_weight = negatives / positives
+of each finding on train); each finding gets its own threshold on validation, and the
+network kept is the one with the best mean validation AUC. A single finding
+(`--labels Pneumonia`) is a two-class task and takes the one-label path above.
+
 The test split is touched once, at the end: nothing is chosen by looking at it.
 
 One run per folder: fit() holds the output folder's lock (minicnn.runlock) from start to
@@ -50,6 +56,7 @@ DEFAULTS = {
     "schedule": "cosine", "device": "cpu", "balance": "none", "augment": True, "seed": 0,
     "label_smoothing": 0.0,
     "dropout": 0.0, "out": "runs/latest", "synthetic_sizes": None,
+    "labels": None, "val_fraction": 0.1,
 }
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
 # the files a run leaves in its --out folder: any of them means "a run is here"
@@ -91,6 +98,17 @@ def resolve_config(**given):
     return cfg
 
 
+def multilabel_loss(logits, target, pos_weight=None, label_smoothing=0.0):
+    """Binary cross-entropy with logits, averaged over images and findings; pos_weight (K,)
+    scales the loss of each finding's positive cases. Label smoothing eps moves each 0/1
+    target to eps/2 / 1 - eps/2.
+    logits (N, K) Tensor, target (N, K) float32 Tensor (0/1) -> () Tensor
+    """
+    if label_smoothing > 0:
+        target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+
+
 def classification_loss(logits, target, weight=None, label_smoothing=0.0):
     """Cross-entropy, class-weighted if `weight` (K,) is given; with label smoothing eps:
 
@@ -119,6 +137,52 @@ def positive_index(classes):
 def normalise(images, mean, std):
     """images float32 (N, C, H, W) -> (images - mean[c]) / std[c]."""
     return ((images - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)).astype(np.float32)
+
+
+def channel_stats(images, chunk=1024):
+    """(mean (C,), std (C,)) float32 of images (N, C, H, W), read `chunk` images at a time
+    (a cache-backed split is never held whole); a flat channel gets std 1."""
+    n, c = images.shape[0], images.shape[1]
+    total, squares, count = np.zeros(c), np.zeros(c), 0
+    for i in range(0, n, chunk):
+        x = np.asarray(images[i:i + chunk], dtype=np.float64)
+        total += x.sum(axis=(0, 2, 3))
+        squares += (x * x).sum(axis=(0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(squares / max(count, 1) - mean * mean, 0.0))
+    std = np.where(std > 1e-6, std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def predict_multilabel(model, images, mean, std, batch_size=256, device="cpu"):
+    """P(finding present) for each finding: sigmoid of the logits.
+
+    images (N, C, H, W) in [0, 1] (an array, or anything sliced the same way) -> (N, K)
+    float64 numpy; the logits too, for the loss.
+    """
+    model.eval()
+    probs, logits = [], []
+    with no_grad():
+        for i in range(0, images.shape[0], batch_size):
+            x = Tensor(normalise(np.asarray(images[i:i + batch_size]), mean, std), device=device)
+            z = model(x).numpy().astype(np.float64)
+            logits.append(z)
+            probs.append(1.0 / (1.0 + np.exp(-z)))
+    k = logits[0].shape[1] if logits else 0
+    return (np.concatenate(probs) if probs else np.zeros((0, k)),
+            np.concatenate(logits) if logits else np.zeros((0, k)))
+
+
+def score_multilabel(probs, logits, labels, classes, thresholds=None):
+    """Per-finding metrics (minicnn.metrics.multilabel_metrics) plus the mean BCE loss."""
+    out = M.multilabel_metrics(labels, probs, classes, thresholds)
+    y = np.asarray(labels, dtype=np.float64)
+    # BCE with logits, stable: max(z, 0) - z y + log(1 + exp(-|z|))
+    bce = np.maximum(logits, 0) - logits * y + np.log1p(np.exp(-np.abs(logits)))
+    out["loss"] = float(bce.mean()) if bce.size else float("nan")
+    out["accuracy"] = float(((probs >= 0.5) == (y > 0.5)).mean()) if y.size else float("nan")
+    return out
 
 
 def predict(model, images, batch_size=256, device="cpu"):
@@ -153,11 +217,28 @@ def score(probs, logp, labels, positive, threshold=None):
 
 
 def evaluate(model, dataset, mean, std, positive, threshold=None, batch_size=256, device="cpu"):
-    """(metrics, probs) of `model` on an ArrayDataset (see score())."""
-    probs, logp = predict(model, normalise(dataset.images, mean, std), batch_size, device)
+    """(metrics, probs) of `model` on a split (see score(); multi-label data: see
+    score_multilabel(), with `threshold` the (K,) per-finding thresholds or None)."""
+    if getattr(dataset, "multilabel", False):
+        probs, logits = predict_multilabel(model, dataset.images, mean, std, batch_size, device)
+        if not np.isfinite(probs).all():
+            raise NonFiniteLoss(f"the network's outputs on {dataset.name} are NaN or infinite")
+        return score_multilabel(probs, logits, dataset.labels, dataset.classes, threshold), probs
+    probs, logp = _predict_chunked(model, dataset.images, mean, std, batch_size, device)
     if not np.isfinite(probs).all():
         raise NonFiniteLoss(f"the network's outputs on {dataset.name} are NaN or infinite")
     return score(probs, logp, dataset.labels, positive, threshold), probs
+
+
+def _predict_chunked(model, images, mean, std, batch_size, device, chunk=4096):
+    """predict() over `images` read `chunk` at a time (a cache-backed split stays on disk)."""
+    if isinstance(images, np.ndarray) and images.shape[0] <= chunk:
+        return predict(model, normalise(images, mean, std), batch_size, device)
+    parts = [predict(model, normalise(np.asarray(images[i:i + chunk]), mean, std), batch_size,
+                     device) for i in range(0, images.shape[0], chunk)]
+    if not parts:
+        return predict(model, np.zeros((0,) + tuple(images.shape[1:]), np.float32))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 # --- stopping with Ctrl-C ------------------------------------------------------------------------------
@@ -208,13 +289,18 @@ class Run:
         self.best_path = os.path.join(self.out, "best.npz")
         channels = 3 if cfg["model"] == "alexnet" else 1
         self.splits = open_splits(cfg["data"], cfg["image_size"], channels, seed=cfg["seed"],
-                                  synthetic_sizes=cfg["synthetic_sizes"], progress=progress)
+                                  synthetic_sizes=cfg["synthetic_sizes"], progress=progress,
+                                  labels=cfg["labels"], val_fraction=cfg["val_fraction"],
+                                  splits_csv=os.path.join(self.out, "splits.csv"), log=log)
         train = self.splits.train
+        self.multilabel = bool(getattr(train, "multilabel", False))
         self.classes = list(train.classes)
-        self.positive = positive_index(self.classes)
-        self.mean = train.images.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
-        self.std = train.images.std(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
-        self.std = np.where(self.std > 1e-6, self.std, 1.0).astype(np.float32)
+        self.positive = 0 if self.multilabel else positive_index(self.classes)
+        if self.multilabel and cfg["balance"] == "sampler":
+            raise UserError("--balance sampler draws balanced batches of one-label classes; "
+                            "multi-label data (several findings per image) takes "
+                            "--balance weights (a pos_weight per finding) or none")
+        self.mean, self.std = channel_stats(train.images)
         info = self.splits.info
         self.min_input_size = info.get("native_size", train.image_shape[1])
 
@@ -238,17 +324,23 @@ class Run:
         self.loader = DataLoader(train_set, batch_size=cfg["batch_size"], shuffle=sampler is None,
                                  seed=cfg["seed"], sampler=sampler, device=cfg["device"])
         self.loss_weight = None
-        if cfg["balance"] == "weights":
+        if cfg["balance"] == "weights" and self.multilabel:
+            self.loss_weight = Tensor(pos_weights(train.labels), device=cfg["device"])
+        elif cfg["balance"] == "weights":
             w = class_weights(train.labels, len(self.classes))
             self.loss_weight = Tensor(w, device=cfg["device"])
         self.history = []
-        self.best = {"score": -np.inf, "epoch": None, "threshold": 0.5}
+        self.best = {"score": -np.inf, "epoch": None, "threshold": 0.5,
+                     "thresholds": [0.5] * len(self.classes) if self.multilabel else None}
         self.start_epoch, self.start_batch, self.partial = 0, 0, None
 
     # checkpoints ---------------------------------------------------------------------------
-    def _save(self, path, epoch, batch, threshold=0.5, partial=None):
+    def _save(self, path, epoch, batch, threshold=0.5, partial=None, thresholds=None):
+        if self.multilabel and thresholds is None:
+            thresholds = [0.5] * len(self.classes)
         save_checkpoint(path, self.model, norm_mean=self.mean, norm_std=self.std,
                         classes=self.classes, positive_class=self.positive, threshold=threshold,
+                        multilabel=self.multilabel, thresholds=thresholds,
                         min_input_size=self.min_input_size, optimizer=self.optimizer,
                         scheduler=self.scheduler, epoch=epoch, batch=batch,
                         train_config=self.cfg, history=self.history,
@@ -320,7 +412,7 @@ class Run:
                 opt.step()
                 n = y.shape[0]
                 acc["loss_sum"] += value * n
-                acc["correct"] += int((logits.numpy().argmax(axis=1) == y.numpy()).sum())
+                acc["correct"] += self._correct(logits, y)
                 acc["seen"] += n
                 acc["seconds"] = time.perf_counter() - t0
                 done, clean = b + 1, True
@@ -349,7 +441,16 @@ class Run:
                 "images_per_s": acc["seen"] / max(acc["seconds"], 1e-9)}
 
     def loss(self, logits, y):
+        if self.multilabel:
+            return multilabel_loss(logits, y, self.loss_weight, self.cfg["label_smoothing"])
         return classification_loss(logits, y, self.loss_weight, self.cfg["label_smoothing"])
+
+    def _correct(self, logits, y):
+        """Images right by arg-max; multi-label: the share of findings right at p >= 0.5."""
+        z, t = logits.numpy(), y.numpy()
+        if self.multilabel:
+            return float(((z >= 0) == (t > 0.5)).mean(axis=1).sum())
+        return int((z.argmax(axis=1) == t).sum())
 
     def _nan_message(self, epoch, batch, value, x):
         kept = (f"The last good checkpoint is {self.last_path} (after epoch "
@@ -380,7 +481,8 @@ class Run:
                 val, probs = evaluate(self.model, splits.val, self.mean, self.std, self.positive,
                                       device=cfg["device"])
                 record.update({"val_loss": val["loss"], "val_auc": val["auc"],
-                               "val_acc": _accuracy_at_argmax(probs, splits.val.labels)})
+                               "val_acc": val["accuracy"] if self.multilabel else
+                               _accuracy_at_argmax(probs, splits.val.labels)})
                 record["seconds"] += time.perf_counter() - t
                 self.history.append(record)
                 if self.scheduler is not None:
@@ -389,8 +491,10 @@ class Run:
                 improved = key > self.best["score"]
                 if improved:
                     self.best = {"score": float(key), "epoch": epoch + 1,
-                                 "threshold": float(val.get("threshold", 0.5))}
-                    self._save(self.best_path, epoch + 1, 0, threshold=self.best["threshold"])
+                                 "threshold": float(val.get("threshold", 0.5)),
+                                 "thresholds": _thresholds(val, self.classes)}
+                    self._save(self.best_path, epoch + 1, 0, threshold=self.best["threshold"],
+                               thresholds=self.best["thresholds"])
                 self._save(self.last_path, epoch + 1, 0)
                 self.log(_epoch_line(record, improved, self.out))
                 if stop.requested and epoch + 1 < cfg["epochs"]:
@@ -403,12 +507,20 @@ class Run:
         model = ck.build_model(self.cfg["device"])
         val, val_probs = evaluate(model, self.splits.val, ck.norm_mean, ck.norm_std,
                                   self.positive, device=self.cfg["device"])
-        threshold = val.get("threshold", 0.5)
-        if threshold != ck.threshold:  # only if the device computes it differently
-            arrays = dict(ck.arrays, threshold=np.array(float(threshold)))
-            write_npz_atomic(self.best_path, arrays)
+        if self.multilabel:
+            threshold = _thresholds(val, self.classes)
+            if list(ck.thresholds) != threshold:  # only if the device computes them differently
+                arrays = dict(ck.arrays, thresholds=np.array(threshold, np.float64))
+                write_npz_atomic(self.best_path, arrays)
+        else:
+            threshold = val.get("threshold", 0.5)
+            if threshold != ck.threshold:  # only if the device computes it differently
+                arrays = dict(ck.arrays, threshold=np.array(float(threshold)))
+                write_npz_atomic(self.best_path, arrays)
         test, test_probs = evaluate(model, self.splits.test, ck.norm_mean, ck.norm_std,
                                     self.positive, threshold=threshold, device=self.cfg["device"])
+        if os.path.exists(os.path.join(self.out, "splits.csv")):
+            self.splits.info["splits_csv"] = os.path.join(self.out, "splits.csv")
         result = {
             "test": _public(test), "val": _public(val), "epochs": self.history,
             "best_epoch": ck.epoch, "checkpoint": self.best_path,
@@ -425,9 +537,25 @@ def _accuracy_at_argmax(probs, labels):
     return float((probs.argmax(axis=1) == labels).mean()) if labels.size else float("nan")
 
 
+def pos_weights(labels):
+    """(K,) float32 pos_weight of multi-label training targets (N, K): negatives / positives
+    of each finding, so a rare finding's few positives weigh as much as its negatives."""
+    y = np.asarray(labels, dtype=np.float64)
+    positives = y.sum(axis=0)
+    negatives = y.shape[0] - positives
+    return (negatives / np.maximum(positives, 1.0)).astype(np.float32)
+
+
+def _thresholds(val, classes):
+    """The per-finding thresholds of multi-label validation metrics (None otherwise)."""
+    if "per_label" not in val:
+        return None
+    return [float(val["per_label"][c]["threshold"]) for c in classes]
+
+
 def _public(m):
     keys = ("accuracy", "auc", "sensitivity", "specificity", "precision", "f1", "threshold",
-            "loss", "tp", "fp", "tn", "fn", "n")
+            "loss", "tp", "fp", "tn", "fn", "n", "mean_auc", "per_label")
     return {k: m[k] for k in keys if k in m}
 
 
@@ -479,7 +607,7 @@ def fit(config=None, log=print, progress=True, resume=False, on_batch_end=None, 
 
     settings: see DEFAULTS (data, model, epochs, batch_size, image_size, optimizer, lr,
     momentum, weight_decay, schedule, device, balance, augment, seed, dropout,
-    label_smoothing, out).
+    label_smoothing, out, labels, val_fraction).
     on_batch_end(epoch, batch, run): called after every training step with the Run (its
     .model, .optimizer, ...), for tests and tools.
     """

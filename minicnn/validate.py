@@ -95,6 +95,14 @@ def settings(cfg):
     if not isinstance(cfg["data"], (str, os.PathLike)) or not os.fspath(cfg["data"]):
         raise UserError(f"--data must be a folder, a .npz file or 'synthetic', got {cfg['data']!r}")
     synthetic_sizes("synthetic_sizes", cfg["synthetic_sizes"])
+    number("--val-fraction", cfg["val_fraction"], lo=0, hi=1, lo_open=True, hi_open=True,
+           what="a share of the images between 0 and 1 (e.g. 0.1)")
+    picked = cfg["labels"]
+    if picked is not None and not (isinstance(picked, str) and picked.strip() or
+                                   isinstance(picked, (list, tuple)) and picked and
+                                   all(isinstance(n, str) for n in picked)):
+        raise UserError(f"--labels must name findings, e.g. --labels Pneumonia,Effusion; "
+                        f"got {picked!r}")
 
 
 def synthetic_sizes(flag, sizes):

@@ -1,5 +1,6 @@
-"""Figures, as PNG files: training curves, confusion matrix, ROC curve, predictions on
-test X-rays, the first layer's filters, and Grad-CAM heat maps.
+"""Figures, as PNG files: training curves, confusion matrix, ROC curve (a grid of them,
+one per finding, for multi-label data), predictions on test X-rays, the first layer's
+filters, and Grad-CAM heat maps.
 
 matplotlib draws through its Agg canvas (Figure + FigureCanvasAgg, no pyplot), so
 no window opens, no display is needed, and nothing global is changed for a caller
@@ -90,6 +91,54 @@ def roc_curve(fpr, tpr, auc, path, operating_point=None, title="ROC curve", note
     ax.set_ylim(-0.01, 1.01)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, path, title, note)
+
+
+def roc_grid(curves, path, title="ROC curve per finding", note=""):
+    """One small ROC panel per finding; curves: [(name, fpr, tpr, auc, (fpr, tpr) at the
+    finding's threshold or None)]."""
+    n = len(curves)
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig = _figure(2.6 * cols, 2.5 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, (name, fpr, tpr, auc, point) in zip(axes, curves):
+        ax.plot(fpr, tpr, "-", lw=1.5)
+        ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8)
+        if point is not None:
+            ax.plot([point[0]], [point[1]], "o", color="red", ms=4)
+        ax.set_title(f"{name[:18]}  AUC {auc:.3f}", fontsize=8)
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.axis("off")
+    fig.supxlabel("1 - specificity", fontsize=8)
+    fig.supylabel("sensitivity", fontsize=8)
+    return _save(fig, path, title, note)
+
+
+def finding_gradcam_grid(images, cams, findings, scores, path,
+                         title="Grad-CAM for the most confident findings", note=""):
+    """Pairs of (X-ray, its Grad-CAM map for one finding); images (N, C, H, W) in [0, 1],
+    cams (N, H, W) in [0, 1], findings (N,) names, scores (N,) P(finding)."""
+    n = len(images)
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig = _figure(3.2 * cols, 1.8 * rows)
+    axes = np.atleast_2d(fig.subplots(rows, 2 * cols)).reshape(rows, 2 * cols)
+    for k in range(rows * cols):
+        a, b = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
+        if k >= n:
+            a.axis("off")
+            b.axis("off")
+            continue
+        _show(a, images[k])
+        _show(b, images[k])
+        b.imshow(cams[k], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        a.set_title("X-ray", fontsize=8)
+        b.set_title(f"P({findings[k][:12]})={scores[k]:.2f}", fontsize=8)
     return _save(fig, path, title, note)
 
 

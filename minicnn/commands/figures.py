@@ -53,6 +53,45 @@ def evaluation_figures(folder, split, dataset, probs, positive, threshold, note,
     return paths
 
 
+def multilabel_figures(folder, split, dataset, probs, metrics, note, model=None, mean=None,
+                       std=None, device="cpu", prefix=""):
+    """A grid of per-finding ROC curves (each with its operating point) and, given the
+    model, Grad-CAM maps of the most confident findings: the 8 (image, finding) pairs of
+    highest probability among findings truly present, one pair per image."""
+    labels = np.asarray(dataset.labels)
+    classes = list(dataset.classes)
+    curves = []
+    for k, name in enumerate(classes):
+        y = (labels[:, k] > 0.5).astype(np.int64)
+        r = metrics["per_label"][name]
+        if r["auc"] is None or not np.isfinite(r["auc"]):
+            continue
+        fpr, tpr, _ = M.roc_curve(y, probs[:, k])
+        curves.append((name, fpr, tpr, r["auc"], (1 - r["specificity"], r["sensitivity"])))
+    paths = []
+    if curves:
+        paths.append(viz.roc_grid(curves, os.path.join(folder, f"{prefix}roc_per_finding.png"),
+                                  title=f"ROC per finding, {split}", note=note))
+    if model is None:
+        return paths
+    from ..gradcam import grad_cam
+    present = np.where(labels > 0.5, probs, -1.0)
+    best = present.argmax(axis=1)
+    confidence = present.max(axis=1)
+    chosen = [int(i) for i in np.argsort(-confidence, kind="stable")[:8] if confidence[i] >= 0]
+    if chosen:
+        first = next(p for name, p in model.named_parameters() if name.endswith("weight"))
+        paths.append(viz.filters(first.numpy(), os.path.join(folder, "filters.png"), note=note))
+        images = np.asarray(dataset.images[np.array(chosen)])
+        cams, p = grad_cam(model, normalise(images, mean, std), best[chosen], device=device,
+                           multilabel=True)
+        names = [classes[best[i]] for i in chosen]
+        scores = [p[j, best[i]] for j, i in enumerate(chosen)]
+        paths.append(viz.finding_gradcam_grid(images, cams, names, scores,
+                                              os.path.join(folder, "gradcam.png"), note=note))
+    return paths
+
+
 def model_figures(folder, model, dataset, mean, std, positive, device, note):
     """The first layer's filters and Grad-CAM maps on a few images of each class."""
     from ..gradcam import grad_cam

@@ -3,6 +3,8 @@
     minicnn train                                   # SYNTHETIC X-rays, under a minute
     minicnn train --data pneumoniamnist.npz         # the real MedMNIST file
     minicnn train --data chest_xray/                # Kermany folders: train/ val/ test/
+    minicnn train --data ChestX-ray14/              # NIH's published folder: 14 findings
+    minicnn train --data ChestX-ray14/ --labels Pneumonia   # one finding: a binary task
     minicnn train --resume --out runs/pneumoniamnist  # go on after Ctrl-C
 """
 import os
@@ -13,7 +15,8 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from ..errors import UserError
 from ..runlock import RunLock
 from ..train import DEFAULTS, RUN_OUTPUTS, TrainingInterrupted, fit, resolve_config
-from .figures import SYNTHETIC_NOTE, evaluation_figures, model_figures, note_for
+from .figures import (SYNTHETIC_NOTE, evaluation_figures, model_figures, multilabel_figures,
+                      note_for)
 
 # settings that --resume may change; the others continue as saved
 RESUMABLE_OVERRIDES = ("epochs", "device")
@@ -21,8 +24,15 @@ RESUMABLE_OVERRIDES = ("epochs", "device")
 
 def add_arguments(parser):
     a = parser.add_argument
-    a("--data", help="a folder with train/, val/, test/ (one sub-folder per class), a MedMNIST "
-      ".npz file, or 'synthetic' (default: synthetic, generated here, no download)")
+    a("--data", help="a folder with train/, val/, test/ (one sub-folder per class), NIH "
+      "ChestX-ray14's published folder (Data_Entry_2017*.csv, images/), a MedMNIST .npz file "
+      "(ChestMNIST's multi-label too), or 'synthetic' (default: synthetic, generated here, "
+      "no download)")
+    a("--labels", metavar="FINDING[,FINDING...]", help="multi-label data: the findings to "
+      "learn (default: all 14); one finding, e.g. Pneumonia, is a binary task")
+    a("--val-fraction", type=float, metavar="F", help="share of the training images that "
+      "becomes the validation split where the data has none (ChestX-ray14: by patient; "
+      "class folders without val/: per class) (default: 0.1)")
     a("--model", choices=["chestxray", "alexnet"], help="network (default: chestxray)")
     a("--epochs", type=int, help="passes over the training set (default: 6 on synthetic, 15 "
       "otherwise)")
@@ -37,7 +47,8 @@ def add_arguments(parser):
       "and EPS/K on every class instead of a hard 0/1 target (default: 0)")
     a("--device", choices=["cpu", "cuda", "cuda-sim"], help="default: cpu")
     a("--balance", choices=["none", "weights", "sampler"],
-      help="class imbalance: weighted loss, balanced batches, or none (default: none)")
+      help="class imbalance: weighted loss (multi-label: a pos_weight per finding, "
+      "negatives / positives), balanced batches, or none (default: none)")
     a("--no-augment", dest="augment", action="store_false", default=None,
       help="train without random flips, rotations, shifts and zooms")
     a("--synthetic-size", type=int, metavar="N", help="with synthetic data: N training images, "
@@ -59,7 +70,8 @@ def default_out(data):
 
 def _given(args):
     keys = ("data", "model", "epochs", "batch_size", "image_size", "optimizer", "lr",
-            "weight_decay", "label_smoothing", "device", "balance", "augment", "seed")
+            "weight_decay", "label_smoothing", "device", "balance", "augment", "seed",
+            "labels", "val_fraction")
     given = {k: getattr(args, k, None) for k in keys}
     if given["data"] not in (None, "synthetic"):
         given["data"] = os.path.abspath(given["data"])
@@ -116,6 +128,8 @@ def _flag_value(key, value):
             f"--synthetic-size {value.get('train')}"
     if key == "augment":
         return "augmentation on" if value in (True, None) else "--no-augment"
+    if key == "labels" and value is None:
+        return "all the findings (no --labels)"
     if value is None:
         return f"{_as_flag(key, value)} at its default"
     return f"{_as_flag(key, value)} {value}"
@@ -158,6 +172,8 @@ def _say_data(cfg):
               "minicnn train --data <the .npz file>.")
     else:
         print(f"Data: {cfg['data']}")
+        if cfg["labels"] is not None:
+            print(f"Findings: {cfg['labels']}")
 
 
 def _figures(result, cfg, out):
@@ -167,6 +183,11 @@ def _figures(result, cfg, out):
     paths = [viz.training_curves(result.metrics["epochs"], os.path.join(folder, "curves.png"),
                                  note=note)]
     test = result.splits.test
+    if getattr(test, "multilabel", False):
+        return paths + multilabel_figures(folder, "test", test, result.test_probs,
+                                          result.metrics["test"], note, model=result.model,
+                                          mean=result.mean, std=result.std,
+                                          device=cfg["device"])
     paths += evaluation_figures(folder, "test", test, result.test_probs, result.positive,
                                 result.metrics["test"].get("threshold", 0.5), note)
     paths += model_figures(folder, result.model, test, result.mean, result.std,
@@ -178,13 +199,39 @@ def _fmt(value, digits=3):
     return "n/a" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def finding_table(test, val=None):
+    """The per-finding table of multi-label metrics, as text."""
+    names = list(test["per_label"])
+    width = max(8, max(len(n) for n in names))
+    head = f"  {'finding':<{width}}  {'AUC':>6}  {'sens':>6}  {'spec':>6}  {'thresh':>6}  " \
+           f"{'positives':>9}" + (f"  {'val AUC':>7}" if val else "")
+    lines = [head]
+    for name in names:
+        r = test["per_label"][name]
+        row = (f"  {name:<{width}}  {_fmt(r['auc']):>6}  {_fmt(r['sensitivity']):>6}  "
+               f"{_fmt(r['specificity']):>6}  {_fmt(r['threshold']):>6}  {r['n_positive']:>9}")
+        if val:
+            row += f"  {_fmt(val['per_label'][name]['auc']):>7}"
+        lines.append(row)
+    lines.append(f"  {'mean AUC':<{width}}  {_fmt(test['mean_auc']):>6}" +
+                 (f"  {'':>6}  {'':>6}  {'':>6}  {'':>9}  {_fmt(val['mean_auc']):>7}"
+                  if val else ""))
+    return "\n".join(lines)
+
+
 def _report(result, out, figures):
     m = result.metrics
     synthetic = m["data"].get("synthetic")
     test, val = m["test"], m["val"]
     classes = m["data"]["classes"]
     print()
-    if "sensitivity" in test:
+    if "per_label" in test:
+        print(f"Best epoch {m['best_epoch']} (highest mean validation ROC-AUC "
+              f"{_fmt(val['mean_auc'], 4)}); a threshold per finding chosen on validation "
+              "(Youden's J).")
+        print(f"Test set, {test['n']} images{' — ' + SYNTHETIC_NOTE if synthetic else ''}:")
+        print(finding_table(test, val))
+    elif "sensitivity" in test:
         print(f"Best epoch {m['best_epoch']} (highest validation ROC-AUC {_fmt(val['auc'], 4)}); "
               f"decision threshold {test['threshold']:.3f} chosen on validation (Youden's J).")
         print(f"Test set, {test['n']} images{' — ' + SYNTHETIC_NOTE if synthetic else ''}:")
@@ -203,6 +250,8 @@ def _report(result, out, figures):
           f"(minicnn evaluate / predict --checkpoint ...)")
     print(f"  {os.path.join(out, 'last.npz')}   the latest state (minicnn train --resume --out {out})")
     print(f"  {os.path.join(out, 'metrics.json')}")
+    if m["data"].get("splits_csv"):
+        print(f"  {m['data']['splits_csv']}   the split: image, patient, train/val/test")
     for path in figures:
         print(f"  {path}")
     print("minicnn is for learning and research; it is not a medical device.")

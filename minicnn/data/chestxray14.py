@@ -177,6 +177,26 @@ def write_splits_csv(path, entries, split):
     atomic_write(path, lambda f: f.write(("\n".join(rows) + "\n").encode()))
 
 
+class LazyImages:
+    """The images of some cache rows as float32 in [0, 1], decoded from uint8 only when
+    indexed: lazy[idx] -> (len(idx), C, S, S). Behaves like the in-memory `images` array
+    for indexing and slicing, without ever holding the whole split in memory."""
+
+    def __init__(self, cache, rows):
+        self.cache, self.rows = cache, rows
+
+    @property
+    def shape(self):
+        return (int(self.rows.size),) + tuple(self.cache.array.shape[1:])
+
+    def __len__(self):
+        return int(self.rows.size)
+
+    def __getitem__(self, index):
+        picked = self.rows[index]
+        return self.cache.array[picked].astype(np.float32) / np.float32(255)
+
+
 class MultiLabelImages:
     """Images from a DecodedImages cache with (N, K) float32 multi-hot labels.
 
@@ -192,6 +212,7 @@ class MultiLabelImages:
         self.labels = np.asarray(labels, dtype=np.float32)
         self.classes, self.name, self.transform = tuple(classes), name, transform
         self.files = [cache.files[r] for r in self.rows]
+        self.images = LazyImages(cache, self.rows)
 
     def __len__(self):
         return int(self.rows.size)

@@ -196,10 +196,16 @@ class ImageFolder(ArrayDataset):
                          name=os.path.basename(os.path.normpath(folder)), files=files)
 
 
-def folder_splits(root, image_size, channels, progress=False):
-    """Splits of root/{train,val,test}/CLASS/*; all three must exist with the same classes."""
+def folder_splits(root, image_size, channels, progress=False, val_fraction=0.1, seed=0,
+                  log=print):
+    """Splits of root/{train,val,test}/CLASS/*, all with the same classes. Without val/,
+    a stratified, seeded `val_fraction` of train becomes the validation split (said in
+    the output and in info["val_from_train"])."""
     root = os.fspath(root)
-    missing = [s for s in SPLITS if not os.path.isdir(os.path.join(root, s))]
+    carve = not os.path.isdir(os.path.join(root, "val")) and \
+        all(os.path.isdir(os.path.join(root, s)) for s in ("train", "test"))
+    needed = ("train", "test") if carve else SPLITS
+    missing = [s for s in needed if not os.path.isdir(os.path.join(root, s))]
     if missing:
         present = class_folders(root)
         hint = ""
@@ -209,9 +215,9 @@ def folder_splits(root, image_size, channels, progress=False):
         raise UserError(f"{root}: missing the {', '.join(missing)} split folder(s); expected "
                         f"{root}/train, {root}/val and {root}/test, each with one folder per "
                         f"class{hint}")
-    per_split = {s: class_folders(os.path.join(root, s)) for s in SPLITS}
+    per_split = {s: class_folders(os.path.join(root, s)) for s in needed}
     classes = per_split["train"]
-    for s in ("val", "test"):
+    for s in needed[1:]:
         if per_split[s] != classes:
             only_train = sorted(set(classes) - set(per_split[s]))
             only_here = sorted(set(per_split[s]) - set(classes))
@@ -223,9 +229,9 @@ def folder_splits(root, image_size, channels, progress=False):
             raise UserError(f"{root}: the class folders differ between splits "
                             f"(train has {', '.join(classes) or 'none'}; {'; '.join(detail)}); "
                             "every split needs the same class folders")
-    validate.splits_classes(root, {s: [1] * len(classes) for s in SPLITS}, classes)
+    validate.splits_classes(root, {s: [1] * len(classes) for s in needed}, classes)
     datasets, problems = {}, []
-    for s in SPLITS:  # every split read, so one message names every bad file
+    for s in needed:  # every split read, so one message names every bad file
         try:
             datasets[s] = ImageFolder(os.path.join(root, s), image_size, channels, classes,
                                       progress=progress)
@@ -234,7 +240,26 @@ def folder_splits(root, image_size, channels, progress=False):
     if problems:
         raise UserError("\n".join(problems))
     skipped = sum(len(d.skipped) for d in datasets.values())
-    info = _info(f"folder {root}", False, datasets, {"skipped_non_images": skipped})
+    extra = {"skipped_non_images": skipped}
+    if carve:
+        if not 0.0 < val_fraction < 1.0:
+            raise UserError(f"--val-fraction: {val_fraction} must be between 0 and 1 "
+                            "(exclusive)")
+        whole = datasets["train"]
+        train_idx, val_idx = stratified_split(whole.labels, val_fraction, seed)
+        if val_idx.size == 0:
+            raise UserError(f"{root}: has no val/ folder and train/ is too small to carve a "
+                            f"validation split from ({len(whole)} images); add a val/ folder")
+        datasets = {"train": _subset(whole, train_idx, "train"),
+                    "val": _subset(whole, val_idx, "val"), "test": datasets["test"]}
+        counts = dict(zip(classes, np.bincount(whole.labels[val_idx],
+                                               minlength=len(classes)).tolist()))
+        extra["val_from_train"] = {"fraction": float(val_fraction), "seed": int(seed),
+                                   "images": int(val_idx.size), "per_class": counts}
+        log(f"{root}: no val/ folder, so validation is {val_idx.size} of the {len(whole)} "
+            f"training images ({val_fraction:g} of each class, seed {seed}): "
+            + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    info = _info(f"folder {root}", False, datasets, extra)
     return Splits(datasets["train"], datasets["val"], datasets["test"], info)
 
 
@@ -266,9 +291,12 @@ def _check_npz_members(path, headers, image_size, channels):
                             f"{', '.join(sorted(headers)) or 'nothing'}); a MedMNIST 2D file "
                             "has train_, val_ and test_ images and labels")
         (sx, dx), (sy, dy) = headers[key_x], headers[key_y]
-        if len(sy) == 2 and sy[1] > 1:
-            raise UserError(f"{path}: {key_y} has {sy[1]} labels per image (a multi-label "
-                            "set such as ChestMNIST); minicnn trains one-label classifiers")
+        if len(sy) == 2 and sy[1] > 1:  # multi-label (ChestMNIST): the same K in every split
+            width = headers["train_labels"][0]
+            if len(width) != 2 or width[1] != sy[1]:
+                raise UserError(f"{path}: {key_y} has shape {sy} but train_labels {width}; a "
+                                "multi-label file has the same number of labels per image "
+                                "in every split")
         if len(sx) not in (3, 4) or len(sy) not in (1, 2) or sx[0] != sy[0] or \
                 (len(sx) == 4 and sx[3] not in (1, 3)):
             raise UserError(f"{path}: {key_x} has shape {sx} and {key_y} {sy}; expected "
@@ -318,6 +346,187 @@ def read_medmnist(path, image_size=None, channels=1):
     path = os.fspath(path)
     arrays = load_npz(path, check=lambda h: _check_npz_members(path, h, image_size, channels))
     return _check_npz_labels(path, arrays)
+
+
+def is_multilabel_npz(arrays):
+    """True when train_labels is (N, K) with K > 1: one 0/1 column per finding."""
+    y = arrays["train_labels"]
+    return np.ndim(y) == 2 and np.shape(y)[1] > 1
+
+
+def multilabel_names(path, k):
+    """Names of the K label columns of a multi-label .npz: ChestX-ray14's findings for
+    ChestMNIST (or any unnamed file with 14 columns), else MedMNIST's names, else label_i."""
+    from .chestxray14 import FINDINGS
+    name = medmnist_name(path)
+    if (name == "chestmnist" or name not in medmnist_info.SETS) and k == len(FINDINGS):
+        return FINDINGS
+    known = medmnist_info.SETS.get(name, {}).get("labels")
+    if known is not None and len(known) == k:
+        return tuple(known)
+    if name in medmnist_info.SETS:
+        raise UserError(f"{path}: its labels have {k} columns but {name} has "
+                        f"{len(known or ())} labels")
+    return tuple(f"label_{i}" for i in range(k))
+
+
+def _multilabel_targets(path, split, y, k):
+    """(N, K) labels that must be 0 or 1 -> float32."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iufb":
+        raise UserError(f"{path}: {split}_labels holds {y.dtype} values; multi-label targets "
+                        "are 0 (absent) or 1 (present)")
+    bad = np.flatnonzero(~np.isin(y.reshape(-1), (0, 1)))
+    if bad.size:
+        n, j = divmod(int(bad[0]), k)
+        raise UserError(f"{path}: {split}_labels holds {y.reshape(-1)[bad[0]]!r} at image {n}, "
+                        f"column {j} ({bad.size} such); multi-label targets are 0 (absent) or 1 "
+                        "(present)")
+    return y.astype(np.float32)
+
+
+class MultiLabelArrays:
+    """Images held in memory with (N, K) float32 0/1 labels, one column per finding.
+
+    The multi-label sibling of ArrayDataset (same get_batch / with_transform), as
+    chestxray14.MultiLabelImages is for the decoded-image cache.
+    """
+
+    multilabel = True
+
+    def __init__(self, images, labels, classes, transform=None, name="", files=None):
+        self.images = np.ascontiguousarray(images, dtype=np.float32)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.classes, self.transform, self.name, self.files = tuple(classes), transform, name, files
+        if self.labels.ndim != 2 or self.labels.shape != (len(self.images), len(self.classes)):
+            raise ValueError(f"MultiLabelArrays: images {self.images.shape} need labels "
+                             f"({len(self.images)}, {len(self.classes)}), got {self.labels.shape}")
+
+    def __len__(self):
+        return int(self.labels.shape[0])
+
+    def get_batch(self, indices, rng=None):
+        indices = np.asarray(indices, dtype=np.int64)
+        images = self.images[indices]
+        if self.transform is not None:
+            rng = rng if rng is not None else np.random.default_rng(0)
+            images = np.stack([self.transform(im, rng) for im in images]).astype(np.float32)
+        return images, self.labels[indices]
+
+    def get(self, i, rng=None):
+        images, labels = self.get_batch([i], rng)
+        return images[0], labels[0]
+
+    def __getitem__(self, i):
+        return self.get(i)
+
+    def with_transform(self, transform):
+        return MultiLabelArrays(self.images, self.labels, self.classes, transform, self.name,
+                                self.files)
+
+    @property
+    def image_shape(self):
+        return tuple(self.images.shape[1:])
+
+    def positives(self):
+        return self.labels.sum(axis=0).astype(np.int64)
+
+
+class BinaryView:
+    """One finding of a multi-label split as a two-class set: labels (N,) int64, 1 where
+    the finding is present; classes ("no <finding>", "<finding>"). The images are the
+    multi-label set's own (shared, in memory or in the cache)."""
+
+    multilabel = False
+
+    def __init__(self, dataset, column=0, transform=None):
+        self.base, self.column, self.transform = dataset, int(column), transform
+        finding = dataset.classes[self.column]
+        self.classes = (f"no {finding}", finding)
+        self.labels = (np.asarray(dataset.labels)[:, self.column] > 0.5).astype(np.int64)
+        self.images, self.name, self.files = dataset.images, dataset.name, dataset.files
+
+    def __len__(self):
+        return int(self.labels.shape[0])
+
+    def get_batch(self, indices, rng=None):
+        indices = np.asarray(indices, dtype=np.int64)
+        images, _ = self.base.get_batch(indices, rng) if self.transform is None else \
+            self.base.with_transform(self.transform).get_batch(indices, rng)
+        return images, self.labels[indices]
+
+    def get(self, i, rng=None):
+        images, labels = self.get_batch([i], rng)
+        return images[0], int(labels[0])
+
+    def __getitem__(self, i):
+        return self.get(i)
+
+    def with_transform(self, transform):
+        return BinaryView(self.base, self.column, transform)
+
+    @property
+    def image_shape(self):
+        return tuple(self.base.image_shape)
+
+    def class_counts(self):
+        return np.bincount(self.labels, minlength=2).astype(np.int64)
+
+
+def multilabel_npz_splits(path, arrays, image_size, channels, labels=None):
+    """Splits of a multi-label .npz (ChestMNIST): MultiLabelArrays with the findings asked
+    for (all by default), or BinaryViews when one finding is asked for."""
+    from .chestxray14 import pick_findings
+    k = int(np.shape(arrays["train_labels"])[1])
+    names = multilabel_names(path, k)
+    if labels is None:
+        picked = names
+    elif tuple(names) == tuple(_findings()):
+        picked = pick_findings(labels)
+    else:
+        picked = _pick_named(labels, names)
+    columns = [names.index(f) for f in picked]
+    datasets = {}
+    for s in SPLITS:
+        y = _multilabel_targets(path, s, arrays[f"{s}_labels"], k)[:, columns]
+        x = validate.image_values(f"{path}: {s}_images", arrays[f"{s}_images"])
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+        if x.shape[1] != channels:
+            x = np.stack([imagefiles.to_channels(im.transpose(1, 2, 0) if im.shape[0] == 3
+                                                 else im[0], channels) for im in x])
+        if image_size is not None and tuple(x.shape[2:]) != (image_size, image_size):
+            x = np.stack([frame(im, image_size) for im in x])
+        datasets[s] = MultiLabelArrays(x, y, picked, name=f"{medmnist_name(path)}:{s}")
+    absent = [f for f, n in zip(picked, datasets["train"].positives()) if n == 0]
+    if absent:
+        raise UserError(f"{path}: no training image has {', '.join(absent)}; a finding needs "
+                        "positive examples to be learned (choose others with --labels)")
+    native = int(np.shape(arrays["train_images"])[1])
+    return datasets, {"source": f"npz {path}", "native_size": native}
+
+
+def _findings():
+    from .chestxray14 import FINDINGS
+    return FINDINGS
+
+
+def _pick_named(labels, names):
+    import difflib
+    asked = [n.strip() for n in (labels.split(",") if isinstance(labels, str) else labels)
+             if n.strip()]
+    by_lower = {n.lower(): n for n in names}
+    picked = []
+    for name in asked:
+        if name.lower() not in by_lower:
+            close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"--labels: {name!r} is not a label of this file{hint} (it has "
+                            f"{', '.join(names)})")
+        if by_lower[name.lower()] not in picked:
+            picked.append(by_lower[name.lower()])
+    if not picked:
+        raise UserError("--labels: name at least one label")
+    return tuple(picked)
 
 
 def _check_npz_labels(path, arrays):
@@ -374,12 +583,71 @@ def _checked_from_arrays(path, arrays, image_size, channels):
     return _check_npz_labels(path, arrays)
 
 
-def npz_splits(path, image_size=None, channels=1):
-    checked = read_medmnist(path, image_size, channels)
+def npz_splits(path, image_size=None, channels=1, labels=None):
+    path = os.fspath(path)
+    arrays = load_npz(path, check=lambda h: _check_npz_members(path, h, image_size, channels))
+    if is_multilabel_npz(arrays):
+        datasets, extra = multilabel_npz_splits(path, arrays, image_size, channels, labels)
+        return multilabel_splits(datasets, extra)
+    if labels is not None:
+        raise UserError(f"--labels: {path} has one label per image (classes "
+                        f"{', '.join(_npz_classes(path, {'train': np.asarray(arrays['train_labels']).reshape(-1).astype(np.int64)})[0])}); "
+                        "--labels picks findings of multi-label data (ChestX-ray14, ChestMNIST)")
+    checked = _check_npz_labels(path, arrays)
     datasets = {s: MedMNIST(path, s, image_size, channels, checked=checked) for s in SPLITS}
     native = datasets["train"].native_size
     info = _info(f"npz {os.fspath(path)}", False, datasets, {"native_size": native})
     return Splits(datasets["train"], datasets["val"], datasets["test"], info)
+
+
+def multilabel_splits(datasets, extra):
+    """Splits of multi-label data ({split: MultiLabelArrays or MultiLabelImages}): kept as
+    they are for two findings or more; one finding becomes a two-class set (BinaryView),
+    trained and scored exactly as the pneumonia classifier is."""
+    findings = list(datasets["train"].classes)
+    if len(findings) == 1:
+        views = {s: BinaryView(d) for s, d in datasets.items()}
+        info = _info(extra.pop("source"), False, views, dict(extra, finding=findings[0]))
+        return Splits(views["train"], views["val"], views["test"], info)
+    info = {"source": extra.pop("source"), "synthetic": False, "multilabel": True,
+            "classes": findings, "image_shape": list(datasets["train"].image_shape),
+            "split_sizes": {s: len(d) for s, d in datasets.items()},
+            "class_counts": {s: dict(zip(findings, d.positives().tolist()))
+                             for s, d in datasets.items()}}
+    info.update(extra)
+    return Splits(datasets["train"], datasets["val"], datasets["test"], info)
+
+
+def chestxray14_splits(root, image_size, channels, labels=None, val_fraction=0.1, seed=0,
+                       progress=False, log=print, splits_csv=None):
+    """Splits of a ChestX-ray14 folder (see minicnn.data.chestxray14)."""
+    from .chestxray14 import open_chestxray14
+    datasets, info = open_chestxray14(root, image_size, channels, labels, val_fraction, seed,
+                                      progress=progress, log=log, splits_csv=splits_csv)
+    info = dict(info, val_fraction=float(val_fraction), seed=int(seed))
+    return multilabel_splits(datasets, info)
+
+
+# --- a validation split carved from train ------------------------------------------------------------
+
+def stratified_split(labels, fraction, seed):
+    """(train indices, val indices): `fraction` of each class (at least one image of a class
+    with two or more) drawn at random, seeded; both sorted. labels (N,) int64."""
+    rng = np.random.default_rng([int(seed), 1])
+    val = []
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        take = int(round(fraction * members.size))
+        take = min(max(take, 1 if members.size > 1 else 0), members.size - 1)
+        val += rng.permutation(members)[:take].tolist()
+    val = np.sort(np.array(val, dtype=np.int64))
+    train = np.setdiff1d(np.arange(labels.size), val)
+    return train, val
+
+
+def _subset(d, idx, split):
+    files = [d.files[i] for i in idx] if d.files is not None else None
+    return ArrayDataset(d.images[idx], d.labels[idx], d.classes, name=split, files=files)
 
 
 # --- synthetic -------------------------------------------------------------------------------------
@@ -412,23 +680,37 @@ def _info(source, synthetic, datasets, extra):
 
 
 def open_splits(source="synthetic", image_size=None, channels=1, seed=0, synthetic_sizes=None,
-                progress=False):
-    """train/val/test from "synthetic", a MedMNIST .npz file, or a folder of split folders.
+                progress=False, labels=None, val_fraction=0.1, splits_csv=None, log=print):
+    """train/val/test from "synthetic", a MedMNIST .npz file (one label or multi-label), a
+    ChestX-ray14 folder, or a folder of split folders.
 
     image_size None means: the file's own size for .npz, 28 for synthetic, 64 for folders.
+    labels: the findings to learn from multi-label data (default all); val_fraction: the
+    share of train that becomes validation where the data has no validation split (a
+    ChestX-ray14 folder, by patient; a class folder set without val/, by class);
+    splits_csv: where a ChestX-ray14 run writes its split (image, patient, split).
     """
+    from .chestxray14 import is_chestxray14
     source = "synthetic" if source is None else os.fspath(source)
     if image_size is not None:
         validate.integer("--image-size", image_size, 1, validate.MAX_IMAGE_SIZE)
     validate.choice("channels", channels, (1, 3))
+    validate.number("--val-fraction", val_fraction, lo=0, hi=1, lo_open=True, hi_open=True,
+                    what="a share of the images between 0 and 1 (e.g. 0.1)")
+    if source != "synthetic" and os.path.isdir(source) and is_chestxray14(source):
+        return chestxray14_splits(source, 64 if image_size is None else image_size, channels,
+                                  labels, val_fraction, seed, progress, log, splits_csv)
+    if labels is not None and not source.lower().endswith(".npz"):
+        raise UserError(f"--labels: {source} has one label per image; --labels picks "
+                        "findings of multi-label data (a ChestX-ray14 folder, ChestMNIST)")
     if source == "synthetic":
         return synthetic_splits(28 if image_size is None else image_size, channels, seed,
                                 synthetic_sizes)
     if source.lower().endswith(".npz"):
-        return npz_splits(source, image_size, channels)
+        return npz_splits(source, image_size, channels, labels=labels)
     if os.path.isdir(source):
         return folder_splits(source, 64 if image_size is None else image_size, channels,
-                             progress=progress)
+                             progress=progress, val_fraction=val_fraction, seed=seed, log=log)
     if os.path.exists(source):
         raise UserError(f"{source}: not a data set minicnn reads; --data takes a folder "
                         "(train/, val/, test/ with one folder per class), a MedMNIST .npz "

@@ -4,6 +4,7 @@
     for epoch in range(epochs):
         loader.set_epoch(epoch)
         for images, labels in loader:      # (N, C, H, W) float32, (N,) int64
+                                           # (multi-label data: (N, K) float32 0/1)
             ...
 
 Where the randomness comes from, and why it is split this way: the order of epoch e
@@ -68,8 +69,11 @@ class DataLoader:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             rng = np.random.default_rng([self.seed, epoch, b])
             images, labels = self._fetch(idx, rng)
+            labels = np.asarray(labels)
+            # class numbers (N,) int64; multi-label targets (N, K) stay float32 (0/1)
+            kind = np.float32 if labels.dtype.kind == "f" else np.int64
             yield (Tensor(images, device=self.device),
-                   Tensor(np.asarray(labels, dtype=np.int64), device=self.device))
+                   Tensor(labels.astype(kind, copy=False), device=self.device))
 
     def _fetch(self, idx, rng):
         if hasattr(self.dataset, "get_batch"):
