@@ -163,9 +163,9 @@ def test_linear_flatten_pool_activation_layers_match_torch(backend):
     assert nobias.bias is None and [n for n, _ in nobias.named_parameters()] == ["weight"]
 
 
-def test_sequential_indexing_and_iteration():
+def test_sequential_indexing_and_iteration(backend):
     layers = [nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
-    seq = nn.Sequential(*layers)
+    seq = nn.Sequential(*layers).to(backend)
     assert len(seq) == 4
     assert list(seq) == layers
     assert seq[0] is layers[0] and seq[-1] is layers[-1]
@@ -175,10 +175,11 @@ def test_sequential_indexing_and_iteration():
         seq[4]
     with pytest.raises(TypeError, match="parentheses"):
         nn.Sequential(nn.ReLU)
-    x = minicnn.randn(2, 1, 8, 8)
+    x = minicnn.randn(2, 1, 8, 8).to(backend)
     y = x
     for layer in layers:
         y = layer(y)
+    assert seq(x).device == y.device == backend
     assert_close(seq(x).numpy(), y.numpy(), 0, 0, "Sequential vs layer by layer")
 
 
