@@ -414,6 +414,30 @@ class Tensor:
     def __ge__(self, other):
         return self._compare(other, lambda a, b: a >= b)
 
+    # logical ops on masks (bool or integer tensors), as PyTorch's & | ^ ~; no gradient
+    def _logical(self, other, op, name):
+        other_data = other.data if isinstance(other, Tensor) else other
+        for d in (self.data, other_data):
+            kind = getattr(d, "dtype", np.asarray(d).dtype)
+            if np.issubdtype(kind, np.floating):
+                raise TypeError(f"{name}: needs bool or integer tensors (masks), got dtype "
+                                f"{kind}; compare first, e.g. (x > 0) {name} (y > 0)")
+        return Tensor._wrap(op(self.data, other_data), device=self.device)
+
+    def __and__(self, other):
+        return self._logical(other, lambda a, b: a & b, "&")
+
+    def __or__(self, other):
+        return self._logical(other, lambda a, b: a | b, "|")
+
+    def __xor__(self, other):
+        return self._logical(other, lambda a, b: a ^ b, "^")
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __invert__(self):
+        return self._logical(True, lambda a, _: ~a, "~")
+
     __hash__ = object.__hash__
 
 

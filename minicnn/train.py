@@ -519,6 +519,13 @@ class Run:
                 write_npz_atomic(self.best_path, arrays)
         test, test_probs = evaluate(model, self.splits.test, ck.norm_mean, ck.norm_std,
                                     self.positive, threshold=threshold, device=self.cfg["device"])
+        finding = self.splits.info.get("finding")
+        if finding is not None:  # one finding of multi-label data: its row, as in the table
+            for m in (val, test):
+                m["per_label"] = {finding: {k: m[k] for k in ("auc", "sensitivity",
+                                                               "specificity", "threshold")}}
+                m["per_label"][finding]["n_positive"] = int(m["tp"] + m["fn"])
+                m["mean_auc"] = m["auc"]
         if os.path.exists(os.path.join(self.out, "splits.csv")):
             self.splits.info["splits_csv"] = os.path.join(self.out, "splits.csv")
         result = {

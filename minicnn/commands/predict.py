@@ -5,6 +5,9 @@
 Each image (PNG, JPEG, 16-bit, DICOM; any size) is prepared as the training images
 were: converted to the network's channels, cropped to its centred square, resized to
 the network's input size, normalised with the saved mean and std.
+
+A multi-label network (ChestX-ray14's findings) lists, for each image, every finding
+whose probability reaches that finding's own threshold (chosen on validation).
 """
 import json
 import os
@@ -16,7 +19,7 @@ from ..data.datasets import frame
 from ..data.images import read_image
 from ..errors import UserError
 from ..runlock import RunLock
-from ..train import normalise, predict
+from ..train import normalise, predict, predict_multilabel
 
 
 def add_arguments(parser):
@@ -52,6 +55,8 @@ def _read_all(paths, ck):
 def run(args):
     ck = load_checkpoint(args.checkpoint)
     model = ck.build_model(args.device)
+    if ck.multilabel:
+        return _run_multilabel(args, ck, model)
     pos = ck.positive_class
     name = ck.classes[pos]
     images, paths, failures = _read_all(args.images, ck)
@@ -94,6 +99,71 @@ def run(args):
                         + ("these" if len(failures) > 1 else "this one") + ":\n  "
                         + "\n  ".join(failures))
     return 0
+
+
+def _run_multilabel(args, ck, model):
+    images, paths, failures = _read_all(args.images, ck)
+    results, scored = [], []
+    if images:
+        probs, _ = predict_multilabel(model, np.stack(images), ck.norm_mean, ck.norm_std,
+                                      device=args.device)
+        for k, (path, p) in enumerate(zip(paths, probs)):
+            if not np.isfinite(p).all():
+                failures.append(f"{path}: the network's output is NaN or infinite for this image")
+                continue
+            found = [(ck.classes[j], float(p[j]), float(ck.thresholds[j]))
+                     for j in np.argsort(-p, kind="stable") if p[j] >= ck.thresholds[j]]
+            results.append({"image": path, "findings": [
+                {"finding": f, "probability": q, "threshold": t} for f, q, t in found],
+                "probabilities": dict(zip(ck.classes, map(float, p)))})
+            scored.append(k)
+    for r in results:
+        if args.json:
+            print(json.dumps(r))
+            continue
+        listed = ", ".join(f"{f['finding']} {f['probability']:.3f} (threshold "
+                           f"{f['threshold']:.3f})" for f in r["findings"])
+        print(f"{r['image']}: {listed or 'no finding above its threshold'}")
+    if args.gradcam and scored:
+        try:
+            with RunLock(args.gradcam, "--gradcam"):
+                failures += _gradcam_multilabel(args, ck, model,
+                                                np.stack([images[k] for k in scored]),
+                                                [paths[k] for k in scored])
+        except UserError as err:
+            failures.append(str(err))
+    if results and not args.json:
+        print("minicnn is for learning and research; it is not a medical device.")
+    if failures:
+        raise UserError(f"scored {len(results)} of {len(args.images)} image(s); could not use "
+                        + ("these" if len(failures) > 1 else "this one") + ":\n  "
+                        + "\n  ".join(failures))
+    return 0
+
+
+def _gradcam_multilabel(args, ck, model, batch, paths):
+    """One figure per image: Grad-CAM of its most probable finding."""
+    from ..gradcam import grad_cam
+    from .. import viz
+    x = normalise(batch, ck.norm_mean, ck.norm_std)
+    probs, _ = predict_multilabel(model, batch, ck.norm_mean, ck.norm_std, device=args.device)
+    top = probs.argmax(axis=1)
+    cams, _ = grad_cam(model, x, top, device=args.device, multilabel=True)
+    failures = []
+    for k, path in enumerate(paths):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        target = os.path.join(args.gradcam, f"{stem}_gradcam.png")
+        try:
+            viz.finding_gradcam_grid(batch[k:k + 1], cams[k:k + 1], [ck.classes[top[k]]],
+                                     [probs[k, top[k]]], target,
+                                     title=f"{os.path.basename(path)}: Grad-CAM for "
+                                     f"{ck.classes[top[k]]}")
+        except OSError as err:
+            failures.append(f"{target}: could not write the Grad-CAM figure "
+                            f"({err.strerror or err})")
+            continue
+        print(f"Grad-CAM: {target}")
+    return failures
 
 
 def _gradcam(args, ck, model, batch, paths):

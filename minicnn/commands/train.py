@@ -225,7 +225,7 @@ def _report(result, out, figures):
     test, val = m["test"], m["val"]
     classes = m["data"]["classes"]
     print()
-    if "per_label" in test:
+    if "per_label" in test and "sensitivity" not in test:
         print(f"Best epoch {m['best_epoch']} (highest mean validation ROC-AUC "
               f"{_fmt(val['mean_auc'], 4)}); a threshold per finding chosen on validation "
               "(Youden's J).")

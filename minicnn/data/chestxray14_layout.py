@@ -65,3 +65,25 @@ def write_chestxray14(root, patients=60, images_per_patient=3, size=64, seed=0,
     with open(os.path.join(root, "train_val_list.txt"), "w") as f:
         f.write("\n".join(e[0] for e in entries if int(e[1]) not in test_patients) + "\n")
     return entries
+
+
+def write_chestmnist_like(path, sizes=None, size=28, seed=0, p_finding=0.25):
+    """A multi-label .npz shaped as MedMNIST's ChestMNIST: {split}_images uint8 (N, S, S),
+    {split}_labels uint8 (N, 14), with each present finding drawn as its disc (see _mark).
+    sizes: {"train": N, "val": N, "test": N}. SYNTHETIC, for tests and measurements."""
+    sizes = dict({"train": 400, "val": 100, "test": 100}, **(sizes or {}))
+    arrays = {}
+    for code, split in enumerate(("train", "val", "test")):
+        n = sizes[split]
+        rng = np.random.default_rng([int(seed), code])
+        backgrounds, _ = synthetic_split(n, size, seed=seed * 100003 + code,
+                                         split=split, pneumonia_fraction=0.0)
+        labels = (rng.random((n, len(FINDINGS))) < p_finding).astype(np.uint8)
+        images = backgrounds[:, 0].copy()
+        for i in range(n):
+            for k in np.flatnonzero(labels[i]):
+                _mark(images[i], int(k), rng)
+        arrays[f"{split}_images"] = np.rint(images * 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels
+    np.savez_compressed(path, **arrays)
+    return path

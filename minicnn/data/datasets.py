@@ -28,6 +28,7 @@ from . import images as imagefiles
 from . import medmnist_info
 from .synthetic import CLASSES as SYNTHETIC_CLASSES, synthetic_split
 from .transforms import CenterSquare, Resize
+from .vision import IMG_EXTENSIONS, ImageFolder  # noqa: F401  (torchvision's, for ports)
 
 SPLITS = ("train", "val", "test")
 
@@ -144,7 +145,7 @@ def image_files(folder):
     return keep, skipped
 
 
-class ImageFolder(ArrayDataset):
+class ImageFolderSplit(ArrayDataset):
     """One split folder, folder/CLASS/image: every image read, framed and resized.
 
     classes: the class names expected (e.g. those of the train split); by default the
@@ -233,7 +234,7 @@ def folder_splits(root, image_size, channels, progress=False, val_fraction=0.1, 
     datasets, problems = {}, []
     for s in needed:  # every split read, so one message names every bad file
         try:
-            datasets[s] = ImageFolder(os.path.join(root, s), image_size, channels, classes,
+            datasets[s] = ImageFolderSplit(os.path.join(root, s), image_size, channels, classes,
                                       progress=progress)
         except UserError as err:
             problems.append(str(err))
@@ -379,7 +380,7 @@ def _multilabel_targets(path, split, y, k):
     bad = np.flatnonzero(~np.isin(y.reshape(-1), (0, 1)))
     if bad.size:
         n, j = divmod(int(bad[0]), k)
-        raise UserError(f"{path}: {split}_labels holds {y.reshape(-1)[bad[0]]!r} at image {n}, "
+        raise UserError(f"{path}: {split}_labels holds {y.reshape(-1)[bad[0]].item()!r} at image {n}, "
                         f"column {j} ({bad.size} such); multi-label targets are 0 (absent) or 1 "
                         "(present)")
     return y.astype(np.float32)
