@@ -76,6 +76,29 @@ LOSSES = {
             t),
         [IMAGES, KERNEL, rand(5, 2, 12) * 0.3, labels(6, 2, 2)]),
     "avg_pool var": (lambda L, x: L.F.avg_pool2d(x, 2, stride=1).var(unbiased=False), [IMAGES]),
+    "cross_entropy label_smoothing weight": (
+        lambda L, x, t: L.F.cross_entropy(x, t, weight=L.const(np.float32([0.5, 2.0, 1.0, 1.5])),
+                                          label_smoothing=0.2), [LOGITS, TARGET]),
+    "cross_entropy ignore_index": (
+        lambda L, x, t: L.F.cross_entropy(x, t, ignore_index=-100),
+        [LOGITS, np.array([1, -100, 3], np.int64)]),
+    "cross_entropy probabilities": (
+        lambda L, x, p: L.F.cross_entropy(x, p), [LOGITS, rand(31, N, K, low=0.0, high=1.0) / 2],
+        dict(needs_grad=[True, False])),
+    "nll_loss of log_softmax": (
+        lambda L, x, t: L.F.nll_loss(L.F.log_softmax(x, dim=1), t,
+                                     weight=L.const(np.float32([1.0, 0.5, 2.0, 1.0]))),
+        [LOGITS, TARGET]),
+    "mse_loss": (lambda L, x, y: L.F.mse_loss(L.F.sigmoid(x), y), [LOGITS, rand(32, N, K)]),
+    "binary_cross_entropy_with_logits pos_weight": (
+        lambda L, x, y: L.F.binary_cross_entropy_with_logits(
+            x, y, pos_weight=L.const(np.float32([1.0, 3.0, 0.5, 2.0]))),
+        [LOGITS, (rand(33, N, K) > 0).astype(np.float32)], dict(needs_grad=[True, False])),
+    "adaptive_avg_pool2d": (lambda L, x: (L.F.adaptive_avg_pool2d(x, (2, 3)) ** 2).mean(),
+                            [IMAGES]),
+    "conv2d padding same, max_pool2d ceil_mode": (
+        lambda L, x, w: L.F.max_pool2d(L.F.conv2d(x, w, padding="same"), 2, ceil_mode=True).sum(),
+        [rand(34, 2, 2, 5, 5), rand(35, 3, 2, 3, 3) * 0.5]),
 }
 
 # What a training script does to a loss; the first six failed on cuda-sim before.
@@ -103,14 +126,15 @@ MORE_ON_A_LOSS = {
 @pytest.mark.parametrize("arith", list(ON_A_LOSS))
 @pytest.mark.parametrize("loss", list(LOSSES))
 def test_arithmetic_on_a_loss(check, loss, arith):
-    make, inputs = LOSSES[loss]
-    out = check(f"{arith} of {loss}", lambda L, *xs: ON_A_LOSS[arith](make(L, *xs)), inputs)
+    make, inputs, *kw = LOSSES[loss]
+    out = check(f"{arith} of {loss}", lambda L, *xs: ON_A_LOSS[arith](make(L, *xs)), inputs,
+                **(kw[0] if kw else {}))
     assert out.shape == ()
 
 
 @pytest.mark.parametrize("arith", list(MORE_ON_A_LOSS))
 def test_more_arithmetic_on_a_cross_entropy(check, arith):
-    make, inputs = LOSSES["cross_entropy"]
+    make, inputs = LOSSES["cross_entropy"][:2]
     out = check(arith, lambda L, *xs: MORE_ON_A_LOSS[arith](make(L, *xs)), inputs)
     assert out.shape == ()
 
@@ -297,6 +321,11 @@ HEADS = {
     "batch_norm": (lambda L, x, w, b: L.F.batch_norm(x, L.stats(BN_MEAN), L.stats(BN_VAR), w, b,
                                                      training=True),
                    [X4, rand(29, 2, low=0.5, high=1.5), rand(30, 2)]),
+    "adaptive_avg_pool2d": (lambda L, x: L.F.adaptive_avg_pool2d(x, (3, 2)), [X4]),
+    "mse_loss none": (lambda L, x, y: L.F.mse_loss(x, y, reduction="none"), [X2, rand(36, 3, 5)]),
+    "binary_cross_entropy_with_logits none": (
+        lambda L, x, y: L.F.binary_cross_entropy_with_logits(x, y, reduction="none"),
+        [X2, (rand(37, 3, 5) > 0).astype(np.float32)], dict(needs_grad=[True, False])),
 }
 
 
@@ -325,5 +354,6 @@ TAILS = {
 @pytest.mark.parametrize("tail", list(TAILS))
 @pytest.mark.parametrize("head", list(HEADS))
 def test_every_tensor_op_after_every_functional_op(check, head, tail):
-    make, inputs = HEADS[head]
-    check(f"{tail} after {head}", lambda L, *xs: TAILS[tail](L, make(L, *xs)), inputs)
+    make, inputs, *kw = HEADS[head]
+    check(f"{tail} after {head}", lambda L, *xs: TAILS[tail](L, make(L, *xs)), inputs,
+          **(kw[0] if kw else {}))
