@@ -384,7 +384,7 @@ class CenterCrop:
         ch, cw = self.size
         if _is_pil(image):
             w, h = image.size
-            top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+            top, left = _crop_start(h, ch), _crop_start(w, cw)
             return image.crop((left, top, left + cw, top + ch))   # outside: zeros
         image, back = _array_in(image, "CenterCrop")
         c, h, w = image.shape
@@ -397,6 +397,12 @@ class CenterCrop:
 
     def __repr__(self):
         return f"CenterCrop({self.size})"
+
+
+def _crop_start(n, c):
+    """Where a centred crop of c starts in n pixels: torchvision pads a short side by
+    floor((c - n) / 2) before it, else starts at round((n - c) / 2)."""
+    return -((c - n) // 2) if c > n else int(round((n - c) / 2.0))
 
 
 class Grayscale:
