@@ -8,7 +8,7 @@ from PIL import Image
 
 from minicnn.data import images as imagefiles
 from minicnn.data import sampling, transforms as T
-from minicnn.data.datasets import (ArrayDataset, ImageFolder, MedMNIST, folder_splits,
+from minicnn.data.datasets import (ArrayDataset, ImageFolderSplit, MedMNIST, folder_splits,
                                    open_splits, synthetic_splits)
 from minicnn.data.loader import DataLoader
 from minicnn.data.synthetic import synthetic_split
@@ -138,7 +138,9 @@ def test_to_tensor_scales_by_dtype():
 
 def test_resize_and_normalize():
     img = np.full((1, 10, 20), 0.5, np.float32)
-    out = T.Resize(8)(img)
+    assert T.Resize(8)(img).shape == (1, 8, 16), "an int sets the shorter side, as torchvision"
+    assert T.Resize(7)(img[:, :, :17]).shape == (1, 7, 11), "the longer side rounds down"
+    out = T.Resize((8, 8))(img)
     assert out.shape == (1, 8, 8)
     close(out, np.full((1, 8, 8), 0.5), what="constant image stays constant")
     with pytest.raises(UserError, match="10x20 pixels is smaller than the 12x12"):
@@ -214,9 +216,9 @@ def test_image_folder_converts_mixed_gray_and_rgb(tmp_path):
     _gray(root / "train" / "NORMAL" / "colour.png", value=90, mode="RGB")
     a16 = np.full((12, 12), 30000, np.uint16)
     Image.fromarray(a16).save(root / "train" / "PNEUMONIA" / "deep.png")
-    gray = ImageFolder(root / "train", image_size=8, channels=1)
+    gray = ImageFolderSplit(root / "train", image_size=8, channels=1)
     assert gray.images.shape == (6, 1, 8, 8)
-    colour = ImageFolder(root / "train", image_size=8, channels=3)
+    colour = ImageFolderSplit(root / "train", image_size=8, channels=3)
     assert colour.images.shape == (6, 3, 8, 8)
     k = colour.files.index(str(root / "train" / "PNEUMONIA" / "deep.png"))
     close(colour.images[k], np.full((3, 8, 8), 30000 / 65535.0), what="16-bit in an RGB set")
@@ -228,7 +230,7 @@ def test_image_folder_frames_a_wide_image_as_a_centred_square(tmp_path):
     a = np.zeros((10, 30), np.uint8)
     a[:, 10:20] = 255  # the centre square is all white; the sides black
     Image.fromarray(a).save(d / "wide.png")
-    ds = ImageFolder(tmp_path / "one", image_size=5)
+    ds = ImageFolderSplit(tmp_path / "one", image_size=5)
     close(ds.images[0], np.ones((1, 5, 5)), what="centre square")
 
 
@@ -263,8 +265,8 @@ def test_medmnist_npz_errors_name_the_file(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(UserError, match="other.npz: has no 'train_images'"):
         open_splits(tmp_path / "other.npz")
-    _npz(tmp_path / "chestmnist.npz", labels_shape=14)
-    with pytest.raises(UserError, match="multi-label"):
+    _npz(tmp_path / "chestmnist.npz", labels_shape=14)  # multi-label, but no finding present
+    with pytest.raises(UserError, match="chestmnist.npz: no training image has Atelectasis"):
         open_splits(tmp_path / "chestmnist.npz")
     cut = tmp_path / "cut.npz"
     data = (tmp_path / "chestmnist.npz").read_bytes()
