@@ -140,6 +140,10 @@ def test_linear_flatten_pool_activation_layers_match_torch(backend):
         (nn.Sigmoid(), torch.nn.Sigmoid()),
         (nn.Flatten(), torch.nn.Flatten()),
         (nn.Flatten(2), torch.nn.Flatten(2)),
+        (nn.Softmax(dim=1), torch.nn.Softmax(dim=1)),
+        (nn.LogSoftmax(dim=-1), torch.nn.LogSoftmax(dim=-1)),
+        (nn.AdaptiveAvgPool2d((2, 4)), torch.nn.AdaptiveAvgPool2d((2, 4))),
+        (nn.Identity(), torch.nn.Identity()),
     ]
     for ours, ref in pairs:
         xt = minicnn.tensor(x, requires_grad=True, device=backend)
