@@ -69,13 +69,15 @@ def test_class_folders_differ_between_splits(tmp_path):
 
 
 def test_missing_split(tmp_path):
+    # without val/ a validation split is carved from train (tests/test_chestxray14_train.py);
+    # without test/ there is nothing to score on
     root = xray_folder(tmp_path / "xr")
-    for f in (root / "val").rglob("*.png"):
+    for f in (root / "test").rglob("*.png"):
         f.unlink()
-    for d in sorted((root / "val").iterdir()):
+    for d in sorted((root / "test").iterdir()):
         d.rmdir()
-    (root / "val").rmdir()
-    fails(*train_on(root, tmp_path / "out"), match=["missing the val split", str(root / "val")])
+    (root / "test").rmdir()
+    fails(*train_on(root, tmp_path / "out"), match=["missing the test split", str(root / "test")])
     fails(*train_on(root / "train", tmp_path / "out"),
           match=["missing the train, val, test split", "point --data at the folder"])
 
@@ -108,7 +110,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     def poison(epoch, batch, run):
         if (epoch, batch) == (1, 0):  # ruin the weights during the second epoch
             first = next(run.model.parameters())
-            first.data[...] = np.nan
+            first.array[...] = np.nan
     with pytest.raises(NonFiniteLoss) as info:
         fit(out=str(tmp_path), epochs=3, on_batch_end=poison, **TINY)
     message = str(info.value)

@@ -244,8 +244,13 @@ def _npz_cases(tmp):
          ["test_images", "(8, 12, 12)", "(5, 1)"]),
         ("5-d images", medmnist(f / "5d.npz", train_images=np.zeros((16, 2, 12, 12, 1), np.uint8)),
          ["train_images", "(16, 2, 12, 12, 1)"]),
-        ("multi-label", medmnist(f / "ml.npz", train_labels=np.zeros((16, 14), np.uint8)),
-         ["14 labels per image", "multi-label"]),
+        ("multi-label in train only", medmnist(f / "ml.npz",
+                                               train_labels=np.zeros((16, 14), np.uint8)),
+         ["val_labels has shape (8, 1) but train_labels (16, 14)", "multi-label"]),
+        ("multi-label target 2", medmnist(f / "ml2.npz", **{
+            f"{s}_labels": np.full((n, 14), 2 if s == "test" else 1, np.uint8)
+            for s, n in (("train", 16), ("val", 8), ("test", 8))}),
+         ["test_labels holds 2 at image 0, column 0", "0 (absent) or 1 (present)"]),
         ("missing split", _without(medmnist(f / "ms.npz"), "val_images"),
          ["has no 'val_images'"]),
         ("object array", _with_objects(f / "obj.npz"), ["Python objects"]),

@@ -292,9 +292,10 @@ def _check_npz_members(path, headers, image_size, channels):
                             f"{', '.join(sorted(headers)) or 'nothing'}); a MedMNIST 2D file "
                             "has train_, val_ and test_ images and labels")
         (sx, dx), (sy, dy) = headers[key_x], headers[key_y]
-        if len(sy) == 2 and sy[1] > 1:  # multi-label (ChestMNIST): the same K in every split
-            width = headers["train_labels"][0]
-            if len(width) != 2 or width[1] != sy[1]:
+        width = headers.get("train_labels", ((), None))[0]
+        multi = len(width) == 2 and width[1] > 1
+        if multi or (len(sy) == 2 and sy[1] > 1):  # multi-label (ChestMNIST): K in every split
+            if len(sy) != 2 or len(width) != 2 or width[1] != sy[1]:
                 raise UserError(f"{path}: {key_y} has shape {sy} but train_labels {width}; a "
                                 "multi-label file has the same number of labels per image "
                                 "in every split")
