@@ -103,6 +103,10 @@ def settings(cfg):
                                    all(isinstance(n, str) for n in picked)):
         raise UserError(f"--labels must name findings, e.g. --labels Pneumonia,Effusion; "
                         f"got {picked!r}")
+    if picked is not None and cfg["data"] == "synthetic":
+        raise UserError(f"--labels {picked}: the synthetic set has one label per image; "
+                        "--labels picks findings of multi-label data (a ChestX-ray14 folder, "
+                        "ChestMNIST)")
 
 
 def synthetic_sizes(flag, sizes):

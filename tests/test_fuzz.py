@@ -157,6 +157,10 @@ BAD_TRAIN_VALUES = [
     (["--label-smoothing", "nan"], "--label-smoothing", "nan"),
     (["--synthetic-size", "2"], "--synthetic-size", "2"),
     (["--synthetic-size", "-5"], "--synthetic-size", "-5"),
+    (["--val-fraction", "0"], "--val-fraction", "0"), (["--val-fraction", "1"], "--val-fraction", "1"),
+    (["--val-fraction", "nan"], "--val-fraction", "nan"),
+    (["--val-fraction", "-0.1"], "--val-fraction", "-0.1"),
+    (["--labels", "Pneumonia"], "--labels", "Pneumonia"),
 ]
 
 
