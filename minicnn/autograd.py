@@ -101,7 +101,7 @@ class Function:
         ctx = Context()
         ctx.device = device
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        raw = [a.array if isinstance(a, Tensor) else a for a in args]
         out = _as_array(cls.forward(ctx, *raw, **kwargs))
         track = _grad_enabled and any(ctx.needs_input_grad)
         result = Tensor._wrap(out, device=device, requires_grad=track)
@@ -138,13 +138,13 @@ def backward(root, grad=None, retain_graph=False):
                            "create its inputs with requires_grad=True")
     xp = root.xp
     if grad is None:
-        if root.data.size != 1:
+        if root.array.size != 1:
             raise RuntimeError(
                 f"backward: output has shape {tuple(root.shape)}, not a scalar; "
                 "pass a gradient of the same shape, e.g. y.backward(grad)")
-        grad = xp.ones_like(root.data)
+        grad = xp.ones_like(root.array)
     else:
-        grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.data.dtype)
+        grad = xp.asarray(grad.array if isinstance(grad, Tensor) else grad, dtype=root.array.dtype)
         if tuple(grad.shape) != tuple(root.shape):
             raise ValueError(f"backward: gradient has shape {tuple(grad.shape)} but the "
                              f"output has shape {tuple(root.shape)}")
@@ -185,7 +185,7 @@ def _accumulate(leaf, g):
     if leaf.grad is None:
         leaf.grad = Tensor._wrap(g.copy(), device=leaf.device)
     else:
-        leaf.grad.data = _as_array(leaf.grad.data + g)
+        leaf.grad.array = _as_array(leaf.grad.array + g)
 
 
 def _topological_order(root):

@@ -797,7 +797,7 @@ def _stat_array(value, name, input, op):
     """A running statistic as the device array to update in place (a Tensor's own data)."""
     if value is None:
         return None
-    array = value.data if isinstance(value, Tensor) else value
+    array = value.array if isinstance(value, Tensor) else value
     if not isinstance(array, input.xp.ndarray):
         raise TypeError(f"{op}: {name} must be a Tensor or a {input.xp.__name__} array on the "
                         f"input's device '{input.device}', got {type(value).__name__}")
@@ -925,7 +925,7 @@ def _broadcast_constant(value, name, input, op):
     _backend(op, input, value)
     xp = input.xp
     try:
-        full = xp.broadcast_to(value.data.astype(input.dtype, copy=False), input.shape)
+        full = xp.broadcast_to(value.array.astype(input.dtype, copy=False), input.shape)
     except ValueError:
         raise ValueError(f"{op}: {name} of shape {value.shape} does not broadcast to the input "
                          f"shape {input.shape}") from None

@@ -1,7 +1,8 @@
 """Tensor: an array (numpy or cupy) with a gradient and a place in the graph.
 
-A Tensor holds `.data` (the array), `.grad` (a Tensor, filled by backward),
-`.requires_grad`, and `.device` ("cpu", "cuda" or "cuda-sim"). Arithmetic builds
+A Tensor holds `.array` (its numpy or cupy array), `.grad` (a Tensor, filled by
+backward), `.requires_grad`, and `.device` ("cpu", "cuda" or "cuda-sim"). As in
+PyTorch, `.array` is the same values as a Tensor cut from the graph (sharing memory). Arithmetic builds
 the graph through the Functions in `tensor_ops`.
 """
 import numpy as np
@@ -18,13 +19,13 @@ def _default_dtype(array):
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "device", "_node", "__weakref__")
+    __slots__ = ("array", "grad", "requires_grad", "device", "_node", "__weakref__")
     __array_priority__ = 1000  # numpy scalars/arrays on the left defer to Tensor's operators
 
     def __init__(self, data, requires_grad=False, device="cpu", dtype=None):
         device = backends.check_device(device)
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         xp = backends.array_module(device)
         host = data if (device == "cuda" and type(data).__module__.startswith("cupy")) \
             else np.asarray(data)
@@ -36,7 +37,7 @@ class Tensor:
         if requires_grad and not np.issubdtype(array.dtype, np.floating):
             raise TypeError(f"tensor: only floating-point tensors can require grad, "
                             f"got dtype {array.dtype}")
-        self.data = array
+        self.array = array
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.device = device
@@ -46,25 +47,36 @@ class Tensor:
     def _wrap(cls, array, device="cpu", requires_grad=False):
         """Wrap an array that is already on `device`, without a copy."""
         t = cls.__new__(cls)
-        t.data = autograd._as_array(array)   # numpy scalars (argmax, a == b of 0-d) as 0-d
+        t.array = autograd._as_array(array)   # numpy scalars (argmax, a == b of 0-d) as 0-d
         t.grad = None
         t.requires_grad = requires_grad
         t.device = device
         t._node = None
         return t
 
+    @property
+    def data(self):
+        """The values as a Tensor cut from the graph, sharing this one's memory (PyTorch's
+        t.data); t.array is the numpy or cupy array itself."""
+        return Tensor._wrap(self.array, device=self.device)
+
+    @data.setter
+    def data(self, value):
+        """t.data = other: this tensor now holds other's values (a Tensor or an array)."""
+        self.array = value.array if isinstance(value, Tensor) else self.xp.asarray(value)
+
     # --- basic facts -------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim=None):
         """The shape (PyTorch's t.size()), or the length of one dim: t.size(0) is the batch.
@@ -84,15 +96,15 @@ class Tensor:
         return self._node is None
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     def __len__(self):
         return self.shape[0]
 
     def __bool__(self):
         # as PyTorch: `if t == 0:` must not be silently True for a whole tensor
-        if self.data.size != 1:
-            raise ValueError(f"the truth value of a tensor with {self.data.size} elements "
+        if self.array.size != 1:
+            raise ValueError(f"the truth value of a tensor with {self.array.size} elements "
                              f"(shape {self.shape}) is ambiguous; test t.numpy().all() or "
                              "t.numpy().any() instead")
         return bool(self.item())
@@ -105,12 +117,12 @@ class Tensor:
     # --- moving data -------------------------------------------------------
     def numpy(self):
         """The values as a numpy array (copied from the GPU where needed)."""
-        data = self.data
+        data = self.array
         return data.get() if hasattr(data, "get") and not isinstance(data, np.ndarray) else data
 
     def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item: tensor has {self.data.size} elements, not one "
+        if self.array.size != 1:
+            raise ValueError(f"item: tensor has {self.array.size} elements, not one "
                              f"(shape {self.shape})")
         return self.numpy().reshape(()).item()
 
@@ -160,7 +172,7 @@ class Tensor:
 
     def detach(self):
         """The same values, cut from the graph."""
-        return Tensor._wrap(self.data, device=self.device)
+        return Tensor._wrap(self.array, device=self.device)
 
     def requires_grad_(self, flag=True):
         if flag and not np.issubdtype(self.dtype, np.floating):
@@ -182,7 +194,7 @@ class Tensor:
         return self.astype(np.float64)
 
     def long(self):
-        return Tensor._wrap(self.data.astype(np.int64), device=self.device)
+        return Tensor._wrap(self.array.astype(np.int64), device=self.device)
 
     # --- autograd ----------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
@@ -246,9 +258,9 @@ class Tensor:
     def __getitem__(self, index):
         from .tensor_ops import GetItem
         if isinstance(index, Tensor):
-            index = index.data
+            index = index.array
         elif isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+            index = tuple(i.array if isinstance(i, Tensor) else i for i in index)
         return GetItem.apply(self, index=index)
 
     def exp(self):
@@ -313,7 +325,7 @@ class Tensor:
             raise TypeError(f"max/min with indices: dim must be one int, got {dim}")
         dim = dim % self.ndim
         grid = list(self.xp.indices(indices.shape, sparse=True))
-        grid.insert(dim, indices.data)
+        grid.insert(dim, indices.array)
         values = self[tuple(grid)]
         if keepdim:
             values, indices = values.unsqueeze(dim), indices.unsqueeze(dim)
@@ -322,7 +334,7 @@ class Tensor:
     def argmax(self, dim=None, keepdim=False, *, axis=None):
         """Index of the first largest value (of the flattened tensor when dim is None)."""
         dim = axis if dim is None else dim
-        out = Tensor._wrap(self.xp.argmax(self.data, axis=dim), device=self.device)
+        out = Tensor._wrap(self.xp.argmax(self.array, axis=dim), device=self.device)
         if keepdim:
             out = out.reshape((1,) * self.ndim) if dim is None else out.unsqueeze(dim)
         return out
@@ -372,7 +384,7 @@ class Tensor:
     def clone(self):
         """A copy that stays in the graph (the gradient flows back to this tensor)."""
         return self * 1.0 if np.issubdtype(self.dtype, np.floating) else \
-            Tensor._wrap(self.data.copy(), device=self.device)
+            Tensor._wrap(self.array.copy(), device=self.device)
 
     def contiguous(self):
         return self        # every minicnn tensor is C-contiguous
@@ -393,8 +405,8 @@ class Tensor:
 
     # comparisons give plain (non-differentiable) tensors
     def _compare(self, other, op):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(op(self.data, other), device=self.device)
+        other = other.array if isinstance(other, Tensor) else other
+        return Tensor._wrap(op(self.array, other), device=self.device)
 
     def __eq__(self, other):
         return self._compare(other, lambda a, b: a == b)
@@ -416,13 +428,13 @@ class Tensor:
 
     # logical ops on masks (bool or integer tensors), as PyTorch's & | ^ ~; no gradient
     def _logical(self, other, op, name):
-        other_data = other.data if isinstance(other, Tensor) else other
-        for d in (self.data, other_data):
+        other_data = other.array if isinstance(other, Tensor) else other
+        for d in (self.array, other_data):
             kind = getattr(d, "dtype", np.asarray(d).dtype)
             if np.issubdtype(kind, np.floating):
                 raise TypeError(f"{name}: needs bool or integer tensors (masks), got dtype "
                                 f"{kind}; compare first, e.g. (x > 0) {name} (y > 0)")
-        return Tensor._wrap(op(self.data, other_data), device=self.device)
+        return Tensor._wrap(op(self.array, other_data), device=self.device)
 
     def __and__(self, other):
         return self._logical(other, lambda a, b: a & b, "&")

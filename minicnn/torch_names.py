@@ -4,8 +4,7 @@
     _, predicted = torch.max(outputs, 1)       # (values, indices) along dim 1
     batch = torch.cat([a, b]); pair = torch.stack([a, b], dim=1)
 
-Each accepts a Tensor or an array (so torch.max(outputs.data, 1) works too: in
-minicnn, .data is the tensor's array).
+Each accepts a Tensor or an array.
 """
 import numpy as np
 

@@ -24,7 +24,7 @@ def grad_of(t):
     """t.grad as a numpy array, after checking it lives where t does."""
     assert t.grad is not None, "no gradient"
     assert t.grad.device == t.device, f"gradient on {t.grad.device!r}, tensor on {t.device!r}"
-    assert isinstance(t.grad.data, t.xp.ndarray), f"gradient is a {type(t.grad.data).__name__}"
+    assert isinstance(t.grad.array, t.xp.ndarray), f"gradient is a {type(t.grad.array).__name__}"
     return t.grad.numpy()
 
 

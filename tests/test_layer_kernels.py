@@ -113,7 +113,7 @@ def _stats(device, kind, C):
 
 
 def _host(a):
-    a = a.data if isinstance(a, minicnn.Tensor) else a
+    a = a.array if isinstance(a, minicnn.Tensor) else a
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
 
 
@@ -235,7 +235,7 @@ def test_batch_norm_with_tensor_stats_in_a_graph(backend):
     Tensor and array, and the graph around the op goes through backward."""
     x = rand(100, 4, 3, 2, 2)
     rm, rv, mean0, var0 = _stats(backend, "tensor", 3)
-    data_before = rm.data
+    data_before = rm.array
     xm = mt(x, backend, True)
     y = F.batch_norm(xm * 2 + 1, rm, rv, training=True, momentum=0.3)
     (y.sum(axis=1).var(unbiased=False) * 0.5 + xm.sum()).backward()
@@ -243,7 +243,7 @@ def test_batch_norm_with_tensor_stats_in_a_graph(backend):
     xt = tt(x, True)
     ty = TF.batch_norm(xt * 2 + 1, trm, trv, training=True, momentum=0.3)
     (ty.sum(dim=1).var(unbiased=False) * 0.5 + xt.sum()).backward()
-    assert rm.data is data_before, "the running mean's array was replaced, not updated"
+    assert rm.array is data_before, "the running mean's array was replaced, not updated"
     assert_close(grad_of(xm), xt.grad.numpy(), 1e-4, RTOL, f"graph gradient on {backend}")
     assert_close(_host(rm), trm.numpy(), 1e-6, 1e-5, "running_mean")
     assert_close(_host(rv), trv.numpy(), 1e-6, 1e-5, "running_var")

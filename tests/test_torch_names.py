@@ -261,3 +261,16 @@ def test_conv2d_module_same_padding_and_max_pool_indices(backend):
 def test_conv2d_module_refuses_what_the_kernels_do_not_compute(kwargs, words):
     with pytest.raises(ValueError, match=re.escape(words)):
         minicnn.nn.Conv2d(2, 4, 3, **kwargs)
+
+
+def test_data_is_a_detached_tensor_sharing_memory_as_in_torch(backend):
+    x = minicnn.tensor(LOGITS, requires_grad=True, device=backend)
+    t = torch.tensor(LOGITS, requires_grad=True)
+    d, td = x.data, t.data
+    assert isinstance(d, minicnn.Tensor) and not d.requires_grad and td.requires_grad is False
+    np.testing.assert_array_equal(d.max(1)[1].numpy(), td.max(1)[1].numpy())   # old tutorials
+    assert d.array is x.array, "the same memory, not a copy"
+    x.data = x.data * 2.0
+    t.data = t.data * 2.0
+    np.testing.assert_array_equal(x.numpy(), t.detach().numpy())
+    assert x.requires_grad and x.is_leaf

@@ -156,8 +156,8 @@ def compare_graph(fn, inputs, device, name, needs_grad=None, dtype=np.float32,
     out, ts, L = run_minicnn(fn, inputs, device, needs_grad, seed)
     assert out.device == device, f"{who}: output on {out.device!r}"
     assert out.dtype == dtype, f"{who}: output dtype {out.dtype}, expected {np.dtype(dtype)}"
-    assert isinstance(out.data, minicnn.backends.array_module(device).ndarray), \
-        f"{who}: output holds a {type(out.data).__name__}, not an array of {device}"
+    assert isinstance(out.array, minicnn.backends.array_module(device).ndarray), \
+        f"{who}: output holds a {type(out.array).__name__}, not an array of {device}"
     got = out.numpy()
     grads = []
     for k, (t, g) in enumerate(zip(ts, needs_grad)):

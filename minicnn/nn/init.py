@@ -30,10 +30,10 @@ def fan_in_and_fan_out(shape):
 
 def _fill(param, values):
     values = values.astype(param.dtype, copy=False)
-    if isinstance(param.data, np.ndarray):
-        param.data[...] = values
+    if isinstance(param.array, np.ndarray):
+        param.array[...] = values
     else:
-        param.data[...] = param.xp.asarray(values)
+        param.array[...] = param.xp.asarray(values)
     return param
 
 

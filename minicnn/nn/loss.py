@@ -75,4 +75,4 @@ class BCEWithLogitsLoss(_Loss):
 
 def _array(value):
     """A buffer's array: a Tensor's data (detached), or the array given."""
-    return value.detach().data if hasattr(value, "detach") else value
+    return value.detach().array if hasattr(value, "detach") else value

@@ -240,10 +240,10 @@ class Module:
         device = backends.check_device(device)
         for param in self.parameters():
             if param.device != device:
-                param.data = _move_array(param.data, device)
+                param.array = _move_array(param.array, device)
                 param.device = device
                 if param.grad is not None:
-                    param.grad = Tensor._wrap(_move_array(param.grad.data, device), device=device)
+                    param.grad = Tensor._wrap(_move_array(param.grad.array, device), device=device)
         for module in self.modules():
             for name, buf in module._buffers.items():
                 if buf is not None:
@@ -258,9 +258,9 @@ class Module:
 
     def _cast(self, dtype):
         for param in self.parameters():
-            param.data = param.data.astype(dtype)
+            param.array = param.array.astype(dtype)
             if param.grad is not None:
-                param.grad = Tensor._wrap(param.grad.data.astype(dtype), device=param.device)
+                param.grad = Tensor._wrap(param.grad.array.astype(dtype), device=param.device)
         for module in self.modules():
             for name, buf in module._buffers.items():
                 if buf is not None and np.issubdtype(buf.dtype, np.floating):
@@ -294,7 +294,7 @@ class Module:
                 for name, value in kind.items():
                     if value is None:
                         continue
-                    array = value.data if isinstance(value, Tensor) else value
+                    array = value.array if isinstance(value, Tensor) else value
                     state[f"{path}.{name}" if path else name] = np.array(_to_host(array))
         return state
 
@@ -340,7 +340,7 @@ class Module:
                 value = value.get()
             value = np.asarray(value)
             current = table[name]
-            current_array = current.data if isinstance(current, Tensor) else current
+            current_array = current.array if isinstance(current, Tensor) else current
             if tuple(value.shape) != tuple(current_array.shape):
                 raise StateDictError(
                     f"load_state_dict: {key} has shape {tuple(value.shape)} in the saved state "

@@ -113,7 +113,7 @@ class Optimizer:
 
     @staticmethod
     def _grad_of(p):
-        g = p.grad.data
+        g = p.grad.array
         if tuple(g.shape) != tuple(p.shape):
             raise RuntimeError(f"optimiser: gradient shape {tuple(g.shape)} does not match "
                                f"parameter shape {tuple(p.shape)}")
@@ -246,10 +246,10 @@ class SGD(Optimizer):
                 state = self._param_state(index, p)
                 first = "momentum_buffer" not in state
                 if first:
-                    state["momentum_buffer"] = p.xp.zeros_like(p.data)
+                    state["momentum_buffer"] = p.xp.zeros_like(p.array)
                 buf = state["momentum_buffer"]
             backends.get(p.device).sgd_step(
-                p.data, g, buf, float(group["lr"]), float(momentum), float(group["dampening"]),
+                p.array, g, buf, float(group["lr"]), float(momentum), float(group["dampening"]),
                 float(group["weight_decay"]), bool(group["nesterov"]), first)
 
 
@@ -275,12 +275,12 @@ class Adam(Optimizer):
             state = self._param_state(index, p)
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = p.xp.zeros_like(p.data)
-                state["exp_avg_sq"] = p.xp.zeros_like(p.data)
+                state["exp_avg"] = p.xp.zeros_like(p.array)
+                state["exp_avg_sq"] = p.xp.zeros_like(p.array)
             state["step"] += 1
             beta1, beta2 = group["betas"]
             backends.get(p.device).adam_step(
-                p.data, g, state["exp_avg"], state["exp_avg_sq"], float(group["lr"]),
+                p.array, g, state["exp_avg"], state["exp_avg_sq"], float(group["lr"]),
                 beta1, beta2, float(group["eps"]), float(group["weight_decay"]), state["step"])
 
 
@@ -297,7 +297,7 @@ class AdamW(Adam):
             decays.append(group["weight_decay"])
             for p in group["params"]:
                 if p.grad is not None and group["weight_decay"] != 0:
-                    p.data *= p.dtype.type(1.0 - group["lr"] * group["weight_decay"])
+                    p.array *= p.dtype.type(1.0 - group["lr"] * group["weight_decay"])
             group["weight_decay"] = 0.0
         try:
             super().step()

@@ -59,7 +59,7 @@ class TensorDataset(Dataset):
 
     def rows(self, indices):
         """The collated batch for `indices` in one indexing per tensor (the loader's fast path)."""
-        return [Tensor._wrap(t.data[indices], device=t.device) for t in self.tensors]
+        return [Tensor._wrap(t.array[indices], device=t.device) for t in self.tensors]
 
 
 class Subset(Dataset):
@@ -185,7 +185,7 @@ def default_collate(batch):
     tuples/lists field by field into a list (a namedtuple stays one)."""
     first = batch[0]
     if isinstance(first, Tensor):
-        return Tensor._wrap(first.xp.stack([s.data for s in batch]), device=first.device)
+        return Tensor._wrap(first.xp.stack([s.array for s in batch]), device=first.device)
     if isinstance(first, np.ndarray):
         stacked = np.stack(batch)
         return Tensor(stacked, dtype=stacked.dtype)        # the arrays' own dtype, as torch
