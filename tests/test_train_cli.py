@@ -174,6 +174,45 @@ def test_download_checks_the_md5(tmp_path, monkeypatch):
     assert code == 0 and (tmp_path / "d" / "pneumoniamnist.npz").read_bytes() == payload
 
 
+def test_download_any_size_checks_medmnist_md5_and_prints_license_and_citation(tmp_path,
+                                                                               monkeypatch):
+    from minicnn.data import medmnist_info
+    payload = b"pretend this is chestmnist at 64 pixels"
+    source = tmp_path / "mirror.npz"
+    source.write_bytes(payload)
+    official = medmnist_info.SETS["chestmnist"]["files"][64]
+    code, _, stderr = run_cli("download", "chestmnist", "--size", "64", "--dir", tmp_path / "d",
+                              "--url", source.as_uri())
+    assert code == 2 and official[1] in stderr and "was not kept" in stderr
+    assert os.listdir(tmp_path / "d") == []
+    monkeypatch.setitem(medmnist_info.SETS["chestmnist"]["files"], 64,
+                        (official[0], hashlib.md5(payload).hexdigest()))
+    code, stdout, _ = run_cli("download", "chestmnist", "--size", "64", "--dir", tmp_path / "d",
+                              "--url", source.as_uri())
+    assert code == 0 and (tmp_path / "d" / "chestmnist_64.npz").read_bytes() == payload
+    assert "License: CC BY 4.0" in stdout and "MedMNIST v2" in stdout and "Sci Data" in stdout
+    code, stdout, _ = run_cli("download", "chestmnist", "--size", "64", "--dir", tmp_path / "d")
+    assert code == 0 and "already there" in stdout and "License" in stdout
+
+
+def test_every_size_of_a_medmnist_file_gets_its_class_names(tmp_path):
+    from minicnn.data.datasets import open_splits
+    rng = np.random.default_rng(0)
+    for name, size, width, classes in (("pneumoniamnist_64.npz", 8, 1, ["NORMAL", "PNEUMONIA"]),
+                                       ("breastmnist_224.npz", 8, 1, ["malignant",
+                                                                      "normal, benign"]),
+                                       ("chestmnist_128.npz", 8, 14, None)):
+        arrays = {}
+        for split, n in (("train", 12), ("val", 4), ("test", 4)):
+            arrays[f"{split}_images"] = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+            arrays[f"{split}_labels"] = (np.add.outer(np.arange(n), np.arange(width)) % 2
+                                         ).astype(np.uint8)
+        np.savez(tmp_path / name, **arrays)
+        splits = open_splits(tmp_path / name)
+        from minicnn.data.chestxray14 import FINDINGS
+        assert list(splits.train.classes) == (classes or list(FINDINGS)), name
+
+
 def test_download_without_network_says_where_to_put_the_file(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
