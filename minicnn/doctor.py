@@ -57,7 +57,7 @@ def _cupy_gpu():
     try:
         import cupy
     except Exception:
-        return "no (cupy not installed: pip install 'minicnn[cuda]')"
+        return "no (cupy not installed: pip install 'minicnn-xray[cuda]')"
     try:
         if not cupy.cuda.is_available():
             return "no (cupy installed, but no CUDA GPU or driver found)"

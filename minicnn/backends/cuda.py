@@ -28,7 +28,7 @@ try:
     import cupy
 except ImportError as exc:
     raise CudaUnavailable(_NEEDS + f"cupy is not installed ({exc}); install it with "
-                          "pip install 'minicnn[cuda]', or use device 'cuda-sim' to run the "
+                          "pip install 'minicnn-xray[cuda]', or use device 'cuda-sim' to run the "
                           "same kernels on the CPU emulator") from None
 
 

@@ -16,7 +16,7 @@ How the file's values become [0, 1]:
 Colour to gray uses the ITU-R 601 luma weights (0.299 R + 0.587 G + 0.114 B), as
 Pillow does; gray to colour repeats the gray plane. An alpha channel is dropped.
 
-DICOM needs the optional pydicom package: pip install "minicnn[dicom]".
+DICOM needs the optional pydicom package: pip install "minicnn-xray[dicom]".
 """
 import os
 import stat
@@ -166,7 +166,7 @@ def _read_dicom(path):
         import pydicom
     except ImportError:
         raise UserError(f"{path}: reading DICOM files needs the pydicom package; install it "
-                        'with: pip install "minicnn[dicom]"') from None
+                        'with: pip install "minicnn-xray[dicom]"') from None
     try:
         ds = pydicom.dcmread(path)
     except Exception as err:  # pydicom raises several kinds for a file that is not DICOM

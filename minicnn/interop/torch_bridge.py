@@ -10,7 +10,7 @@ names are PyTorch's on both sides ("features.0.weight", "...running_var"), so a
 state_dict moves across unchanged. A layer with no twin, or a setting minicnn's
 kernels do not compute (groups, dilation, ceil_mode, ...), is refused by name.
 
-torch is an optional dependency (pip install "minicnn[interop]"); nothing in the
+torch is an optional dependency (pip install "minicnn-xray[interop]"); nothing in the
 training path imports this module.
 """
 from collections import OrderedDict
