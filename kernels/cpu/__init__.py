@@ -16,6 +16,8 @@
     adaptive_pool.py  adaptive average pooling (PyTorch's bins)
     optim.py       SGD and Adam steps
     memory.py      why large arrays are slow to make, and the malloc setting used
+    ladder/        the same ops as numbered rungs, v1 the formula as plain loops up to the
+                   engine's path; lesson 12 and `minicnn bench --ladder OP` walk them
 
 Pools of threads share the cores during a training step: numba's, which runs the
 `prange` loops (pooling, activations, optimiser steps), workers.py's, which runs
