@@ -51,7 +51,8 @@ from minicnn.kernels.cpu import ladder
 
 from minicnn.lesson import setup, save, best_time, medical_image, plt
 
-args, OUT = setup("01_convolution", "Lesson 01: convolution, by hand, numpy and numba")
+args, OUT = setup("01_convolution", "Lesson 01: convolution, by hand, numpy and numba",
+                 compiles=True)
 
 # %% [markdown]
 # ## A worked example

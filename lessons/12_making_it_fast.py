@@ -33,7 +33,8 @@ from minicnn.kernels.cpu import ladder
 from minicnn.kernels.cpu.im2col import im2col
 from minicnn.lesson import best_time, plt, save, setup
 
-args, OUT = setup("12_making_it_fast", "Lesson 12: making it fast, the CPU kernel ladder")
+args, OUT = setup("12_making_it_fast", "Lesson 12: making it fast, the CPU kernel ladder",
+                 compiles=True)
 SIZE, BATCH = (16, 4) if args.quick else (64, 32)
 REPS = 2 if args.quick else 3            # timed repetitions of each pass
 print(f"ChestXrayCNN's layers at {SIZE}x{SIZE}, batch {BATCH}; numba runs "

@@ -26,6 +26,7 @@ FIGURES = {
     "10_cuda_kernels": ["index_maps.png"],
     "11_looking_inside": ["feature_maps_stage1.png", "feature_maps_stage3.png", "gradcam.png",
                           "occlusion.png"],
+    "12_making_it_fast": ["ladder.png"],
 }
 
 
