@@ -4,7 +4,8 @@ One helper, `check_op`, does the work (in the manner of tinygrad's helper_test_o
 it turns the same numpy inputs into minicnn tensors and torch tensors, runs the op
 in both, compares the outputs, sends the same random upstream gradient back through
 both, and compares the gradient of every input, shapes included. On a device other
-than the cpu the same op also runs on the cpu (numba kernels) and the two must agree.
+than the cpu, and on the cpu's reference kernels, the same op also runs on the cpu's
+numba kernels and the two must agree.
 
 PyTorch runs in float64 on the float32 inputs, so it gives the exact answer to a few
 ulps and every difference measured is minicnn's own float32 rounding. The tolerance
@@ -33,7 +34,7 @@ import minicnn.functional as MF
 from minicnn import testing
 
 from draws import examples, few_values, normal, run_examples, seeds
-from torch_compare import numba_cpu
+from torch_compare import numba_cpu, on_numba_cpu
 
 
 ATOL, RTOL = 1e-5, 1e-4
@@ -82,7 +83,8 @@ def check_op(name, device, log, fn, inputs, torch_fn=None, needs_grad=None, seed
     assert_close(got, want, f"{who}: forward", atol, rtol)
 
     upstream = np.random.default_rng(seed + 1).standard_normal(out.shape).astype(np.float32)
-    cpu = _on_cpu(fn, inputs, floating, needs_grad, upstream) if device != "cpu" else None
+    cpu = _on_cpu(fn, inputs, floating, needs_grad, upstream) \
+        if device != "cpu" or not on_numba_cpu() else None   # also reference vs numba
     if cpu is not None:
         assert_close(got, cpu[0], f"{who}: forward against the cpu", atol, rtol)
     if any(needs_grad):
@@ -418,8 +420,11 @@ def test_batch_norm(backend, check):
         theirs_stats = [torch.tensor(mean0, dtype=torch.float64),
                         torch.tensor(var0, dtype=torch.float64)]
 
-        def ours(F, x, *wb):  # check_op's run on the cpu updates statistics of its own
-            stats = ours_stats if x.device == backend else [mean0.copy(), var0.copy()]
+        calls = []
+
+        def ours(F, x, *wb):  # the first call is the device's; check_op's cpu run gets copies
+            stats = [mean0.copy(), var0.copy()] if calls else ours_stats
+            calls.append(x.device)
             return F.batch_norm(x, *stats, *wb, training=training, momentum=0.1, eps=1e-5)
 
         def theirs(F, x, *wb):

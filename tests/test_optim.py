@@ -12,7 +12,7 @@ import torch
 import minicnn
 from minicnn import nn, optim
 
-from torch_compare import assert_close, train_step_both
+from torch_compare import assert_close, numba_cpu, on_numba_cpu, train_step_both
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -56,10 +56,11 @@ def check_against_cpu(make, tmake, kwargs, ours, steps, skip, what):
     device = ours[0].device
     for p in ours:
         assert p.device == device and p.dtype == np.float32, what
-    if device == "cpu":
+    if device == "cpu" and on_numba_cpu():
         return
-    cpu, ref = make_pair("cpu")
-    run_both(make(cpu, **kwargs), tmake(ref, **kwargs), cpu, ref, steps, skip=skip)
+    with numba_cpu():
+        cpu, ref = make_pair("cpu")
+        run_both(make(cpu, **kwargs), tmake(ref, **kwargs), cpu, ref, steps, skip=skip)
     for i, (p, q) in enumerate(zip(ours, cpu)):
         assert_close(p.numpy(), q.numpy(), 1e-6, 1e-5, f"{what}: parameter {i} against cpu")
 

@@ -15,7 +15,7 @@ import torch
 from minicnn import optim
 from minicnn.nn import models
 
-from torch_compare import assert_close, numba_cpu, train_step_both
+from torch_compare import assert_close, numba_cpu, on_numba_cpu, train_step_both
 
 STEPS = 20
 BATCH = 8
@@ -157,7 +157,7 @@ def test_chestxray_twin_on_every_device(backend, backend_name, optimiser, kwargs
     for name in tstate:
         assert_close(state[name], tstate[name], WEIGHT_ATOL, WEIGHT_RTOL,
                      f"{op} on {backend}: {name} against torch")
-    if backend != "cpu":
+    if backend != "cpu" or not on_numba_cpu():
         with numba_cpu():
             cpu_losses, cpu_state, _ = run_twin(optimiser, kwargs, in_channels, image_size,
                                                 in_channels, "cpu", steps, batch)

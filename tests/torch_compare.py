@@ -110,6 +110,12 @@ def _host(a):
     return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
 
 
+def on_numba_cpu():
+    """Whether the "cpu" device runs the numba kernels now (not the reference ones)."""
+    from minicnn import backends
+    return backends._cpu_kernels == "cpu"
+
+
 class numba_cpu:
     """with numba_cpu(): the "cpu" device runs the numba kernels, put back afterwards."""
 
@@ -146,7 +152,8 @@ def compare_graph(fn, inputs, device, name, needs_grad=None, dtype=np.float32,
     """Run fn(L, *inputs) through backward on `device`, on cpu (numba kernels) and in
     PyTorch (float64, on the same float32 inputs); hold the output (value, shape, dtype,
     device) and the gradient of every input that needs one (value, shape, dtype, device)
-    to both. inputs: numpy arrays; the floating ones are leaves needing grad unless
+    to both (on the cpu with the reference kernels, the numba run is the cpu result).
+    inputs: numpy arrays; the floating ones are leaves needing grad unless
     needs_grad says otherwise. Returns minicnn's output tensor on `device`."""
     inputs = [np.asarray(a) for a in inputs]
     floating = [np.issubdtype(a.dtype, np.floating) for a in inputs]
@@ -171,7 +178,7 @@ def compare_graph(fn, inputs, device, name, needs_grad=None, dtype=np.float32,
         grads.append(t.grad.numpy())
 
     references = []
-    if device != "cpu":
+    if device != "cpu" or not on_numba_cpu():   # cuda-sim, cuda, or the reference kernels
         with numba_cpu():
             c_out, c_ts, c_L = run_minicnn(fn, inputs, "cpu", needs_grad, seed)
         assert c_out.dtype == out.dtype
