@@ -102,9 +102,10 @@ def test_dicom_monochrome1_is_inverted_and_rescale_applied(tmp_path):
     close(imagefiles.read_image(tmp_path / "m2.dcm")[0], stored / 500.0, what="MONOCHROME2")
     _write_dicom(tmp_path / "m1.dcm", stored, "MONOCHROME1")
     close(imagefiles.read_image(tmp_path / "m1.dcm")[0], 1 - stored / 500.0, what="MONOCHROME1")
-    # modality values 2*stored - 100 = -100 .. 900 through the window [0, 800]
+    # modality values 2*stored - 100 = -100 .. 900 through the window c=400, w=800, LINEAR
+    # as the standard defines it (PS3.3 C.11.2.1.2.1): (x - (c - 0.5)) / (w - 1) + 0.5
     _write_dicom(tmp_path / "w.dcm", stored, slope=2, intercept=-100, window=(400, 800))
-    want = np.clip((2 * stored - 100) / 800.0, 0, 1)
+    want = np.clip((2 * stored - 100 - 399.5) / 799.0 + 0.5, 0, 1)
     close(imagefiles.read_image(tmp_path / "w.dcm")[0], want, what="rescale + window")
     # no extension: found by the DICM marker
     os.rename(tmp_path / "w.dcm", tmp_path / "scan")
@@ -118,11 +119,70 @@ def test_real_dicom_from_pydicom():
     assert got.shape == (1, 128, 128) and got.min() >= 0 and got.max() <= 1 and got.std() > 0.05
 
 
+def _pydicom_reference(ds):
+    """pydicom's own LUTs, scaled from the VOI output range the standard gives (y_min..y_max
+    from BitsStored and PixelRepresentation, through the rescale; or the LUT's entries)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    out = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds, index=0).astype(np.float64)
+    if "VOILUTSequence" in ds:
+        lut = np.asarray(ds.VOILUTSequence[0].LUTData, np.float64)
+        lo, hi = lut.min(), lut.max()
+    else:
+        bits = ds.BitsStored
+        lo, hi = (0, 2 ** bits - 1) if ds.PixelRepresentation == 0 else \
+            (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+        lo, hi = lo * slope + intercept, hi * slope + intercept
+    return (out - lo) / (hi - lo)
+
+
+@pytest.mark.parametrize("function", [None, "LINEAR", "LINEAR_EXACT", "SIGMOID", "sequence"])
+def test_dicom_voi_lut_is_pydicoms(tmp_path, function):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    stored = ds.pixel_array
+    ds.WindowCenter, ds.WindowWidth = 700, 900
+    if function == "sequence":  # a VOI LUT Sequence wins over the window
+        item = Dataset()
+        first, n = int(stored.min()) + 40, 256
+        item.LUTDescriptor = [n, first, 16]
+        item.add_new(0x00283006, "US", [int(v) for v in np.linspace(0, 60000, n) ** 0.5 * 200])
+        ds.VOILUTSequence = Sequence([item])
+    elif function is not None:
+        ds.VOILUTFunction = function
+    path = tmp_path / "mr.dcm"
+    ds.save_as(path)
+    want = _pydicom_reference(pydicom.dcmread(path))
+    got = imagefiles.read_image(path)[0]
+    close(got, np.clip(want, 0, 1), what=f"VOI LUT {function}")
+    assert got.std() > 0.05, "the LUT must leave a picture, not a flat field"
+
+
+def test_multi_frame_dicom_is_refused_with_its_count_or_read_frame_by_frame():
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+    path = get_testdata_file("rtdose.dcm")
+    ds = pydicom.dcmread(path)
+    with pytest.raises(UserError, match=f"rtdose.dcm: a DICOM file with {ds.NumberOfFrames} "
+                                        "frames.*--frames each"):
+        imagefiles.read_image(path)
+    frames = imagefiles.read_frames(path)
+    assert len(frames) == ds.NumberOfFrames == 15
+    from pydicom.pixels import apply_modality_lut
+    for k in (0, 7, 14):
+        plane = apply_modality_lut(ds.pixel_array[k], ds).astype(np.float64)
+        want = (plane - plane.min()) / (plane.max() - plane.min())
+        close(frames[k][0], want, what=f"frame {k}")
+
+
 def test_dicom_without_pydicom_says_how_to_install(tmp_path, monkeypatch):
     (tmp_path / "x.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
     import sys
     monkeypatch.setitem(sys.modules, "pydicom", None)  # makes `import pydicom` fail
-    with pytest.raises(UserError, match=r'pip install "minicnn\[dicom\]"') as info:
+    with pytest.raises(UserError, match=r'pip install "minicnn-xray\[dicom\]"') as info:
         imagefiles.read_image(tmp_path / "x.dcm")
     assert "x.dcm" in str(info.value)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint
 from ..data.datasets import frame
-from ..data.images import read_image
+from ..data.images import read_frames, read_image
 from ..errors import UserError
 from ..runlock import RunLock
 from ..train import normalise, predict, predict_multilabel
@@ -29,6 +29,9 @@ def add_arguments(parser):
     a("--device", choices=["cpu", "cuda", "cuda-sim"], default="cpu")
     a("--gradcam", metavar="DIR", help="also write a Grad-CAM heat map per image into DIR")
     a("--json", action="store_true", help="print one JSON object per image")
+    a("--frames", choices=["refuse", "each"], default="refuse", help="a multi-frame DICOM "
+      "file (a series, a cine loop): refuse it, naming its frame count (default), or score "
+      "each frame as its own image, named FILE[frame K]")
 
 
 def prepare(path, ck):
@@ -38,11 +41,19 @@ def prepare(path, ck):
                  source=path)
 
 
-def _read_all(paths, ck):
-    """(images, their paths, failures): every file tried, whatever goes wrong with one."""
+def _read_all(paths, ck, frames="refuse"):
+    """(images, their paths, failures): every file tried, whatever goes wrong with one.
+    frames="each": every frame of a multi-frame file, named "path[frame k]"."""
     images, ok, failures = [], [], []
     for path in paths:
         try:
+            if frames == "each":
+                planes = read_frames(path, ck.channels)
+                size, least = ck.image_size[0], min(ck.min_input_size, ck.image_size[0])
+                images += [frame(p, size, min_size=least, source=path) for p in planes]
+                ok += [path] if len(planes) == 1 else \
+                    [f"{path}[frame {k}]" for k in range(len(planes))]
+                continue
             images.append(prepare(path, ck))
             ok.append(path)
         except UserError as err:
@@ -59,7 +70,7 @@ def run(args):
         return _run_multilabel(args, ck, model)
     pos = ck.positive_class
     name = ck.classes[pos]
-    images, paths, failures = _read_all(args.images, ck)
+    images, paths, failures = _read_all(args.images, ck, args.frames)
     results, scored = [], []
     if images:
         batch = np.stack(images)
@@ -102,7 +113,7 @@ def run(args):
 
 
 def _run_multilabel(args, ck, model):
-    images, paths, failures = _read_all(args.images, ck)
+    images, paths, failures = _read_all(args.images, ck, args.frames)
     results, scored = [], []
     if images:
         probs, _ = predict_multilabel(model, np.stack(images), ck.norm_mean, ck.norm_std,
@@ -151,7 +162,7 @@ def _gradcam_multilabel(args, ck, model, batch, paths):
     cams, _ = grad_cam(model, x, top, device=args.device, multilabel=True)
     failures = []
     for k, path in enumerate(paths):
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = _stem(path)
         target = os.path.join(args.gradcam, f"{stem}_gradcam.png")
         try:
             viz.finding_gradcam_grid(batch[k:k + 1], cams[k:k + 1], [ck.classes[top[k]]],
@@ -166,6 +177,14 @@ def _gradcam_multilabel(args, ck, model, batch, paths):
     return failures
 
 
+def _stem(name):
+    """The figure name of an input: "scan" for scan.dcm, "cine_frame3" for cine.dcm[frame 3]."""
+    if name.endswith("]") and "[frame " in name:
+        path, k = name[:-1].rsplit("[frame ", 1)
+        return f"{os.path.splitext(os.path.basename(path))[0]}_frame{k}"
+    return os.path.splitext(os.path.basename(name))[0]
+
+
 def _gradcam(args, ck, model, batch, paths):
     from ..gradcam import grad_cam
     from .. import viz
@@ -173,7 +192,7 @@ def _gradcam(args, ck, model, batch, paths):
                            device=args.device)
     failures = []
     for k, path in enumerate(paths):
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = _stem(path)
         target = os.path.join(args.gradcam, f"{stem}_gradcam.png")
         if len(ck.classes) == 2:
             positive = probs[k, ck.positive_class] >= ck.threshold

@@ -8,11 +8,18 @@ How the file's values become [0, 1]:
   8-bit (Pillow modes L, RGB, P, ...)   / 255
   16-bit grayscale (mode I;16 / I)      / 65535
   32-bit float (mode F)                 kept if already in [0, 1], else min-max scaled
-  DICOM                                 stored value * RescaleSlope + RescaleIntercept,
-                                        through the file's display window (WindowCenter,
-                                        WindowWidth) if it has one, else min-max scaled,
-                                        then inverted for MONOCHROME1 (where bright
-                                        means "less X-ray", the opposite of MONOCHROME2)
+  DICOM                                 pydicom's own functions, as the standard says:
+                                        the modality LUT (RescaleSlope/Intercept or a
+                                        Modality LUT Sequence), then the VOI LUT (a VOI
+                                        LUT Sequence, or the window WindowCenter/Width
+                                        with its VOILUTFunction LINEAR, LINEAR_EXACT or
+                                        SIGMOID) scaled from its output range to [0, 1];
+                                        min-max scaled when the file has neither; then
+                                        inverted for MONOCHROME1 (where bright means
+                                        "less X-ray", the opposite of MONOCHROME2)
+                                        A multi-frame file is refused with its frame
+                                        count, or read frame by frame (read_frames;
+                                        `minicnn predict --frames each`).
 Colour to gray uses the ITU-R 601 luma weights (0.299 R + 0.587 G + 0.114 B), as
 Pillow does; gray to colour repeats the gray plane. An alpha channel is dropped.
 
@@ -161,7 +168,17 @@ def _minmax(a):
 
 # --- DICOM ---------------------------------------------------------------------------------
 
-def _read_dicom(path):
+def read_frames(path, channels=1):
+    """Every frame of an image file as float32 (channels, H, W) in [0, 1]: the frames of a
+    multi-frame DICOM file (a series, a cine loop), or the one image of any other file."""
+    path = os.fspath(path)
+    check_regular_file(path)
+    if not is_dicom(path):
+        return [read_image(path, channels)]
+    return [to_channels(plane, channels) for plane in _read_dicom(path, frames="each")]
+
+
+def _read_dicom(path, frames="refuse"):
     try:
         import pydicom
     except ImportError:
@@ -180,42 +197,78 @@ def _read_dicom(path):
         raise UserError(f"{path}: the DICOM file has no pixel data minicnn can decode "
                         f"({err}); compressed files may need extra decoders "
                         "(pip install pylibjpeg pylibjpeg-libjpeg)") from None
-    return dicom_to_array(ds, pixels, path)
+    return dicom_to_array(ds, pixels, path, frames=frames)
 
 
-def _first(value):
-    """A DICOM number that may be multi-valued (e.g. two windows): its first value."""
+def _lut_functions():
+    """pydicom's apply_modality_lut and apply_voi_lut (pydicom.pixels from 3.0; before,
+    pydicom.pixel_data_handlers.util)."""
     try:
-        return float(value[0])
-    except (TypeError, IndexError):
-        return float(value)
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+    return apply_modality_lut, apply_voi_lut
 
 
-def dicom_to_array(ds, pixels, name="DICOM"):
+def _has_voi(ds):
+    window = "WindowCenter" in ds and "WindowWidth" in ds
+    return bool(ds.get("VOILUTSequence")) or window
+
+
+def _gray_to_unit(ds, plane, name):
+    """One grayscale frame (H, W) of stored values -> float32 [0, 1], by pydicom's LUTs."""
+    apply_modality_lut, apply_voi_lut = _lut_functions()
+    try:
+        a = apply_modality_lut(plane, ds)  # stored values stay integers without a rescale
+        if not _has_voi(ds):
+            return _minmax(np.asarray(a, dtype=np.float64))
+        out = np.asarray(apply_voi_lut(a, ds, index=0), dtype=np.float64)
+        # the VOI output range: the LUT's entries, or what the window gives far below/above
+        if ds.get("VOILUTSequence"):
+            ends = np.asarray(ds.VOILUTSequence[0].LUTData, np.float64)
+        else:
+            with np.errstate(over="ignore"):  # SIGMOID's exp at the far ends: 0 or inf
+                ends = np.asarray(apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0),
+                                  np.float64)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        raise UserError(f"{name}: its modality or VOI LUT cannot be applied "
+                        f"({type(err).__name__}: {err})") from None
+    lo, hi = float(ends.min()), float(ends.max())
+    if not hi > lo:
+        return _minmax(out)
+    return np.clip((out - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def dicom_to_array(ds, pixels, name="DICOM", frames="refuse"):
     """A DICOM dataset's pixels -> float32 (H, W) or (H, W, 3) in [0, 1].
 
-    Grayscale: v = stored * RescaleSlope + RescaleIntercept; then the file's own display
-    window (WindowCenter c, WindowWidth w: [c - w/2, c + w/2] -> [0, 1], clipped) when
-    it has one, else min-max; then 1 - v for MONOCHROME1.
+    Grayscale: pydicom's apply_modality_lut (rescale, or the Modality LUT Sequence), then,
+    when the file has one, its apply_voi_lut (the VOI LUT Sequence, or the first window
+    with the file's VOILUTFunction) scaled from the LUT's output range to [0, 1]; else
+    min-max; then 1 - v for MONOCHROME1.
+    frames: "refuse" (a multi-frame file is a UserError naming its frame count) or
+    "each" (a list of every frame, each converted as above).
     """
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    count = int(getattr(ds, "NumberOfFrames", 1) or 1)
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
     color = photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
-    if frames > 1 or pixels.ndim == (4 if color else 3):
-        raise UserError(f"{name}: a DICOM file with {frames} frames (a series or cine loop); "
-                        "minicnn reads single images such as a chest radiograph")
-    a = pixels.astype(np.float32)
+    multi = count > 1 or pixels.ndim == (4 if color else 3)
+    if frames == "each":
+        planes = list(pixels) if multi else [pixels]
+        return [_frame_to_unit(ds, p, photometric, color, f"{name} frame {k}")
+                for k, p in enumerate(planes)]
+    if multi:
+        raise UserError(f"{name}: a DICOM file with {count} frames (a series or cine loop); "
+                        "minicnn trains on single images such as a chest radiograph (score "
+                        f"each of the {count} frames with: minicnn predict --frames each ...)")
+    return _frame_to_unit(ds, pixels, photometric, color, name)
+
+
+def _frame_to_unit(ds, plane, photometric, color, name):
     if color:
-        return a / 255.0 if pixels.dtype == np.uint8 else _minmax(a)
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-    a = a * slope + intercept
-    center, width = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
-    if center is not None and width is not None and _first(width) > 0:
-        lo = _first(center) - _first(width) / 2.0
-        a = np.clip((a - lo) / _first(width), 0.0, 1.0).astype(np.float32)
-    else:
-        a = _minmax(a)
+        a = plane.astype(np.float32)
+        return a / 255.0 if plane.dtype == np.uint8 else _minmax(a)
+    a = _gray_to_unit(ds, plane, name)
     if photometric == "MONOCHROME1":  # low values are bright: turn it into MONOCHROME2
         a = 1.0 - a
     return a.astype(np.float32)
