@@ -241,3 +241,22 @@ def test_label_smoothing_loss_matches_pytorch():
     g, gr = logits.grad.numpy(), zt.grad.numpy()
     worst = np.unravel_index(int(np.argmax(np.abs(g - gr))), g.shape)
     assert np.allclose(g, gr, atol=1e-12, rtol=1e-10), f"grad {worst}: {g[worst]} vs {gr[worst]}"
+
+
+def test_predict_scores_each_frame_of_a_multi_frame_dicom_when_asked(tmp_path):
+    pydicom_data = pytest.importorskip("pydicom.data")
+    cine = pydicom_data.get_testdata_file("rtdose.dcm")  # 15 frames of 10x10
+    code, _, stderr = run_cli("train", "--synthetic-size", "32", "--image-size", "8",
+                              "--batch-size", "8", "--epochs", "1", "--quiet", "--no-figures",
+                              "--out", tmp_path / "run")
+    assert code == 0, stderr
+    ck = tmp_path / "run" / "best.npz"
+    code, _, stderr = run_cli("predict", "--checkpoint", ck, cine)
+    assert code == 2 and "15 frames" in stderr and "--frames each" in stderr
+    code, stdout, stderr = run_cli("predict", "--checkpoint", ck, "--frames", "each", "--json",
+                                   "--gradcam", tmp_path / "cams", cine)
+    assert code == 0, stderr
+    rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert [r["image"] for r in rows] == [f"{cine}[frame {k}]" for k in range(15)]
+    assert sorted(n for n in os.listdir(tmp_path / "cams") if n.endswith(".png")) == sorted(
+        f"rtdose_frame{k}_gradcam.png" for k in range(15))
