@@ -92,7 +92,10 @@ def test_one_finding_is_the_binary_path(tmp_path):
     assert row["auc"] == test["auc"] and row["threshold"] == test["threshold"]
     assert row["n_positive"] == int(np.load(path)["test_labels"][:, 6].sum())
     ck = load_checkpoint(tmp_path / "run" / "best.npz")
-    assert not ck.multilabel and ck.positive_class == 1
+    assert not ck.multilabel and ck.positive_class == 1 and ck.thresholds is None
+    older = {k: v for k, v in ck.arrays.items() if k != "multilabel"}  # written before it
+    np.savez(tmp_path / "older.npz", **older)
+    assert not load_checkpoint(tmp_path / "older.npz").multilabel
 
 
 def test_multilabel_loss_is_torch_bce_with_pos_weight(backend):
@@ -148,9 +151,15 @@ def test_predict_evaluate_and_checkpoint_checks(tmp_path):
         np.savez(tmp_path / "bad.npz", **dict(arrays, thresholds=bad))
         with pytest.raises(CheckpointError, match="'thresholds' entry"):
             load_checkpoint(tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad.npz", **dict(arrays, multilabel=np.array(2)))
+    with pytest.raises(CheckpointError, match="'multilabel' entry is 2"):
+        load_checkpoint(tmp_path / "bad.npz")
     one_label = {k: v for k, v in arrays.items() if k != "thresholds"}
     np.savez(tmp_path / "bad.npz", **dict(one_label, multilabel=np.array(1)))
     with pytest.raises(CheckpointError, match="no 'thresholds' entry"):
+        load_checkpoint(tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad.npz", **dict(arrays, multilabel=np.array(0)))
+    with pytest.raises(CheckpointError, match="'thresholds' entry.*one-label"):
         load_checkpoint(tmp_path / "bad.npz")
 
 
