@@ -15,7 +15,7 @@ from minicnn.data.chestxray14 import FINDINGS
 from minicnn.data.chestxray14_layout import write_chestmnist_like, write_chestxray14
 from minicnn.data.datasets import open_splits
 from minicnn.tensor import Tensor
-from tests.cli_run import run_cli
+from cli_run import run_cli
 
 FEW = ("Effusion", "Mass", "Pneumonia")  # three findings: a small network learns them in seconds
 QUIET = dict(progress=False, log=lambda *a: None)
@@ -226,3 +226,21 @@ def test_folder_without_val_gets_a_stratified_seeded_split(tmp_path):
                         log=lambda *a: None)
     assert other.val.files != splits.val.files
     assert os.path.basename(os.path.dirname(splits.val.files[0])) in counts
+
+
+def test_multilabel_fit_on_a_cuda_device_equals_cpu(cuda_device, tmp_path):
+    """BCE with pos_weight, the sigmoid scores and the per-finding metrics through the CUDA
+    kernels: the cpu run's numbers (tiny: 16 training images of 12 px)."""
+    from minicnn.testing import assert_close
+    from torch_compare import numba_cpu
+    path = write_chestmnist_like(tmp_path / "chestmnist.npz", {"train": 16, "val": 8, "test": 8},
+                                 size=12, seed=5, p_finding=0.5)
+    kw = dict(data=path, labels="Effusion,Mass", image_size=12, epochs=1, batch_size=8,
+              balance="weights", **QUIET)
+    with numba_cpu():
+        on_cpu = T.fit(out=tmp_path / "cpu", device="cpu", **kw)
+    here = T.fit(out=tmp_path / cuda_device, device=cuda_device, **kw)
+    e, ce = here.metrics["epochs"][0], on_cpu.metrics["epochs"][0]
+    for key in ("train_loss", "val_loss", "val_auc"):
+        assert_close(e[key], ce[key], atol=1e-5, rtol=1e-4, name=f"{key} on {cuda_device}")
+    assert_close(here.test_probs, on_cpu.test_probs, atol=1e-5, rtol=1e-4, name="test probs")
