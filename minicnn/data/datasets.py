@@ -15,7 +15,13 @@ Folder layout (the Kermany / Kaggle "chest_xray" set):
     root/val/...               root/test/...
 
 Class names are the folder names, sorted (NORMAL = 0, PNEUMONIA = 1), and every
-split must have the same class folders.
+split must have the same class folders. Without val/, a stratified, seeded share of
+train (--val-fraction) becomes the validation split.
+
+Multi-label data (several findings per image) comes as MultiLabelArrays (a ChestMNIST
+.npz, in memory) or chestxray14.MultiLabelImages (a ChestX-ray14 folder, from the
+decoded-image cache), with labels (N, K) float32 0/1; one finding asked for becomes a
+two-class BinaryView of it.
 """
 import os
 
@@ -478,12 +484,12 @@ class BinaryView:
 def multilabel_npz_splits(path, arrays, image_size, channels, labels=None):
     """Splits of a multi-label .npz (ChestMNIST): MultiLabelArrays with the findings asked
     for (all by default), or BinaryViews when one finding is asked for."""
-    from .chestxray14 import pick_findings
+    from .chestxray14 import FINDINGS, pick_findings
     k = int(np.shape(arrays["train_labels"])[1])
     names = multilabel_names(path, k)
     if labels is None:
         picked = names
-    elif tuple(names) == tuple(_findings()):
+    elif tuple(names) == FINDINGS:
         picked = pick_findings(labels)
     else:
         picked = _pick_named(labels, names)
@@ -505,11 +511,6 @@ def multilabel_npz_splits(path, arrays, image_size, channels, labels=None):
                         "positive examples to be learned (choose others with --labels)")
     native = int(np.shape(arrays["train_images"])[1])
     return datasets, {"source": f"npz {path}", "native_size": native}
-
-
-def _findings():
-    from .chestxray14 import FINDINGS
-    return FINDINGS
 
 
 def _pick_named(labels, names):
@@ -586,16 +587,18 @@ def _checked_from_arrays(path, arrays, image_size, channels):
 
 
 def npz_splits(path, image_size=None, channels=1, labels=None):
+    """Splits of a MedMNIST .npz: one label per image (MedMNIST datasets), or multi-label
+    (ChestMNIST: multilabel_npz_splits), with `labels` picking findings of the latter."""
     path = os.fspath(path)
     arrays = load_npz(path, check=lambda h: _check_npz_members(path, h, image_size, channels))
     if is_multilabel_npz(arrays):
         datasets, extra = multilabel_npz_splits(path, arrays, image_size, channels, labels)
         return multilabel_splits(datasets, extra)
+    checked = _check_npz_labels(path, arrays)
     if labels is not None:
         raise UserError(f"--labels: {path} has one label per image (classes "
-                        f"{', '.join(_npz_classes(path, {'train': np.asarray(arrays['train_labels']).reshape(-1).astype(np.int64)})[0])}); "
-                        "--labels picks findings of multi-label data (ChestX-ray14, ChestMNIST)")
-    checked = _check_npz_labels(path, arrays)
+                        f"{', '.join(checked[1])}); --labels picks findings of multi-label "
+                        "data (a ChestX-ray14 folder, ChestMNIST)")
     datasets = {s: MedMNIST(path, s, image_size, channels, checked=checked) for s in SPLITS}
     native = datasets["train"].native_size
     info = _info(f"npz {os.fspath(path)}", False, datasets, {"native_size": native})
