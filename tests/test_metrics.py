@@ -142,3 +142,31 @@ def test_bad_inputs_are_named():
         metrics.roc_auc([0, 2], [0.1, 0.2])
     with pytest.raises(ValueError, match="NaN"):
         metrics.binary_metrics([0, 1], [0.1, float("nan")])
+
+
+def test_multilabel_metrics_score_each_finding_as_its_own_binary_test():
+    rng = np.random.default_rng(4)
+    y = (rng.random((40, 3)) < 0.4).astype(np.float32)
+    y[:, 2] = 0  # no positive case of the third finding: its AUC is undefined
+    p = np.clip(y * 0.3 + rng.random((40, 3)) * 0.7, 0, 1)
+    m = metrics.multilabel_metrics(y, p, ["a", "b", "c"])
+    for k, name in enumerate("ab"):
+        row = m["per_label"][name]
+        pos, neg = p[y[:, k] == 1, k], p[y[:, k] == 0, k]
+        pairs = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        assert row["auc"] == pytest.approx(pairs.mean()), "AUC: P(positive scores higher)"
+        # Youden's J by brute force over every score as a threshold; ties: the higher one
+        j = {t: (pos >= t).mean() + (neg < t).mean() - 1 for t in np.unique(p[:, k])}
+        best = max(j.values())
+        assert row["threshold"] == pytest.approx(max(t for t, v in j.items() if v == best))
+        pred = p[:, k] >= row["threshold"]
+        assert row["sensitivity"] == pytest.approx(pred[y[:, k] == 1].mean())
+        assert row["specificity"] == pytest.approx(1 - pred[y[:, k] == 0].mean())
+        assert row["n_positive"] == int(y[:, k].sum())
+    assert math.isnan(m["per_label"]["c"]["auc"]) and m["per_label"]["c"]["n_positive"] == 0
+    assert m["mean_auc"] == pytest.approx((m["per_label"]["a"]["auc"] + m["per_label"]["b"]["auc"]) / 2)
+    fixed = metrics.multilabel_metrics(y, p, ["a", "b", "c"], thresholds=[0.2, 0.9, 0.5])
+    assert [fixed["per_label"][n]["threshold"] for n in "abc"] == [0.2, 0.9, 0.5]
+    assert fixed["per_label"]["b"]["sensitivity"] == pytest.approx((p[y[:, 1] == 1, 1] >= 0.9).mean())
+    with pytest.raises(ValueError, match="do not match"):
+        metrics.multilabel_metrics(y, p, ["a", "b"])
