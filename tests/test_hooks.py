@@ -48,3 +48,23 @@ def test_hooks_inside_sequential_see_the_conv_output_before_its_relu(backend):
     assert conv.shape == (2, 16, 16, 16) and conv.min() < 0
     np.testing.assert_array_equal(relu, np.maximum(conv, 0))
     assert not model.features[0].has_hooks, "leaving the with block removed the hooks"
+
+
+def test_fusion_is_in_plain_sight_and_a_subclass_with_its_own_forward_is_not_fused(backend):
+    model = models.ChestXrayCNN(image_size=16)
+    assert model.features.fused() == [0, 3, 6]
+    shown = repr(model.features).splitlines()
+    assert sum("as one op, F.conv2d_relu" in line for line in shown) == 3
+    assert "runs with (1)" in shown[1] and "(1): ReLU()" == shown[2].strip()
+
+    class Doubled(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) * 2.0
+    net = nn.Sequential(Doubled(1, 2, 3), nn.ReLU()).to(backend)
+    assert net.fused() == [] and "one op" not in repr(net)
+    x = minicnn.tensor(np.random.default_rng(1).standard_normal((1, 1, 5, 5)).astype(np.float32),
+                       device=backend)
+    want = np.maximum(net[0](x).numpy(), 0)
+    np.testing.assert_allclose(net(x).numpy(), want, rtol=1e-6)
+    plain = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    assert plain.fused() == [0]

@@ -1,4 +1,4 @@
-"""Fully connected (linear) layer on the CPU: a matrix product.              lesson 01
+"""Fully connected (linear) layer on the CPU: a matrix product.              lesson 05
 
     y[n,o]  = sum_i x[n,i] * w[o,i] + b[o]        y  = x @ w^T + b
     gx[n,i] = sum_o gy[n,o] * w[o,i]              gx = gy @ w

@@ -34,7 +34,8 @@ def _inside(i, s, p, k, n):
 
 @njit(cache=True, parallel=True)
 def max_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, y, idx):
-    """x (P, H*W) planes -> y (P, Ho*Wo), idx (P, Ho*Wo) int64 flat indices into a plane."""
+    """x (P, H*W) planes -> y (P, Ho*Wo), idx (P, Ho*Wo) flat indices into a plane (int32, or int64
+    for planes of 2**31 pixels or more: see max_pool2d_forward)."""
     P = y.shape[0]
     for t in prange(P):
         plane, out, arg_out = x[t], y[t], idx[t]

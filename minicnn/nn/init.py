@@ -1,4 +1,4 @@
-"""Weight initialisation, as PyTorch's defaults (lesson 05).
+"""Weight initialisation, as PyTorch's defaults (lessons 02 and 05).
 
 Conv2d and Linear start from kaiming_uniform_(a=sqrt(5)): each weight is drawn from
 U(-b, b) with

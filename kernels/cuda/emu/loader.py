@@ -1,8 +1,8 @@
 """Load a CUDA C file on the CPU: compile it with g++ against emu.h, call its kernels.
 
-    mod = load_module("kernels/cuda/gemm.cu", order="forward", seed=0)
-    f = mod.get_function("sgemm_tiled")
-    f(grid, block, (a, b, c, np.int32(m), np.int32(n), np.int32(k)))
+    mod = load_module("kernels/cuda/activation.cu", order="forward", seed=0)
+    f = mod.get_function("relu_forward")
+    f((math.ceil(n / 256), 1, 1), (256, 1, 1), (x, y, np.int32(n)))
     mod.order = "reverse"            # the thread order of later launches
 
 The call has the shape of cupy's RawModule(code=...).get_function(name)(grid, block,
