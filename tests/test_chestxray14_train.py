@@ -195,9 +195,14 @@ def test_bad_chestxray14_input_is_a_one_line_cli_error(cxr14, tmp_path):
     _one_line_error(train, "1 image(s) listed", gone.name)
     moved.rename(gone)
     test_list = root / "test_list.txt"
-    tv = (root / "train_val_list.txt").read_text().split()
-    test_list.write_text(test_list.read_text() + tv[0] + "\n")
+    tv_list = root / "train_val_list.txt"
+    tests, tv = test_list.read_text(), tv_list.read_text().split()
+    test_list.write_text(tests + tv[0] + "\n")
     _one_line_error(train, "both official lists", tv[0])
+    # one image of a training patient moved to the test list: that patient is in both
+    tv_list.write_text("\n".join(tv[1:]) + "\n")
+    patient = next(p for i, p, _ in entries if i == tv[0])
+    _one_line_error(train, "patient(s) have images in both", f"patient {patient}")
 
 
 def test_folder_without_val_gets_a_stratified_seeded_split(tmp_path):
