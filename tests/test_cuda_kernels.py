@@ -156,3 +156,13 @@ def test_an_array_of_2_31_elements_is_refused_by_name():
         sim._kernels._empty((2**16, 2**15))               # refused before allocating
     just_under = np.broadcast_to(np.float32(0), (2**31 - 1,))
     sim._kernels._check_sizes("activation", "relu_forward", (just_under, out))
+
+
+def test_every_cuda_device_spells_out_the_whole_table():
+    """backends/cuda.py and cuda_sim.py name each entry (greppable), and none is missing."""
+    from pathlib import Path
+    for name in ("cuda", "cuda_sim"):
+        source = (Path(backends.__file__).parent / f"{name}.py").read_text()
+        for entry in backends.KERNEL_TABLE:
+            assert f"\n{entry} = _kernels.{entry}\n" in source, (name, entry)
+        assert "globals()" not in source
