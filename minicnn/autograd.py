@@ -8,6 +8,17 @@ output into gradients with respect to each input (lesson 04).
 Calling `SomeFunction.apply(a, b, ...)` runs forward on the tensors' arrays and,
 when gradients are wanted, records a node linking the output to its inputs.
 `Tensor.backward()` walks those nodes in reverse topological order.
+
+This module imports nothing of minicnn's, so imports run one way:
+autograd -> tensor_ops (the Functions behind Tensor's methods) -> tensor -> functional.
+It never names the Tensor class; what it needs of a tensor is four attributes and
+one method, which tensor.py's Tensor has:
+    t.array          the numpy or cupy array
+    t.requires_grad  whether a gradient is wanted
+    t._node          the Node that made t, None for a leaf
+    t.grad           where backward accumulates a leaf's gradient
+    t._wrap(array, device, requires_grad)  a new Tensor around an array
+Anything with `_node` is taken for a tensor (`_is_tensor`).
 """
 import contextlib
 
@@ -73,13 +84,12 @@ class Node:
     __slots__ = ("fn", "ctx", "parents", "shapes")
 
     def __init__(self, fn, ctx, args):
-        from .tensor import Tensor
         self.fn = fn
         self.ctx = ctx
         self.parents = tuple(
             (a._node if a._node is not None else a)
-            if isinstance(a, Tensor) and a.requires_grad else None for a in args)
-        self.shapes = tuple(tuple(a.shape) if isinstance(a, Tensor) else None for a in args)
+            if _is_tensor(a) and a.requires_grad else None for a in args)
+        self.shapes = tuple(tuple(a.shape) if _is_tensor(a) else None for a in args)
 
 
 class Function:
@@ -95,19 +105,25 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor
-        tensors = [a for a in args if isinstance(a, Tensor)]
+        tensors = [a for a in args if _is_tensor(a)]
+        if not tensors:
+            raise TypeError(f"{cls.__name__}.apply: no Tensor among its inputs")
         device = _common_device(cls.__name__, tensors)
         ctx = Context()
         ctx.device = device
-        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        raw = [a.array if isinstance(a, Tensor) else a for a in args]
+        ctx.needs_input_grad = tuple(_is_tensor(a) and a.requires_grad for a in args)
+        raw = [a.array if _is_tensor(a) else a for a in args]
         out = _as_array(cls.forward(ctx, *raw, **kwargs))
         track = _grad_enabled and any(ctx.needs_input_grad)
-        result = Tensor._wrap(out, device=device, requires_grad=track)
+        result = tensors[0]._wrap(out, device=device, requires_grad=track)
         if track:
             result._node = Node(cls, ctx, args)
         return result
+
+
+def _is_tensor(a):
+    """True for a Tensor (see the module docstring), False for arrays, numbers, None."""
+    return hasattr(a, "_node")
 
 
 def _as_array(a):
@@ -132,7 +148,6 @@ def _common_device(op, tensors):
 
 def backward(root, grad=None, retain_graph=False):
     """Accumulate d(root)/d(leaf) into every leaf's .grad that requires it."""
-    from .tensor import Tensor
     if not root.requires_grad:
         raise RuntimeError("backward: this tensor does not require grad and has no graph; "
                            "create its inputs with requires_grad=True")
@@ -144,7 +159,7 @@ def backward(root, grad=None, retain_graph=False):
                 "pass a gradient of the same shape, e.g. y.backward(grad)")
         grad = xp.ones_like(root.array)
     else:
-        grad = xp.asarray(grad.array if isinstance(grad, Tensor) else grad, dtype=root.array.dtype)
+        grad = xp.asarray(grad.array if _is_tensor(grad) else grad, dtype=root.array.dtype)
         if tuple(grad.shape) != tuple(root.shape):
             raise ValueError(f"backward: gradient has shape {tuple(grad.shape)} but the "
                              f"output has shape {tuple(root.shape)}")
@@ -181,9 +196,8 @@ def backward(root, grad=None, retain_graph=False):
 
 def _accumulate(leaf, g):
     """leaf.grad += g (a fresh copy the first time, so no array is shared)."""
-    from .tensor import Tensor
     if leaf.grad is None:
-        leaf.grad = Tensor._wrap(g.copy(), device=leaf.device)
+        leaf.grad = leaf._wrap(g.copy(), device=leaf.device)
     else:
         leaf.grad.array = _as_array(leaf.grad.array + g)
 

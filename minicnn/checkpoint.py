@@ -29,8 +29,11 @@ import tempfile
 
 import numpy as np
 
+from . import random as engine_random
 from .errors import UserError
+from .nn import models
 from .npzfile import read_npz
+from .validate import MAX_IMAGE_SIZE, is_int
 
 FORMAT = "minicnn-checkpoint"
 FORMAT_VERSION = 1
@@ -81,7 +84,6 @@ def save_checkpoint(path, model, *, norm_mean, norm_std, classes, positive_class
                     epoch=0, batch=0, train_config=None, history=None, progress=None,
                     data_info=None, multilabel=False, thresholds=None):
     """Write a checkpoint of `model` (and, for resuming, its optimiser and schedule)."""
-    from . import random as engine_random
     arrays = {
         "format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
         "model_name": np.array(model.name), "model_config": _text(model.config()),
@@ -122,7 +124,6 @@ class Checkpoint:
     """
 
     def __init__(self, path, arrays):
-        from .validate import MAX_IMAGE_SIZE
         self.path = path
         self.arrays = arrays
         self.model_name = self._str("model_name")
@@ -246,7 +247,6 @@ class Checkpoint:
 
     def _check_config(self):
         """The model's settings: a sane input size (the network is built from them)."""
-        from .validate import MAX_IMAGE_SIZE, is_int
         size = self.model_config.get("image_size", self.image_size)
         sides = size if isinstance(size, (list, tuple)) else [size]
         if not (1 <= len(sides) <= 2 and all(is_int(v) and 1 <= v <= MAX_IMAGE_SIZE
@@ -275,7 +275,6 @@ class Checkpoint:
 
     def build_model(self, device="cpu"):
         """The network, with the saved weights, in eval mode on `device`."""
-        from .nn import models
         try:
             model = models.build(self.model_name, **self.model_config)
             model.load_state_dict(self.weights, strict=True)

@@ -14,13 +14,13 @@ import numpy as np
 from PIL import Image
 
 from .autograd import no_grad
+from .nn import Conv2d, ReLU
 from .tensor import Tensor
 
 
 def split_at_last_conv(model):
     """(head, tail): model.features cut after its last Conv2d (and the ReLU after it),
     so that forward(x) = classifier(tail(head(x)))."""
-    from .nn import Conv2d, ReLU
     layers = list(model.features)
     convs = [i for i, layer in enumerate(layers) if isinstance(layer, Conv2d)]
     if not convs:

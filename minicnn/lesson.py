@@ -12,14 +12,21 @@ inline as well as being saved.
 """
 import argparse
 import os
+import re
 import sys
 import time
+from pathlib import Path
 
 import matplotlib
 
 if "ipykernel" not in sys.modules:      # a script: draw off-screen, save to files
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+import minicnn.kernels  # noqa: E402
+from minicnn.data.synthetic import synthetic_split  # noqa: E402
+from minicnn.train import fit  # noqa: E402
 
 
 def setup(name, description, add_options=None, data=False, train=False, compiles=False):
@@ -77,7 +84,6 @@ def train_classifier(args, out):
     AUC; small and short with --quick. Returns fit's result: .model, .splits,
     .val_probs, .test_probs, .positive, .mean, .std. The run's files go to out/run.
     """
-    from minicnn.train import fit
     result = fit(data=args.data, epochs=args.epochs or (1 if args.quick else 4), image_size=28,
                  synthetic_sizes={"train": 128, "val": 64, "test": 64} if args.quick else None,
                  batch_size=32 if args.quick else 64, balance="weights",
@@ -112,7 +118,6 @@ def medical_image(size=None):
     Returns (image (H, W) float32 scaled to [0, 1], a sentence saying what it is).
     Uses pydicom's bundled CT slice (pip install pydicom) when available.
     """
-    import numpy as np
     try:
         import pydicom
         from pydicom.data import get_testdata_file
@@ -120,7 +125,6 @@ def medical_image(size=None):
         image = pydicom.dcmread(path).pixel_array.astype(np.float32)
         what = "a real CT slice (pydicom's bundled test file CT_small.dcm, 128x128)"
     except Exception:
-        from minicnn.data.synthetic import synthetic_split
         images, _ = synthetic_split(1, size or 128, seed=0)
         image = images[0, 0]
         what = "a SYNTHETIC chest X-ray from minicnn's generator (pydicom is not installed)"
@@ -136,10 +140,6 @@ def kernel_lines(relpath, *names):
     function (found as `def name` or ` name(` in a CUDA signature) or any text in the
     file (its first line holding it). Raises LookupError for a name not found.
     """
-    import re
-    from pathlib import Path
-
-    import minicnn.kernels
     path = Path(minicnn.kernels.__file__).parent / relpath
     lines = path.read_text().splitlines()
     found = []

@@ -8,6 +8,9 @@ the graph through the Functions in `tensor_ops`.
 import numpy as np
 
 from . import autograd, backends
+from .random import generator
+from .tensor_ops import (Abs, Add, Cast, Div, Exp, GetItem, Log, MatMul, Max, Mul, Neg, Pow,
+                         Reshape, Sub, Sum, ToDevice, Transpose)
 
 
 def _default_dtype(array):
@@ -43,10 +46,11 @@ class Tensor:
         self.device = device
         self._node = None
 
-    @classmethod
-    def _wrap(cls, array, device="cpu", requires_grad=False):
-        """Wrap an array that is already on `device`, without a copy."""
-        t = cls.__new__(cls)
+    @staticmethod
+    def _wrap(array, device="cpu", requires_grad=False):
+        """Wrap an array that is already on `device`, without a copy (always a plain
+        Tensor, also when called on a Parameter: autograd makes results with it)."""
+        t = Tensor.__new__(Tensor)
         t.array = autograd._as_array(array)   # numpy scalars (argmax, a == b of 0-d) as 0-d
         t.grad = None
         t.requires_grad = requires_grad
@@ -158,7 +162,6 @@ class Tensor:
             if self.is_leaf:
                 out.requires_grad = True
             else:
-                from .tensor_ops import ToDevice
                 moved = ToDevice.apply(self, device=device)
                 moved.device = device
                 return moved
@@ -184,7 +187,6 @@ class Tensor:
         self.grad = None
 
     def astype(self, dtype):
-        from .tensor_ops import Cast
         return Cast.apply(self, dtype=np.dtype(dtype))
 
     def float(self):
@@ -211,52 +213,44 @@ class Tensor:
         return Tensor._wrap(self.xp.asarray(other, dtype=dtype), device=self.device)
 
     def __add__(self, other):
-        from .tensor_ops import Add
         return Add.apply(self, self._lift(other))
 
     def __radd__(self, other):
         return self._lift(other).__add__(self)
 
     def __sub__(self, other):
-        from .tensor_ops import Sub
         return Sub.apply(self, self._lift(other))
 
     def __rsub__(self, other):
         return self._lift(other).__sub__(self)
 
     def __mul__(self, other):
-        from .tensor_ops import Mul
         return Mul.apply(self, self._lift(other))
 
     def __rmul__(self, other):
         return self._lift(other).__mul__(self)
 
     def __truediv__(self, other):
-        from .tensor_ops import Div
         return Div.apply(self, self._lift(other))
 
     def __rtruediv__(self, other):
         return self._lift(other).__truediv__(self)
 
     def __neg__(self):
-        from .tensor_ops import Neg
         return Neg.apply(self)
 
     def __pow__(self, exponent):
-        from .tensor_ops import Pow
         if isinstance(exponent, Tensor):
             raise TypeError("pow: the exponent must be a Python number")
         return Pow.apply(self, exponent=float(exponent))
 
     def __matmul__(self, other):
-        from .tensor_ops import MatMul
         return MatMul.apply(self, self._lift(other))
 
     def __rmatmul__(self, other):
         return self._lift(other).__matmul__(self)
 
     def __getitem__(self, index):
-        from .tensor_ops import GetItem
         if isinstance(index, Tensor):
             index = index.array
         elif isinstance(index, tuple):
@@ -264,23 +258,19 @@ class Tensor:
         return GetItem.apply(self, index=index)
 
     def exp(self):
-        from .tensor_ops import Exp
         return Exp.apply(self)
 
     def log(self):
-        from .tensor_ops import Log
         return Log.apply(self)
 
     def sqrt(self):
         return self ** 0.5
 
     def abs(self):
-        from .tensor_ops import Abs
         return Abs.apply(self)
 
     # Reductions take PyTorch's dim=/keepdim= or numpy's axis=/keepdims=, the same thing.
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        from .tensor_ops import Sum
         axes, keep = _reduction(dim, keepdim, axis, keepdims)
         return Sum.apply(self, axis=axes, keepdims=keep)
 
@@ -306,7 +296,6 @@ class Tensor:
         """max() or max(axis=a): the largest values (ties share the gradient). max(dim),
         PyTorch's form: (values, indices) along dim, the first maximum, which alone gets
         the gradient."""
-        from .tensor_ops import Max
         axes, keep = _reduction(dim, keepdim, axis, keepdims)
         if dim is None:
             return Max.apply(self, axis=axes, keepdims=keep)
@@ -343,7 +332,6 @@ class Tensor:
         return (-self).argmax(dim, keepdim)
 
     def reshape(self, *shape):
-        from .tensor_ops import Reshape
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return Reshape.apply(self, shape=shape)
@@ -351,7 +339,6 @@ class Tensor:
     view = reshape
 
     def transpose(self, *axes):
-        from .tensor_ops import Transpose
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])  # one sequence: a full permutation, as numpy
         elif len(axes) == 2:  # two dims to swap, as PyTorch's transpose(dim0, dim1)
@@ -501,7 +488,6 @@ def ones(*shape, requires_grad=False, device="cpu", dtype=np.float32):
 
 
 def randn(*shape, requires_grad=False, device="cpu"):
-    from .random import generator
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     data = generator().standard_normal(shape).astype(np.float32)

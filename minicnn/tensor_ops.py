@@ -6,6 +6,7 @@ input arrays; the network's own maths (convolution, pooling, losses) lives in
 """
 import numpy as np
 
+from . import backends
 from .autograd import Function
 
 
@@ -268,7 +269,6 @@ class ToDevice(Function):
 
     @staticmethod
     def forward(ctx, a, device):
-        from . import backends
         ctx.source = "cuda" if not isinstance(a, np.ndarray) else "host"
         return backends.get(device).xp.asarray(a) if device == "cuda" else \
             (a.get() if ctx.source == "cuda" else a.copy())

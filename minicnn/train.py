@@ -31,6 +31,7 @@ checkpoint on disk is the last good one.
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 
@@ -47,6 +48,8 @@ from .data.sampling import balanced_sampler, class_weights
 from .data.transforms import Compose, Normalize, augmentation
 from . import validate
 from .errors import UserError
+from .nn import models
+from .optim import SGD, Adam, CosineAnnealingLR
 from .runlock import RunLock
 from .tensor import Tensor
 
@@ -281,8 +284,6 @@ class Run:
     """Everything fit() builds: data, model, optimiser, schedule, loader, and history."""
 
     def __init__(self, cfg, log=print, progress=True):
-        from .nn import models
-        from .optim import SGD, Adam, CosineAnnealingLR
         self.cfg, self.log, self.progress = cfg, log, progress
         self.out = cfg["out"]
         self.last_path = os.path.join(self.out, "last.npz")
@@ -575,7 +576,6 @@ def _epoch_line(r, improved, out):
 
 def write_json_atomic(path, obj):
     """json.dump to a temporary file, then rename: a reader never sees half a file."""
-    import tempfile
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)

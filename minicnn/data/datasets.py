@@ -23,6 +23,7 @@ Multi-label data (several findings per image) comes as MultiLabelArrays (a Chest
 decoded-image cache), with labels (N, K) float32 0/1; one finding asked for becomes a
 two-class BinaryView of it.
 """
+import difflib
 import os
 
 import numpy as np
@@ -32,6 +33,7 @@ from .. import validate
 from ..npzfile import read_npz
 from . import images as imagefiles
 from . import medmnist_info
+from .chestxray14 import FINDINGS, is_chestxray14, open_chestxray14, pick_findings
 from .synthetic import CLASSES as SYNTHETIC_CLASSES, synthetic_split
 from .transforms import CenterSquare, Resize
 from .vision import IMG_EXTENSIONS, ImageFolder  # noqa: F401  (torchvision's, for ports)
@@ -365,7 +367,6 @@ def is_multilabel_npz(arrays):
 def multilabel_names(path, k):
     """Names of the K label columns of a multi-label .npz: ChestX-ray14's findings for
     ChestMNIST (or any unnamed file with 14 columns), else MedMNIST's names, else label_i."""
-    from .chestxray14 import FINDINGS
     name = medmnist_name(path)
     if (name == "chestmnist" or name not in medmnist_info.SETS) and k == len(FINDINGS):
         return FINDINGS
@@ -484,7 +485,6 @@ class BinaryView:
 def multilabel_npz_splits(path, arrays, image_size, channels, labels=None):
     """Splits of a multi-label .npz (ChestMNIST): MultiLabelArrays with the findings asked
     for (all by default), or BinaryViews when one finding is asked for."""
-    from .chestxray14 import FINDINGS, pick_findings
     k = int(np.shape(arrays["train_labels"])[1])
     names = multilabel_names(path, k)
     if labels is None:
@@ -514,7 +514,6 @@ def multilabel_npz_splits(path, arrays, image_size, channels, labels=None):
 
 
 def _pick_named(labels, names):
-    import difflib
     asked = [n.strip() for n in (labels.split(",") if isinstance(labels, str) else labels)
              if n.strip()]
     by_lower = {n.lower(): n for n in names}
@@ -626,7 +625,6 @@ def multilabel_splits(datasets, extra):
 def chestxray14_splits(root, image_size, channels, labels=None, val_fraction=0.1, seed=0,
                        progress=False, log=print, splits_csv=None):
     """Splits of a ChestX-ray14 folder (see minicnn.data.chestxray14)."""
-    from .chestxray14 import open_chestxray14
     datasets, info = open_chestxray14(root, image_size, channels, labels, val_fraction, seed,
                                       progress=progress, log=log, splits_csv=splits_csv)
     info = dict(info, val_fraction=float(val_fraction), seed=int(seed))
@@ -695,7 +693,6 @@ def open_splits(source="synthetic", image_size=None, channels=1, seed=0, synthet
     ChestX-ray14 folder, by patient; a class folder set without val/, by class);
     splits_csv: where a ChestX-ray14 run writes its split (image, patient, split).
     """
-    from .chestxray14 import is_chestxray14
     source = "synthetic" if source is None else os.fspath(source)
     if image_size is not None:
         validate.integer("--image-size", image_size, 1, validate.MAX_IMAGE_SIZE)

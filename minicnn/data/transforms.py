@@ -25,6 +25,7 @@ from .. import random as engine_random
 from .. import validate
 from ..errors import UserError
 from ..tensor import Tensor
+from .images import pillow_to_array, to_channels
 
 
 def _rng(rng):
@@ -94,7 +95,6 @@ class ToTensor:
         self.channels = channels
 
     def __call__(self, image, rng=None):
-        from .images import pillow_to_array, to_channels
         if isinstance(image, Tensor):
             raise TypeError("ToTensor: got a Tensor, which is already one; ToTensor turns a "
                             "Pillow image or an array into a Tensor (remove the second ToTensor)")
