@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from minicnn import interop
-from minicnn.checkpoint import load_checkpoint, save_checkpoint
+from minicnn.xray.checkpoint import load_checkpoint, save_checkpoint
 from minicnn.data.datasets import open_splits
 
 

@@ -13,7 +13,7 @@
 # Everything runs on minicnn alone: its layers, autograd, optimiser and kernels.
 # The first run compiles minicnn's numba kernels (10–20 s, once).
 # The same recipe, with checkpoints, resuming and a threshold chosen on validation,
-# is `minicnn train` (`minicnn.train.fit`).
+# is `minicnn train` (`minicnn.xray.train.fit`).
 #
 # Run it: `python lessons/08_training.py [--quick] [--out FOLDER] [--data pneumoniamnist.npz]
 # [--epochs N] [--device cpu|cuda-sim|cuda]`.
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 import minicnn
-from minicnn import viz
+from minicnn.xray import viz
 from minicnn.optim import SGD
-from minicnn.train import Run, evaluate, resolve_config
+from minicnn.xray.train import Run, evaluate, resolve_config
 
 from minicnn.lesson import setup, saved
 
@@ -48,7 +48,7 @@ epochs = args.epochs or (2 if args.quick else 6)
 # 28 × 28 grey images (the size of PneumoniaMNIST), normalised with the training
 # split's mean and standard deviation, augmented on the fly. The network is
 # `ChestXrayCNN` (lesson 05): three conv–ReLU–maxpool stages and two linear layers.
-# `minicnn.train.Run` builds all of it from one set of settings — the data, the
+# `minicnn.xray.train.Run` builds all of it from one set of settings — the data, the
 # model, Adam with a cosine schedule, a class-weighted loss, the loader — exactly
 # as `minicnn train` does; this lesson then drives it by hand.
 
@@ -95,10 +95,10 @@ print(f"the same batch after one SGD step (lr 0.05): loss {loss.item():.4f} -> {
 #
 # An epoch is one pass over the training images in a fresh random order, with
 # fresh augmentation, one step like the one above per batch. That loop is
-# `Run.train_epoch` in `minicnn/train.py`, the same code `minicnn train` runs; its
+# `Run.train_epoch` in `minicnn/xray/train.py`, the same code `minicnn train` runs; its
 # step is printed here from the installed file. After each epoch the network is
 # scored on the validation split in evaluation mode (no augmentation, no
-# gradients; `minicnn.train.evaluate`). ROC-AUC (lesson 09) is the chance that a
+# gradients; `minicnn.xray.train.evaluate`). ROC-AUC (lesson 09) is the chance that a
 # random pneumonia image scores above a random normal one.
 
 # %%

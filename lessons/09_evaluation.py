@@ -13,7 +13,7 @@
 #   and how the prevalence changes what a positive result means.
 #
 # Run it: `python lessons/09_evaluation.py [--quick] [--out FOLDER] [--data pneumoniamnist.npz]`.
-# It trains a small ChestXrayCNN first with `minicnn.train.fit` (the recipe of
+# It trains a small ChestXrayCNN first with `minicnn.xray.train.fit` (the recipe of
 # `minicnn train`); on the SYNTHETIC default data the figures describe synthetic
 # images, not patients.
 # Practise it: exercise 10 (sensitivity and specificity), `minicnn grade 10`.
@@ -21,7 +21,7 @@
 # %%
 import numpy as np
 
-from minicnn import metrics, viz
+from minicnn.xray import metrics, viz
 
 from minicnn.lesson import setup, save, saved, train_classifier, plt
 

@@ -5,7 +5,7 @@
 # - feature maps: what each convolutional stage of a trained ChestXrayCNN outputs
 #   for one X-ray — edges first, then larger, more abstract patterns at lower
 #   resolution;
-# - Grad-CAM (`minicnn.gradcam`): which regions of the image drove the pneumonia
+# - Grad-CAM (`minicnn.xray.gradcam`): which regions of the image drove the pneumonia
 #   score, from the gradient of that score with respect to the last feature maps;
 # - occlusion: the same question answered by brute force — cover a patch, see how
 #   much the score drops — as a check on Grad-CAM.
@@ -14,16 +14,16 @@
 # catches a network that learned a hospital's text marker instead of the lungs.
 #
 # Run it: `python lessons/11_looking_inside.py [--quick] [--out FOLDER] [--data pneumoniamnist.npz]`.
-# It first trains a small ChestXrayCNN with `minicnn.train.fit` (SYNTHETIC data by
+# It first trains a small ChestXrayCNN with `minicnn.xray.train.fit` (SYNTHETIC data by
 # default: the pictures show synthetic opacities, not patients).
 
 # %%
 import numpy as np
 
 import minicnn
-from minicnn import viz
-from minicnn.gradcam import grad_cam, split_at_last_conv
-from minicnn.train import normalise
+from minicnn.xray import viz
+from minicnn.xray.gradcam import grad_cam, split_at_last_conv
+from minicnn.xray.train import normalise
 
 from minicnn.lesson import setup, save, saved, train_classifier, plt
 
@@ -86,7 +86,7 @@ for stage, (name, maps) in enumerate(stages, start=1):
 #     alpha_k = mean over (i, j) of  dy / dA_k[i, j]     how much map k pushes y up
 #     cam     = ReLU( Σ_k alpha_k · A_k )                 where those maps are active
 #
-# then enlarged to the image size. `minicnn.gradcam.grad_cam` gets dy/dA from the
+# then enlarged to the image size. `minicnn.xray.gradcam.grad_cam` gets dy/dA from the
 # engine's own autograd: it cuts `model.features` after the last convolution's
 # ReLU (so A are the maps that ReLU puts out; the cell prints where the cut
 # falls), makes A a leaf that requires grad, runs the rest and calls `backward()`.

@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from minicnn.bench import ladder as bench_ladder
+from minicnn.cli.bench import ladder as bench_ladder
 from minicnn.kernels.cpu import conv as engine_conv
 from minicnn.kernels.cpu import ladder
 from minicnn.kernels.cpu.im2col import im2col

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 import minicnn.kernels  # noqa: E402
 from minicnn.data.synthetic import synthetic_split  # noqa: E402
-from minicnn.train import fit  # noqa: E402
+from minicnn.xray.train import fit  # noqa: E402
 
 
 def setup(name, description, add_options=None, data=False, train=False, compiles=False):
@@ -78,7 +78,7 @@ def save(fig, out, filename):
 
 
 def train_classifier(args, out):
-    """A ChestXrayCNN trained by minicnn.train.fit, the recipe of `minicnn train`.
+    """A ChestXrayCNN trained by minicnn.xray.train.fit, the recipe of `minicnn train`.
 
     28 x 28 images from args.data, class-weighted loss, the best epoch by validation
     AUC; small and short with --quick. Returns fit's result: .model, .splits,
@@ -94,7 +94,7 @@ def train_classifier(args, out):
 
 
 def saved(path):
-    """Announce a figure that minicnn.viz wrote (and show it in a notebook)."""
+    """Announce a figure that minicnn.xray.viz wrote (and show it in a notebook)."""
     print(f"saved figure: {path}")
     if "ipykernel" in sys.modules:
         from IPython.display import Image, display

@@ -8,7 +8,7 @@ file and field), the value it got, and what would be right:
     data.npz: train_labels holds 7 at index 3; pneumoniamnist has 2 classes (labels 0 to 1)
 
 The trainer (resolve_config), the data readers (minicnn.data.datasets) and the
-checkpoint reader (minicnn.checkpoint) call these; nothing else re-checks.
+checkpoint reader (minicnn.xray.checkpoint) call these; nothing else re-checks.
 """
 import math
 import os
@@ -67,7 +67,7 @@ def choice(flag, value, options):
 
 
 def settings(cfg):
-    """Every training setting of `cfg` (minicnn.train.DEFAULTS' keys), checked by its flag.
+    """Every training setting of `cfg` (minicnn.xray.train.DEFAULTS' keys), checked by its flag.
 
     Returns nothing; raises UserError naming the first bad one.
     """

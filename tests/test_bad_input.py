@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn import checkpoint as C
-from minicnn.checkpoint import load_checkpoint
-from minicnn.train import NonFiniteLoss, fit
+from minicnn.xray import checkpoint as C
+from minicnn.xray.checkpoint import load_checkpoint
+from minicnn.xray.train import NonFiniteLoss, fit
 
 from cli_run import TINY, TINY_CLI, run_cli
 

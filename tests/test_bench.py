@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import bench
-from minicnn.bench import cuda as bench_cuda
-from minicnn.bench import report, startup, trace
+from minicnn.cli import bench
+from minicnn.cli.bench import cuda as bench_cuda
+from minicnn.cli.bench import report, startup, trace
 from minicnn.errors import UserError
 from minicnn import functional as F
 
@@ -172,7 +172,7 @@ def test_child_process_failure_is_reported_with_its_last_line():
 
 
 def test_compare_alternates_and_settles_each_side_before_its_sample():
-    from minicnn.bench.timing import compare
+    from minicnn.cli.bench.timing import compare
     log = []
 
     class Clock:                       # every sample "takes" one second: the order is what counts
@@ -208,7 +208,7 @@ def _table_rows(text, rung_names):
 
 
 def test_ladder_times_every_rung_checked(capsys, tmp_path):
-    from minicnn.bench import ladder as bench_ladder
+    from minicnn.cli.bench import ladder as bench_ladder
     from minicnn.kernels.cpu import ladder
 
     path = tmp_path / "ladder.json"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import checkpoint as C
+from minicnn.xray import checkpoint as C
 from minicnn import functional as F
 from minicnn.errors import UserError
 from minicnn.nn.models import ChestXrayCNN

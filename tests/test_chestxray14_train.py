@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from minicnn import train as T
-from minicnn.checkpoint import CheckpointError, load_checkpoint
+from minicnn.xray import train as T
+from minicnn.xray.checkpoint import CheckpointError, load_checkpoint
 from minicnn.data.chestxray14 import FINDINGS
 from minicnn.data.chestxray14_layout import write_chestmnist_like, write_chestxray14
 from minicnn.data.datasets import open_splits

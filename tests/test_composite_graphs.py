@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import train
+from minicnn.xray import train
 
 from torch_compare import compare_graph
 

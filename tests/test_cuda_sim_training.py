@@ -15,7 +15,7 @@ from minicnn import functional as F
 from minicnn.nn.models import ChestXrayCNN
 from minicnn.optim import SGD, Adam
 from minicnn.testing import assert_close
-from minicnn.train import fit
+from minicnn.xray.train import fit
 
 from cli_run import run_cli
 from torch_compare import numba_cpu

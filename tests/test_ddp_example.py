@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minicnn.checkpoint import load_checkpoint
-from minicnn.train import fit
+from minicnn.xray.checkpoint import load_checkpoint
+from minicnn.xray.train import fit
 
 from cli_run import TINY, run_cli
 

@@ -1,4 +1,4 @@
-"""`minicnn doctor --gpu` (minicnn/gpu_check.py) and the cuda device's start-up proof.
+"""`minicnn doctor --gpu` (minicnn/cli/gpu_check.py) and the cuda device's start-up proof.
 
 On a machine without a GPU the command must explain itself: exit EXIT_NO_GPU (documented
 in --help), name what is missing in cupy's words, list what it would run, print the facts
@@ -19,7 +19,7 @@ import types
 import pytest
 
 from minicnn import cli
-from minicnn import gpu_check as G
+from minicnn.cli import gpu_check as G
 
 from cli_run import run_cli
 

@@ -26,13 +26,13 @@ from PIL import Image
 
 from minicnn import validate
 from minicnn.cli import main
-from minicnn.checkpoint import load_checkpoint, write_npz_atomic
+from minicnn.xray.checkpoint import load_checkpoint, write_npz_atomic
 from minicnn.data import datasets
 from minicnn.data.datasets import open_splits
 from minicnn.data.images import read_image
 from minicnn.errors import UserError
 from minicnn.npzfile import npz_headers
-from minicnn.train import fit, resolve_config
+from minicnn.xray.train import fit, resolve_config
 
 from cli_run import TINY, TINY_CLI
 
@@ -561,7 +561,7 @@ def test_resume_refusals_speak_in_flags(run_dir, tmp_path):
 
 
 def test_nan_in_the_input_is_not_blamed_on_the_learning_rate(tmp_path):
-    from minicnn.train import NonFiniteLoss
+    from minicnn.xray.train import NonFiniteLoss
 
     def poison(epoch, batch, run):  # the data goes bad under the trainer's feet
         run.splits.train.images[...] = np.nan
@@ -684,7 +684,7 @@ def test_disk_full_mid_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch)
                         while True:
                             f.write(b"\0" * (1 << 16))
         real_fit = fit
-        monkeypatch.setattr("minicnn.commands.train.fit",
+        monkeypatch.setattr("minicnn.cli.commands.train.fit",
                             lambda cfg, **kw: real_fit(cfg, on_batch_end=fill_the_disk, **kw))
         refused(["train", "--out", out, *TINY_CLI, "--epochs", "2", "--no-figures"],
                 "could not write the checkpoint", "No space left", "unchanged")
@@ -697,8 +697,8 @@ def test_disk_full_mid_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch)
 
 DRIVER = r"""
 import sys, time
-import minicnn.checkpoint as C
-import minicnn.commands.train as T
+import minicnn.xray.checkpoint as C
+import minicnn.cli.commands.train as T
 from minicnn import cli
 mode, argv = sys.argv[1], sys.argv[2:]
 real_fit, real_savez, calls = T.fit, C.np.savez, []
@@ -714,7 +714,7 @@ def hang_on_third_write(f, **arrays):
         time.sleep(600)
     return real_savez(f, **arrays)
 if mode == "slow-data":
-    import minicnn.train as TR
+    import minicnn.xray.train as TR
     real_open = TR.open_splits
     def slow_open(*a, **k):
         print("READING", flush=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minicnn import grade
+from minicnn.cli import grade
 from minicnn.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +167,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_python_dash_m_from_the_checkout():
-    done = subprocess.run([sys.executable, "-m", "minicnn.grade", "04", "--solutions"],
+    done = subprocess.run([sys.executable, "-m", "minicnn.cli.grade", "04", "--solutions"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"PASS\s+04_relu_backward", done.stdout)
@@ -175,7 +175,7 @@ def test_python_dash_m_from_the_checkout():
 
 
 def test_python_dash_m_outside_a_checkout_says_where_to_look(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "minicnn.grade", "--dir", "nowhere"],
+    done = subprocess.run([sys.executable, "-m", "minicnn.cli.grade", "--dir", "nowhere"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "no exercises folder at nowhere" in done.stderr

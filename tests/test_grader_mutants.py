@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minicnn import grade
+from minicnn.cli import grade
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "lessons" / "exercises" / "solutions"

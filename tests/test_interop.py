@@ -8,7 +8,7 @@ import pytest
 
 import minicnn
 from minicnn import interop, nn
-from minicnn.checkpoint import save_checkpoint
+from minicnn.xray.checkpoint import save_checkpoint
 from minicnn.nn import models
 
 from cli_run import run_cli

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from minicnn import metrics
+from minicnn.xray import metrics
 
 
 def close(got, want, atol=1e-12, rtol=1e-12, what="value"):

@@ -188,7 +188,7 @@ def test_sequential_indexing_and_iteration(backend):
 
 
 def test_sequential_fuses_conv_then_relu_with_the_same_gradients(backend):
-    from minicnn.bench import trace
+    from minicnn.cli.bench import trace
     minicnn.manual_seed(3)
     seq = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3),
                         nn.ReLU()).to(backend)

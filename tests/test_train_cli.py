@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn.checkpoint import load_checkpoint
-from minicnn.commands import download
-from minicnn.train import TrainingInterrupted, fit
+from minicnn.xray.checkpoint import load_checkpoint
+from minicnn.cli.commands import download
+from minicnn.xray.train import TrainingInterrupted, fit
 
 from cli_run import TINY, TINY_CLI, run_cli
 
@@ -147,7 +147,7 @@ def test_ctrl_c_stops_after_the_batch_and_says_how_to_resume(trained, tmp_path, 
 
     def fit_with_ctrl_c(cfg, **kw):
         return real_fit(cfg, on_batch_end=press_ctrl_c, **kw)
-    monkeypatch.setattr("minicnn.commands.train.fit", fit_with_ctrl_c)
+    monkeypatch.setattr("minicnn.cli.commands.train.fit", fit_with_ctrl_c)
     code, stdout, stderr = run_cli("train", "--out", tmp_path, "--epochs", "2", *TINY_CLI)
     assert code == 130, stderr
     assert "minicnn train --resume --out" in stdout and str(tmp_path) in stdout
@@ -227,7 +227,7 @@ def test_download_without_network_says_where_to_put_the_file(tmp_path, monkeypat
 def test_label_smoothing_loss_matches_pytorch():
     torch = pytest.importorskip("torch")
     import minicnn
-    from minicnn.train import classification_loss
+    from minicnn.xray.train import classification_loss
     rng = np.random.default_rng(0)
     z = rng.normal(size=(6, 3))
     t = np.array([0, 2, 1, 1, 0, 2])

@@ -12,18 +12,18 @@ import signal
 import sys
 import threading
 
-from .errors import UserError
+from minicnn.errors import UserError
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "train": ("minicnn.commands.train", "train the chest X-ray pneumonia classifier"),
-    "evaluate": ("minicnn.commands.evaluate", "score a checkpoint on a data split"),
-    "predict": ("minicnn.commands.predict", "P(pneumonia) for chest X-ray image files"),
-    "export": ("minicnn.commands.export", "a trained network as ONNX or safetensors"),
-    "download": ("minicnn.commands.download", "fetch PneumoniaMNIST (checked by MD5)"),
-    "bench": ("minicnn.bench", "time the kernels and a training step on each device"),
-    "doctor": ("minicnn.doctor", "what this machine has, and which devices work"),
-    "grade": ("minicnn.grade", "grade the lesson exercises"),
+    "train": ("minicnn.cli.commands.train", "train the chest X-ray pneumonia classifier"),
+    "evaluate": ("minicnn.cli.commands.evaluate", "score a checkpoint on a data split"),
+    "predict": ("minicnn.cli.commands.predict", "P(pneumonia) for chest X-ray image files"),
+    "export": ("minicnn.cli.commands.export", "a trained network as ONNX or safetensors"),
+    "download": ("minicnn.cli.commands.download", "fetch PneumoniaMNIST (checked by MD5)"),
+    "bench": ("minicnn.cli.bench", "time the kernels and a training step on each device"),
+    "doctor": ("minicnn.cli.doctor", "what this machine has, and which devices work"),
+    "grade": ("minicnn.cli.grade", "grade the lesson exercises"),
 }
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -62,7 +62,7 @@ def _run_command(name, module, args):
 
 
 def _top_parser():
-    from . import __version__
+    from minicnn import __version__
     parser = argparse.ArgumentParser(
         prog="minicnn", description="minicnn: a from-scratch CNN engine and a chest X-ray "
         "pneumonia classifier (for learning; not for clinical use).",

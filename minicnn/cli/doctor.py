@@ -5,7 +5,7 @@ GPU, NVRTC, nvcc and g++ are there; then tries a tiny conv2d on each device.
 
 `minicnn doctor --gpu` puts a real GPU through everything instead (the cuda-device
 tests, a cpu/cuda twin training, the speed targets against cuBLAS and cuDNN,
-compute-sanitizer) and prints one page; see minicnn/gpu_check.py.
+compute-sanitizer) and prints one page; see minicnn/cli/gpu_check.py.
 """
 import argparse
 import importlib
@@ -15,7 +15,7 @@ import subprocess
 
 
 def add_arguments(parser):
-    from minicnn.gpu_check import BUDGET_S, EXIT_CODES_HELP
+    from minicnn.cli.gpu_check import BUDGET_S, EXIT_CODES_HELP
     parser.add_argument("--no-devices", action="store_true",
                         help="only report versions and tools; do not run a kernel on each device")
     parser.add_argument("--gpu", action="store_true",
@@ -69,7 +69,7 @@ def _cupy_gpu():
 
 
 def _nvrtc():
-    from minicnn.gpu_check import toolchain
+    from minicnn.cli.gpu_check import toolchain
     tc = toolchain()
     if tc["nvrtc"] is None:
         return "not available (cupy is not installed)"
@@ -111,7 +111,7 @@ def _try_device(device):
 
 def run(args):
     if getattr(args, "gpu", False):
-        from minicnn import gpu_check
+        from minicnn.cli import gpu_check
         return gpu_check.run(args)
     rows = [
         ("python", platform.python_version()),

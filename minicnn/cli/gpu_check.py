@@ -27,7 +27,7 @@ ratios against the targets. Without a GPU it prints what it would run, why it ca
 Every ratio is "how fast minicnn is next to the other side": the other side's time
 divided by minicnn's (0.5 = half the speed of cuBLAS; 10 = ten times the CPU step).
 
-This module is also a pytest plugin (pytest -p minicnn.gpu_check): loaded that way it
+This module is also a pytest plugin (pytest -p minicnn.cli.gpu_check): loaded that way it
 keeps only the tests that run on device "cuda".
 """
 import functools
@@ -318,7 +318,7 @@ def _runs_on_cuda(item):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Plugin hook (pytest -p minicnn.gpu_check): keep the tests that run on "cuda"."""
+    """Plugin hook (pytest -p minicnn.cli.gpu_check): keep the tests that run on "cuda"."""
     keep = [i for i in items if _runs_on_cuda(i)]
     drop = [i for i in items if not _runs_on_cuda(i)]
     if drop:
@@ -369,7 +369,7 @@ def run_cuda_tests(timeout_s, tests=None, extra_env=None, prefix=(), select=None
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
         cmd = [*prefix, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-               "-p", "minicnn.gpu_check", f"--junitxml={xml}", str(select or tests)]
+               "-p", "minicnn.cli.gpu_check", f"--junitxml={xml}", str(select or tests)]
         env = dict(os.environ, **(extra_env or {}))
         t0 = time.perf_counter()
         try:
@@ -455,9 +455,9 @@ def twin_training(device="cuda", steps=TWIN_STEPS, inputs=TWIN_INPUT, seed=0):
 def _clock(device):
     if device == "cuda":
         import cupy
-        from minicnn.bench.cuda import EventClock
+        from minicnn.cli.bench.cuda import EventClock
         return EventClock(cupy)
-    from minicnn.bench.timing import WallClock
+    from minicnn.cli.bench.timing import WallClock
     return WallClock()
 
 
@@ -466,9 +466,9 @@ def time_sgemm(device="cuda", sizes=SGEMM_SIZES, budget_s=4.0):
     (cuBLAS on a GPU), after checking that the two agree."""
     import torch
     from minicnn import backends
-    from minicnn.bench.cuda import _worst
-    from minicnn.bench.ops import torch_for
-    from minicnn.bench.timing import compare
+    from minicnn.cli.bench.cuda import _worst
+    from minicnn.cli.bench.ops import torch_for
+    from minicnn.cli.bench.timing import compare
     be, as_torch = backends.get(device), torch_for(device)[1]
     rng = np.random.default_rng(0)
     out = []
@@ -490,8 +490,8 @@ def time_conv(device="cuda", inputs=CONV_INPUT, budget_s=3.0, other_budget_s=1.0
     """[Ratio]: conv2d forward against torch's conv2d (cuDNN) at every conv layer of
     ChestXrayCNN's training step at `inputs` (channels, size, batch), then the step's
     other kernels against the ATen ops PyTorch runs for them (kind OTHER_OPS)."""
-    from minicnn.bench import ops
-    from minicnn.bench.timing import compare
+    from minicnn.cli.bench import ops
+    from minicnn.cli.bench.timing import compare
     channels, size, batch = inputs
     out = []
     cases = [c for c in ops.cases(channels, size, batch, device=device)
@@ -511,8 +511,8 @@ def time_conv(device="cuda", inputs=CONV_INPUT, budget_s=3.0, other_budget_s=1.0
 
 def time_step(device="cuda", inputs=STEP_INPUT, reference="cpu", budget_s=20.0):
     """Ratio: one ChestXrayCNN training step on `device` against the same on `reference`."""
-    from minicnn.bench import step as stepmod
-    from minicnn.bench.timing import compare
+    from minicnn.cli.bench import step as stepmod
+    from minicnn.cli.bench.timing import compare
     channels, size, batch = inputs
     x, t = stepmod.make_batch(batch, channels, size)
     secs = {}
@@ -556,7 +556,7 @@ def run_sanitizer(tool, timeout_s, tests=None):
         return Result(name, SKIP, "the test suite is not next to the package")
     cmd = [exe, "--tool", tool, "--error-exitcode", "86", "--print-limit", "10",
            sys.executable, "-c", _SANITIZED_PYTEST, "-q", "-p", "no:cacheprovider",
-           "-p", "minicnn.gpu_check", "-x", str(tests.parent / SANITIZER_TESTS)]
+           "-p", "minicnn.cli.gpu_check", "-x", str(tests.parent / SANITIZER_TESTS)]
     env = dict(os.environ, MINICNN_EXAMPLES=SANITIZER_EXAMPLES, MINICNN_CUDA_SYNC="1")
     t0 = time.perf_counter()
     try:

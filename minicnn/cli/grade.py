@@ -17,7 +17,7 @@ names the case (the shapes and settings, and the inputs when they are small):
     minicnn grade                 every exercise, the student's versions
     minicnn grade 03              one exercise (by number or name)
     minicnn grade --solutions     the reference solutions (lessons/exercises/solutions)
-    python -m minicnn.grade ...   the same, without the console script
+    python -m minicnn.cli.grade ...   the same, without the console script
 
 lessons/ is not installed with the package: run from the root of a checkout, or
 point --dir at the exercises folder.
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from minicnn.errors import UserError
 
 DEFAULT_DIR = os.path.join("lessons", "exercises")
 ATOL, RTOL = 1e-6, 1e-5          # answers are computed in float64
@@ -500,7 +500,7 @@ def grade_weighted_loss(mod, rng):
 
 
 def grade_sensitivity_specificity(mod, rng):
-    from minicnn import metrics
+    from minicnn.xray import metrics
 
     def rates():
         for N in (10, 25, 40):
@@ -548,7 +548,7 @@ def find_dir(path, solutions):
     given = path is not None
     candidates = [Path(path)] if given else [Path(DEFAULT_DIR)]
     if not given:   # an editable install: the checkout beside the package
-        candidates.append(Path(__file__).resolve().parent.parent / DEFAULT_DIR)
+        candidates.append(Path(__file__).resolve().parents[2] / DEFAULT_DIR)
     for folder in candidates:
         if solutions:
             folder = folder / "solutions"
@@ -671,7 +671,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m minicnn.grade",
+    parser = argparse.ArgumentParser(prog="python -m minicnn.cli.grade",
                                      description="Check the lesson exercises against minicnn.")
     add_arguments(parser)
     args = parser.parse_args(argv)

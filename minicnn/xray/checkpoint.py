@@ -29,11 +29,11 @@ import tempfile
 
 import numpy as np
 
-from . import random as engine_random
-from .errors import UserError
-from .nn import models
-from .npzfile import read_npz
-from .validate import MAX_IMAGE_SIZE, is_int
+from minicnn import random as engine_random
+from minicnn.errors import UserError
+from minicnn.nn import models
+from minicnn.npzfile import read_npz
+from minicnn.validate import MAX_IMAGE_SIZE, is_int
 
 FORMAT = "minicnn-checkpoint"
 FORMAT_VERSION = 1

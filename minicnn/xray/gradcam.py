@@ -13,9 +13,9 @@ requires_grad=True, run the rest of the network from it, and call backward on y_
 import numpy as np
 from PIL import Image
 
-from .autograd import no_grad
-from .nn import Conv2d, ReLU
-from .tensor import Tensor
+from minicnn.autograd import no_grad
+from minicnn.nn import Conv2d, ReLU
+from minicnn.tensor import Tensor
 
 
 def split_at_last_conv(model):

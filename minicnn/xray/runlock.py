@@ -15,7 +15,7 @@ The lock is re-entrant within one process (the command takes it, then fit() asks
 import fcntl
 import os
 
-from .errors import UserError
+from minicnn.errors import UserError
 
 LOCK_NAME = ".minicnn.lock"
 _held = {}  # real path of the folder -> [file object, depth]

@@ -18,7 +18,7 @@ network kept is the one with the best mean validation AUC. A single finding
 
 The test split is touched once, at the end: nothing is chosen by looking at it.
 
-One run per folder: fit() holds the output folder's lock (minicnn.runlock) from start to
+One run per folder: fit() holds the output folder's lock (minicnn.xray.runlock) from start to
 end, so a second run into it is refused, and a killed run's temporary files are swept.
 
 Stopping and resuming: Ctrl-C (or SIGTERM) stops after the current batch and saves a
@@ -37,21 +37,21 @@ import time
 
 import numpy as np
 
-from . import functional as F
+from minicnn import functional as F
 from . import metrics as M
-from . import random as engine_random
-from .autograd import no_grad
+from minicnn import random as engine_random
+from minicnn.autograd import no_grad
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_npz_atomic
-from .data.datasets import open_splits
-from .data.loader import DataLoader
-from .data.sampling import balanced_sampler, class_weights
-from .data.transforms import Compose, Normalize, augmentation
-from . import validate
-from .errors import UserError
-from .nn import models
-from .optim import SGD, Adam, CosineAnnealingLR
+from minicnn.data.datasets import open_splits
+from minicnn.data.loader import DataLoader
+from minicnn.data.sampling import balanced_sampler, class_weights
+from minicnn.data.transforms import Compose, Normalize, augmentation
+from minicnn import validate
+from minicnn.errors import UserError
+from minicnn.nn import models
+from minicnn.optim import SGD, Adam, CosineAnnealingLR
 from .runlock import RunLock
-from .tensor import Tensor
+from minicnn.tensor import Tensor
 
 DEFAULTS = {
     "data": "synthetic", "model": "chestxray", "epochs": None, "batch_size": 64,
@@ -178,7 +178,7 @@ def predict_multilabel(model, images, mean, std, batch_size=256, device="cpu"):
 
 
 def score_multilabel(probs, logits, labels, classes, thresholds=None):
-    """Per-finding metrics (minicnn.metrics.multilabel_metrics) plus the mean BCE loss."""
+    """Per-finding metrics (minicnn.xray.metrics.multilabel_metrics) plus the mean BCE loss."""
     out = M.multilabel_metrics(labels, probs, classes, thresholds)
     y = np.asarray(labels, dtype=np.float64)
     # BCE with logits, stable: max(z, 0) - z y + log(1 + exp(-|z|))

@@ -54,7 +54,7 @@ def add_arguments(parser):
 
 def _inputs(text, option):
     """'28,64,224rgb' -> [(1, 28), (1, 64), (3, 224)]: (channels, size) pairs."""
-    from ..errors import UserError
+    from minicnn.errors import UserError
     out = []
     for item in str(text).split(","):
         item = item.strip().lower()
@@ -68,7 +68,7 @@ def _inputs(text, option):
 
 
 def _ints(text, option):
-    from ..errors import UserError
+    from minicnn.errors import UserError
     try:
         values = [int(v) for v in str(text).split(",")]
     except ValueError:
@@ -80,7 +80,7 @@ def _ints(text, option):
 
 def config(args):
     """The settings of one run, from the options (and --quick's smaller defaults)."""
-    from ..errors import UserError
+    from minicnn.errors import UserError
     base = QUICK if args.quick else DEFAULTS
     pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]

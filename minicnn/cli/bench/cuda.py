@@ -16,9 +16,9 @@ which is how the test suite exercises it on machines without a GPU.
 """
 import numpy as np
 
-from .. import backends
-from ..errors import UserError
-from ..kernels import reference
+from minicnn import backends
+from minicnn.errors import UserError
+from minicnn.kernels import reference
 from . import report, trace
 from . import step as stepmod
 from .measure import progress, time_ops, time_steps

@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-from ..kernels.cpu import ladder
-from ..testing import rel_error
+from minicnn.kernels.cpu import ladder
+from minicnn.testing import rel_error
 from . import trace
 from .timing import compare
 
@@ -163,7 +163,7 @@ def _calls(op, rung, a):
 
 def _reference(op, a):
     """The reference's (forward outputs, backward outputs) in float64."""
-    from ..kernels import reference as R
+    from minicnn.kernels import reference as R
     d = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in a.items()}
     if op == "conv2d":
         return ((R.conv2d_forward(d["x"], d["w"], d["b"], d["stride"], d["padding"]),),
@@ -327,7 +327,7 @@ def table(result):
 
 def run(args, say=print):
     """`minicnn bench --ladder OP`: exit status 1 when a rung fails its check."""
-    from ..errors import UserError
+    from minicnn.errors import UserError
     from . import report
     if args.device != "cpu":
         raise UserError(f"bench --ladder: the kernel ladder is the CPU's (kernels/cpu/ladder); "

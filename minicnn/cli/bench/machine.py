@@ -57,7 +57,7 @@ def _numpy_blas():
 def _numba_threads():
     # asking numba for its thread count starts its threads: let minicnn's CPU
     # kernels choose how idle threads wait before that (see kernels/cpu/__init__.py)
-    from ..kernels import cpu  # noqa: F401
+    from minicnn.kernels import cpu  # noqa: F401
     import numba
     layer = "not started yet"
     try:

@@ -13,7 +13,7 @@ array they read or write, counted once.
 """
 import numpy as np
 
-from .. import backends
+from minicnn import backends
 from . import step as stepmod
 from . import trace
 

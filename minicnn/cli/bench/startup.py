@@ -14,9 +14,9 @@ import sys
 import tempfile
 import time
 
-_STARTUP = ("import time; t0 = time.perf_counter(); from minicnn.bench.child import startup; "
+_STARTUP = ("import time; t0 = time.perf_counter(); from minicnn.cli.bench.child import startup; "
             "startup(t0, {channels}, {size}, {batch})")
-_MEMORY = "from minicnn.bench.child import memory; memory({engine!r}, {channels}, {size}, {batch})"
+_MEMORY = "from minicnn.cli.bench.child import memory; memory({engine!r}, {channels}, {size}, {batch})"
 
 
 def _child(code, env, timeout):

@@ -9,7 +9,7 @@ how much of the step's time is spent inside kernels rather than in Python.
 import contextlib
 import time
 
-from .. import backends
+from minicnn import backends
 
 
 class Call:

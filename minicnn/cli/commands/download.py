@@ -17,9 +17,9 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from .. import validate
-from ..data import medmnist_info
-from ..errors import UserError
+from minicnn import validate
+from minicnn.data import medmnist_info
+from minicnn.errors import UserError
 
 # the 28-pixel files; PneumoniaMNIST's with its size and a second mirror
 DATASETS = {

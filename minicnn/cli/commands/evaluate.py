@@ -8,12 +8,12 @@ whose validation split is carved from train, the same --val-fraction and --seed.
 """
 import os
 
-from .. import validate
-from ..checkpoint import CheckpointError, load_checkpoint
-from ..data.datasets import open_splits
-from ..errors import UserError
-from ..runlock import RunLock
-from ..train import evaluate, write_json_atomic
+from minicnn import validate
+from minicnn.xray.checkpoint import CheckpointError, load_checkpoint
+from minicnn.data.datasets import open_splits
+from minicnn.errors import UserError
+from minicnn.xray.runlock import RunLock
+from minicnn.xray.train import evaluate, write_json_atomic
 from .figures import SYNTHETIC_NOTE, evaluation_figures, multilabel_figures, note_for
 
 

@@ -12,8 +12,8 @@ the network expects images scaled to [0, 1], then (x - norm_mean) / norm_std.
 import json
 import os
 
-from ..checkpoint import load_checkpoint
-from ..errors import UserError
+from minicnn.xray.checkpoint import load_checkpoint
+from minicnn.errors import UserError
 
 FORMATS = ("onnx", "safetensors")
 
@@ -44,7 +44,7 @@ def run(args):
     ck = load_checkpoint(args.checkpoint)
     model = ck.build_model("cpu")
     try:
-        from .. import interop
+        from minicnn import interop
         if args.format == "onnx":
             interop.export_onnx(model, out, (ck.channels, *ck.image_size), metadata(ck))
         else:

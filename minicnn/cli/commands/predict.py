@@ -14,12 +14,12 @@ import os
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint
-from ..data.datasets import frame
-from ..data.images import read_frames, read_image
-from ..errors import UserError
-from ..runlock import RunLock
-from ..train import normalise, predict, predict_multilabel
+from minicnn.xray.checkpoint import load_checkpoint
+from minicnn.data.datasets import frame
+from minicnn.data.images import read_frames, read_image
+from minicnn.errors import UserError
+from minicnn.xray.runlock import RunLock
+from minicnn.xray.train import normalise, predict, predict_multilabel
 
 
 def add_arguments(parser):
@@ -154,8 +154,8 @@ def _run_multilabel(args, ck, model):
 
 def _gradcam_multilabel(args, ck, model, batch, paths):
     """One figure per image: Grad-CAM of its most probable finding."""
-    from ..gradcam import grad_cam
-    from .. import viz
+    from minicnn.xray.gradcam import grad_cam
+    from minicnn.xray import viz
     x = normalise(batch, ck.norm_mean, ck.norm_std)
     probs, _ = predict_multilabel(model, batch, ck.norm_mean, ck.norm_std, device=args.device)
     top = probs.argmax(axis=1)
@@ -186,8 +186,8 @@ def _stem(name):
 
 
 def _gradcam(args, ck, model, batch, paths):
-    from ..gradcam import grad_cam
-    from .. import viz
+    from minicnn.xray.gradcam import grad_cam
+    from minicnn.xray import viz
     cams, probs = grad_cam(model, normalise(batch, ck.norm_mean, ck.norm_std), ck.positive_class,
                            device=args.device)
     failures = []

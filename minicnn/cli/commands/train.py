@@ -10,11 +10,11 @@
 import os
 import signal
 
-from .. import validate
-from ..checkpoint import CheckpointError, load_checkpoint
-from ..errors import UserError
-from ..runlock import RunLock
-from ..train import DEFAULTS, RUN_OUTPUTS, TrainingInterrupted, fit, resolve_config
+from minicnn import validate
+from minicnn.xray.checkpoint import CheckpointError, load_checkpoint
+from minicnn.errors import UserError
+from minicnn.xray.runlock import RunLock
+from minicnn.xray.train import DEFAULTS, RUN_OUTPUTS, TrainingInterrupted, fit, resolve_config
 from .figures import (SYNTHETIC_NOTE, evaluation_figures, model_figures, multilabel_figures,
                       note_for)
 
@@ -179,7 +179,7 @@ def _say_data(cfg):
 def _figures(result, cfg, out):
     folder = os.path.join(out, "figures")
     note = note_for(result.metrics["data"])
-    from .. import viz
+    from minicnn.xray import viz
     paths = [viz.training_curves(result.metrics["epochs"], os.path.join(folder, "curves.png"),
                                  note=note)]
     test = result.splits.test
