@@ -135,7 +135,7 @@ def check_sgemm(run, c):
     b = normal(rng, *((c["n"], c["k"]) if c["tb"] else (c["k"], c["n"])))
     ref = (a.T if c["ta"] else a).astype(F64) @ (b.T if c["tb"] else b).astype(F64)
     for order in run.orders():
-        got = run.B._kernels.matmul(run.dev(a), run.dev(b), trans_a=c["ta"], trans_b=c["tb"])
+        got = run.B.matmul(run.dev(a), run.dev(b), trans_a=c["ta"], trans_b=c["tb"])
         assert_close(run.host(got), ref, f"sgemm {c} [{order}]")
 
 

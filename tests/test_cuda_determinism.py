@@ -42,9 +42,9 @@ FAMILIES = tuple(sorted(p.stem for p in glue.KERNEL_DIR.glob("*.cu")))
 
 def _set_order(order, seed):
     for family in FAMILIES:                 # loaded now, so the seed reaches every module
-        sim._kernels.module(family)
+        sim.kernels.module(family)
     sim.set_thread_order(order)
-    for module in sim._kernels.loaded_modules():
+    for module in sim.kernels.loaded_modules():
         module.seed = seed
 
 
@@ -113,14 +113,14 @@ def test_conv2d_is_deterministic():
     rng = np.random.default_rng(1)
     for stride, padding in (((1, 1), (1, 1)), ((2, 2), (0, 1))):
         x, w, b = normal(rng, 2, 3, 7, 7), normal(rng, 4, 3, 3, 3), normal(rng, 4)
-        y = sim.conv2d_forward(x, w, b, stride, padding)
+        y = sim.kernels.conv2d_forward(x, w, b, stride, padding)
         gy = normal(rng, *y.shape)
-        in_every_order(lambda: sim.conv2d_forward(x, w, b, stride, padding, relu=True))
-        in_every_order(lambda: sim.conv2d_backward(x, w, gy, stride, padding))
+        in_every_order(lambda: sim.kernels.conv2d_forward(x, w, b, stride, padding, relu=True))
+        in_every_order(lambda: sim.kernels.conv2d_backward(x, w, gy, stride, padding))
         # one image per chunk, and gW split along K into partials
         with glue_limits(CONV_WORKSPACE_BYTES=1, SPLIT_K_TARGET_BLOCKS=8, SPLIT_K_MIN_SLICE=4):
-            assert glue.WeightGrad(sim._kernels, 4, 27, 2, y.shape[2] * y.shape[3]).slices > 1
-            in_every_order(lambda: sim.conv2d_backward(x, w, gy, stride, padding))
+            assert glue.WeightGrad(sim.kernels, 4, 27, 2, y.shape[2] * y.shape[3]).slices > 1
+            in_every_order(lambda: sim.kernels.conv2d_backward(x, w, gy, stride, padding))
 
 
 def test_max_pool2d_with_overlapping_windows_is_deterministic():
@@ -132,49 +132,49 @@ def test_max_pool2d_with_overlapping_windows_is_deterministic():
     gy = normal(rng, *y_ref.shape)
     gx_ref = R.max_pool2d_backward(gy.astype(F64), idx_ref, x.shape)
     assert np.bincount(idx_ref.reshape(6, -1)[0]).max() > 1, "no pixel wins two windows"
-    y, idx = sim.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
-    gx = in_every_order(lambda: sim.max_pool2d_backward(gy, idx, x.shape))
+    y, idx = sim.kernels.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
+    gx = in_every_order(lambda: sim.kernels.max_pool2d_backward(gy, idx, x.shape))
     assert_close(gx, gx_ref, "max_pool2d backward (gather)")
     # indices the backend did not make (no window geometry): the per-plane kernel
     copied = np.array(idx, dtype=np.int64)
-    gx2 = in_every_order(lambda: sim.max_pool2d_backward(gy, copied, x.shape))
+    gx2 = in_every_order(lambda: sim.kernels.max_pool2d_backward(gy, copied, x.shape))
     assert_close(gx2, gx_ref, "max_pool2d backward (per plane)")
-    in_every_order(lambda: sim.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1)))
+    in_every_order(lambda: sim.kernels.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1)))
 
 
 def test_avg_pool2d_is_deterministic():
     rng = np.random.default_rng(3)
     x = normal(rng, 2, 2, 9, 9)
     gy = normal(rng, 2, 2, 4, 4)
-    in_every_order(lambda: sim.avg_pool2d_forward(x, (3, 3), (2, 2), (0, 0)))
-    in_every_order(lambda: sim.avg_pool2d_backward(gy, x.shape, (3, 3), (2, 2), (0, 0)))
+    in_every_order(lambda: sim.kernels.avg_pool2d_forward(x, (3, 3), (2, 2), (0, 0)))
+    in_every_order(lambda: sim.kernels.avg_pool2d_backward(gy, x.shape, (3, 3), (2, 2), (0, 0)))
 
 
 def test_linear_and_activations_are_deterministic():
     rng = np.random.default_rng(4)
     x, w, b, gy = normal(rng, 5, 70), normal(rng, 9, 70), normal(rng, 9), normal(rng, 5, 9)
-    in_every_order(lambda: sim.linear_forward(x, w, b))
-    in_every_order(lambda: sim.linear_backward(x, w, gy))
+    in_every_order(lambda: sim.kernels.linear_forward(x, w, b))
+    in_every_order(lambda: sim.kernels.linear_backward(x, w, gy))
     a = normal(rng, 300)
     for op in ("relu", "sigmoid"):
-        y = getattr(sim, f"{op}_forward")(a)
-        in_every_order(lambda: getattr(sim, f"{op}_backward")(a, y))
+        y = getattr(sim.kernels, f"{op}_forward")(a)
+        in_every_order(lambda: getattr(sim.kernels, f"{op}_backward")(a, y))
 
 
 def test_losses_are_deterministic():
     rng = np.random.default_rng(5)
     rows, gy = normal(rng, 3, 300) * np.float32(3), normal(rng, 3, 300)  # 300 > 256 threads
     for op in ("softmax", "log_softmax"):
-        y = in_every_order(lambda: getattr(sim, f"{op}_forward")(rows))
-        in_every_order(lambda: getattr(sim, f"{op}_backward")(gy, y))
+        y = in_every_order(lambda: getattr(sim.kernels, f"{op}_forward")(rows))
+        in_every_order(lambda: getattr(sim.kernels, f"{op}_backward")(gy, y))
     logits = normal(rng, 260, 3) * np.float32(3)         # 260 rows: the one-block sums stride
     target = rng.integers(0, 3, size=260)
     weight = rng.uniform(0.2, 2.0, size=3).astype(np.float32)
     for reduction in ("mean", "sum", "none"):
         loss, probs = in_every_order(
-            lambda: sim.cross_entropy_forward(logits, target, weight, reduction))
+            lambda: sim.kernels.cross_entropy_forward(logits, target, weight, reduction))
         gloss = normal(rng, 260) if reduction == "none" else np.array(0.7, np.float32)
-        in_every_order(lambda: sim.cross_entropy_backward(probs, target, weight, reduction,
+        in_every_order(lambda: sim.kernels.cross_entropy_backward(probs, target, weight, reduction,
                                                           gloss))
 
 
@@ -185,13 +185,13 @@ def test_optimiser_steps_are_deterministic():
     def sgd():
         p, buf = p0.copy(), np.zeros(300, np.float32)
         for first in (True, False):
-            sim.sgd_step(p, g, buf, 0.1, 0.9, 0.0, 1e-2, True, first)
+            sim.kernels.sgd_step(p, g, buf, 0.1, 0.9, 0.0, 1e-2, True, first)
         return p, buf
 
     def adam():
         p, m, v = p0.copy(), np.zeros(300, np.float32), np.zeros(300, np.float32)
         for step in (1, 2):
-            sim.adam_step(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 1e-2, step)
+            sim.kernels.adam_step(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 1e-2, step)
         return p, m, v
 
     in_every_order(sgd)
@@ -206,27 +206,27 @@ def test_batch_norm_is_deterministic():
 
     def forward(training):
         rm, rv = rm0.copy(), rv0.copy()
-        y, mean, invstd = sim.batch_norm_forward(x, w, b, rm, rv, training, 0.1, 1e-5)
+        y, mean, invstd = sim.kernels.batch_norm_forward(x, w, b, rm, rv, training, 0.1, 1e-5)
         return y, mean, invstd, rm, rv
 
     for training in (True, False):
         _, mean, invstd, _, _ = in_every_order(lambda: forward(training))
-        in_every_order(lambda: sim.batch_norm_backward(gy, x, w, mean, invstd, training))
+        in_every_order(lambda: sim.kernels.batch_norm_backward(gy, x, w, mean, invstd, training))
 
 
 def test_dropout_is_deterministic():
     rng = np.random.default_rng(11)
     x, gy = normal(rng, 3, 300), normal(rng, 3, 300)
-    y, mask = in_every_order(lambda: sim.dropout_forward(x, 0.3, 1234, 5))
-    in_every_order(lambda: sim.dropout_backward(gy, mask, 0.3))
+    y, mask = in_every_order(lambda: sim.kernels.dropout_forward(x, 0.3, 1234, 5))
+    in_every_order(lambda: sim.kernels.dropout_backward(gy, mask, 0.3))
 
 
 def test_adaptive_avg_pool2d_is_deterministic():
     rng = np.random.default_rng(12)
     x = normal(rng, 2, 2, 7, 9)                       # bins that overlap: 7 -> 3, 9 -> 4
-    in_every_order(lambda: sim.adaptive_avg_pool2d_forward(x, (3, 4)))
+    in_every_order(lambda: sim.kernels.adaptive_avg_pool2d_forward(x, (3, 4)))
     gy = normal(rng, 2, 2, 3, 4)
-    in_every_order(lambda: sim.adaptive_avg_pool2d_backward(gy, x.shape))
+    in_every_order(lambda: sim.kernels.adaptive_avg_pool2d_backward(gy, x.shape))
 
 
 def test_bce_with_logits_is_deterministic():
@@ -235,9 +235,9 @@ def test_bce_with_logits_is_deterministic():
     t = rng.uniform(0, 1, size=(300, 2)).astype(np.float32)
     w, pw = rng.uniform(0.2, 2, (300, 2)).astype(np.float32), np.full((300, 2), 3, np.float32)
     for reduction in ("mean", "sum", "none"):
-        in_every_order(lambda: sim.bce_with_logits_forward(x, t, w, pw, reduction))
+        in_every_order(lambda: sim.kernels.bce_with_logits_forward(x, t, w, pw, reduction))
         gloss = normal(rng, 300, 2) if reduction == "none" else np.array(0.7, np.float32)
-        in_every_order(lambda: sim.bce_with_logits_backward(x, t, w, pw, reduction, gloss,
+        in_every_order(lambda: sim.kernels.bce_with_logits_backward(x, t, w, pw, reduction, gloss,
                                                             (True, True)))
 
 
@@ -255,17 +255,17 @@ def test_every_kernel_is_run_in_every_order(monkeypatch):
     # the tests above, once more in one order, with their launches recorded: every
     # kernel of every kernels/cuda/*.cu file must be among them
     launched = set()
-    real = sim._kernels.launch
+    real = sim.kernels.launch
 
     def launch(family, name, geometry, *args):
         launched.add((family, name))
         return real(family, name, geometry, *args)
 
-    monkeypatch.setattr(sim._kernels, "launch", launch)
+    monkeypatch.setattr(sim.kernels, "launch", launch)
     monkeypatch.setitem(globals(), "RUNS", RUNS[:1])
     for test in DETERMINISM_TESTS:
         test()
-    declared = {(f, k) for f in FAMILIES for k in sim._kernels.module(f).kernels}
+    declared = {(f, k) for f in FAMILIES for k in sim.kernels.module(f).kernels}
     assert declared <= launched, f"never run in every order: {sorted(declared - launched)}"
 
 
@@ -288,33 +288,33 @@ def test_split_k_weight_gradient(small_split, monkeypatch, n, hw, min_slice, gro
     rng = np.random.default_rng(7)
     x, w = normal(rng, n, 2, hw, hw), normal(rng, 2, 2, 3, 3)
     gy = normal(rng, n, 2, hw, hw)
-    plan = glue.WeightGrad(sim._kernels, 2, 18, n, hw * hw)
+    plan = glue.WeightGrad(sim.kernels, 2, 18, n, hw * hw)
     assert (plan.group, plan.parts) == (group, parts), "not the split this case is for"
     assert plan.slices > 1
     _, gw_ref, _ = R.conv2d_backward(x.astype(F64), w.astype(F64), gy.astype(F64), (1, 1),
                                      (1, 1), (False, True, False))
-    _, gw, _ = in_every_order(lambda: sim.conv2d_backward(x, w, gy, (1, 1), (1, 1),
+    _, gw, _ = in_every_order(lambda: sim.kernels.conv2d_backward(x, w, gy, (1, 1), (1, 1),
                                                           (False, True, False)))
     assert_close(gw, gw_ref, f"split-K conv weight gradient ({plan.slices} slices)")
     # chunks smaller than a slice add into it (accumulate): the same bits
     monkeypatch.setattr(glue, "CONV_WORKSPACE_BYTES", 1)
-    _, gw_chunked, _ = sim.conv2d_backward(x, w, gy, (1, 1), (1, 1), (False, True, False))
+    _, gw_chunked, _ = sim.kernels.conv2d_backward(x, w, gy, (1, 1), (1, 1), (False, True, False))
     assert _bits(gw_chunked) == _bits(gw), "chunk by chunk, the split sum changed bits"
 
 
 def test_split_k_linear_weight_gradient(small_split):
     rng = np.random.default_rng(8)
     x, w, gy = normal(rng, 300, 5), normal(rng, 3, 5), normal(rng, 300, 3)
-    assert glue.WeightGrad(sim._kernels, 3, 5, 300, 1).slices > 1
+    assert glue.WeightGrad(sim.kernels, 3, 5, 300, 1).slices > 1
     g_ref = R.linear_backward(x.astype(F64), w.astype(F64), gy.astype(F64))
-    grads = in_every_order(lambda: sim.linear_backward(x, w, gy))
+    grads = in_every_order(lambda: sim.kernels.linear_backward(x, w, gy))
     for name, got, ref in zip(("input", "weight", "bias"), grads, g_ref):
         assert_close(got, ref, f"linear {name} gradient with split-K")
 
 
 def test_the_first_layer_of_chestxraycnn_gets_enough_blocks():
     # 1 -> 16 channels, 3x3, 64 px, batch 64: gW is 16 x 9, one tile; K = 64*64*64
-    plan = glue.WeightGrad(sim._kernels, 16, 9, 64, 64 * 64)
+    plan = glue.WeightGrad(sim.kernels, 16, 9, 64, 64 * 64)
     assert plan.slices >= glue.SPLIT_K_TARGET_BLOCKS
     assert plan.scratch_bytes < 2**20
 
@@ -323,13 +323,13 @@ def test_the_first_layer_of_chestxraycnn_gets_enough_blocks():
 
 def _launch_recorder(monkeypatch):
     calls = []
-    real = sim._kernels.launch
+    real = sim.kernels.launch
 
     def launch(family, name, geometry, *args):
         calls.append(name)                  # the name only: holding args would hold memory
         return real(family, name, geometry, *args)
 
-    monkeypatch.setattr(sim._kernels, "launch", launch)
+    monkeypatch.setattr(sim.kernels, "launch", launch)
     return calls
 
 
@@ -337,14 +337,14 @@ def test_chunked_convolution_equals_the_unchunked(monkeypatch):
     rng = np.random.default_rng(9)
     x, w, b = normal(rng, 5, 3, 6, 6), normal(rng, 4, 3, 3, 3), normal(rng, 4)
     gy = normal(rng, 5, 4, 6, 6)
-    whole = (sim.conv2d_forward(x, w, b, (1, 1), (1, 1)),
-             sim.conv2d_backward(x, w, gy, (1, 1), (1, 1)))
+    whole = (sim.kernels.conv2d_forward(x, w, b, (1, 1), (1, 1)),
+             sim.kernels.conv2d_backward(x, w, gy, (1, 1), (1, 1)))
     per_image = (27 + 4) * 36 * 4                         # (taps + filters) * pixels * 4
     monkeypatch.setattr(glue, "CONV_WORKSPACE_BYTES", 2 * per_image)     # 2 images a chunk
     calls = _launch_recorder(monkeypatch)
-    with sim._kernels.measure_memory() as meter:
-        chunked = (sim.conv2d_forward(x, w, b, (1, 1), (1, 1)),
-                   sim.conv2d_backward(x, w, gy, (1, 1), (1, 1)))
+    with sim.kernels.measure_memory() as meter:
+        chunked = (sim.kernels.conv2d_forward(x, w, b, (1, 1), (1, 1)),
+                   sim.kernels.conv2d_backward(x, w, gy, (1, 1), (1, 1)))
     assert calls.count("im2col") == 2 * 3, "not 3 chunks each way"
     assert _bits(chunked) == _bits(whole), "chunking changed the bits"
     outputs = sum(a.nbytes for a in (chunked[0], *chunked[1]))

@@ -31,7 +31,7 @@ needs_gpu = pytest.mark.skipif(MISSING is not None, reason=f"device 'cuda': {MIS
 @pytest.fixture
 def run():
     from minicnn.backends import cuda
-    return Runner(cuda, ("gpu",))
+    return Runner(cuda.kernels, ("gpu",))
 
 
 @needs_gpu

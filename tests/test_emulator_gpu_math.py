@@ -10,7 +10,6 @@ Then the kernels of a few representative ops, compiled in the mode, are held to 
 same tolerances as every other device: to the float64 numpy reference through the
 shared CUDA cases, and to PyTorch.
 """
-import types
 
 import numpy as np
 import pytest
@@ -95,24 +94,25 @@ def test_multiply_subtract_is_one_fused_rounding_only_in_the_mode(modules):
 
 @pytest.fixture(scope="module")
 def gpu_math_backend():
-    """The backend table of device "cuda-sim" with every .cu compiled in the mode."""
+    """The backend table of device "cuda-sim" (a CudaKernels) with every .cu compiled in
+    the mode."""
     from minicnn.backends._cuda_glue import CudaKernels
-    kernels = CudaKernels("cuda-sim", np, lambda path: load_module(path, gpu_math=True))
-    backend = types.SimpleNamespace(xp=np, **kernels.table())
+    return CudaKernels("cuda-sim", np, lambda path: load_module(path, gpu_math=True))
 
+
+def _order_setter(kernels):
     def set_order(order):
         for module in kernels.loaded_modules():
             module.order = order
-    backend.kernels, backend.set_order = kernels, set_order
-    return backend
+    return set_order
 
 
 @pytest.mark.parametrize("name", ["conv2d", "linear", "sigmoid", "softmax", "cross_entropy"])
 def test_kernels_in_the_mode_hold_the_reference_tolerance(gpu_math_backend, name):
-    run = Runner(gpu_math_backend, ("forward", "shuffle"), gpu_math_backend.set_order)
+    run = Runner(gpu_math_backend, ("forward", "shuffle"), _order_setter(gpu_math_backend))
     strategy, check = CASES[name]
     run_examples(strategy, lambda case: check(run, case), 4)
-    modules = gpu_math_backend.kernels.loaded_modules()
+    modules = gpu_math_backend.loaded_modules()
     assert modules and all(m.gpu_math for m in modules)
 
 

@@ -509,14 +509,14 @@ def test_cuda_layer_kernels_give_the_same_bits_in_every_order():
 
     def everything():
         rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
-        y, mean, invstd = sim.batch_norm_forward(x, w, b, rm, rv, True, 0.1, 1e-5)
-        grads = sim.batch_norm_backward(gy, x, w, mean, invstd, True)
-        d, mask = sim.dropout_forward(x, 0.5, 99, 1)
-        pool = sim.adaptive_avg_pool2d_forward(xi, (3, 2))
-        return (y, mean, invstd, rm, rv, *grads, d, mask, sim.dropout_backward(gy, mask, 0.5),
-                pool, sim.adaptive_avg_pool2d_backward(gp, xi.shape),
-                sim.bce_with_logits_forward(x, t, None, None, "mean"),
-                *sim.bce_with_logits_backward(x, t, None, None, "mean", np.asarray(1, np.float32),
+        y, mean, invstd = sim.kernels.batch_norm_forward(x, w, b, rm, rv, True, 0.1, 1e-5)
+        grads = sim.kernels.batch_norm_backward(gy, x, w, mean, invstd, True)
+        d, mask = sim.kernels.dropout_forward(x, 0.5, 99, 1)
+        pool = sim.kernels.adaptive_avg_pool2d_forward(xi, (3, 2))
+        return (y, mean, invstd, rm, rv, *grads, d, mask, sim.kernels.dropout_backward(gy, mask, 0.5),
+                pool, sim.kernels.adaptive_avg_pool2d_backward(gp, xi.shape),
+                sim.kernels.bce_with_logits_forward(x, t, None, None, "mean"),
+                *sim.kernels.bce_with_logits_backward(x, t, None, None, "mean", np.asarray(1, np.float32),
                                               (True, True)))
 
     results = []
@@ -524,7 +524,7 @@ def test_cuda_layer_kernels_give_the_same_bits_in_every_order():
         for order, seed in RUNS:
             sim.set_thread_order(order)
             for family in ("norm", "dropout", "adaptive_pool", "loss"):
-                sim._kernels.module(family).seed = seed
+                sim.kernels.module(family).seed = seed
             results.append([np.ascontiguousarray(r).tobytes() for r in everything()])
     finally:
         sim.set_thread_order("forward")

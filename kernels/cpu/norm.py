@@ -98,7 +98,7 @@ def _or_fill(a, c, value, dtype):
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
     """x (N,C,L) -> (y (N,C,L), mean (C,), invstd (C,)); running stats updated in place
-    when training (see minicnn/backends/__init__.py)."""
+    when training (see minicnn/backends/table.py)."""
     x = np.ascontiguousarray(x)
     N, C, L = x.shape
     if training:

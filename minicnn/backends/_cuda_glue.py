@@ -1,6 +1,6 @@
 """The Python half of the CUDA kernels, shared by devices "cuda" and "cuda-sim" (lesson 10).
 
-Every entry of the backend table (minicnn/backends/__init__.py) becomes a few launches
+Every entry of the backend table (minicnn/backends/table.py) becomes a few launches
 of the kernels in kernels/cuda/*.cu:
 
   conv2d_forward     per chunk of images: im2col -> sgemm (W @ cols) -> fnl_to_nfl;
@@ -50,7 +50,9 @@ from pathlib import Path
 import numpy as np
 
 import minicnn.kernels.cuda
-from minicnn.backends import KERNEL_TABLE
+from minicnn.backends._cuda_launch import (GEMM_THREADS, GEMM_TILE, THREADS, _i32,  # noqa: F401
+                                           gemm_tiles, per_element, per_row, single_block)
+from minicnn.backends._cuda_layers import LayerKernels  # batch norm, dropout, adaptive pool, BCE
 from minicnn.errors import UserError
 from minicnn.kernels.cuda.emu.loader import parse_kernels
 
@@ -116,50 +118,6 @@ class MemoryMeter:
 
     def _free(self, n):
         self.live -= n
-
-
-# ----------------------------------------------------------------------------- launch geometry
-# The block sizes below must match the constants of the .cu files (tests check it):
-THREADS = 256        # threads per block of the 1-D kernels; BLOCK in gemm.cu and loss.cu,
-                     # the size of their shared arrays for block reductions
-GEMM_TILE = 64       # TILE in gemm.cu: each block computes a 64 x 64 tile of C
-GEMM_THREADS = 16    # THREADS_XY in gemm.cu: a 16 x 16 block, 4 x 4 outputs per thread
-
-
-def per_element(n):
-    """One thread per element of an n-element array: ceil(n / THREADS) blocks."""
-    return (math.ceil(n / THREADS), 1, 1), (THREADS, 1, 1)
-
-
-def per_row(rows):
-    """One block per row; its threads stride along the row."""
-    return (rows, 1, 1), (THREADS, 1, 1)
-
-
-def single_block():
-    """One block whose threads stride over everything (a final reduction)."""
-    return (1, 1, 1), (THREADS, 1, 1)
-
-
-def gemm_tiles(m, n, slices=1):
-    """One block per 64 x 64 tile of the m x n result and per slice of K; blockIdx.x
-    runs along n, blockIdx.z over the slices."""
-    return ((math.ceil(n / GEMM_TILE), math.ceil(m / GEMM_TILE), slices),
-            (GEMM_THREADS, GEMM_THREADS, 1))
-
-
-# ----------------------------------------------------------------------------- argument helpers
-
-def _i32(*values):
-    """Python ints -> np.int32, refusing what an int index in the kernels cannot hold."""
-    out = []
-    for v in values:
-        v = int(v)
-        if not -2**31 <= v < 2**31:
-            raise ValueError(f"{v} is too large for the 32-bit indices of the CUDA kernels; "
-                             f"use a smaller batch")
-        out.append(np.int32(v))
-    return tuple(out)
 
 
 def _out_size(size, k, s, pad):
@@ -241,11 +199,11 @@ class WeightGrad:
         return self.out
 
 
-from minicnn.backends._cuda_layers import LayerKernels  # noqa: E402  (batch norm, dropout, ...)
-
 
 class CudaKernels(LayerKernels):
-    """The backend table over one array module and one way of loading .cu files."""
+    """The backend table (minicnn/backends/table.py, class Backend) over one array module
+    and one way of loading .cu files: each method below (and in LayerKernels) is one
+    entry, its shapes documented in Backend."""
 
     def __init__(self, device, xp, load_module):
         self.device = device
@@ -470,8 +428,9 @@ class CudaKernels(LayerKernels):
         op = "conv2d backward"
         x, w = self._floats(x, op, "input"), self._floats(w, op, "weight")
         gy = self._floats(gy, op, "output gradient")
-        if relu_y is not None:
-            gy = self.relu_backward(gy, relu_y)
+        if relu_y is not None:   # the kernel itself, not the table entry (which a trace wraps)
+            gy = self._elementwise("relu_backward", "relu backward",
+                                   (gy, "output gradient"), (relu_y, "output"))
         n, c, h, wd = x.shape
         f, _, kh, kw = w.shape
         ho, wo = gy.shape[2:]
@@ -708,7 +667,3 @@ class CudaKernels(LayerKernels):
         self.launch("optim", "adam_step", per_element(p.size), p, g, m, v, *_i32(p.size),
                     np.float32(step_size), np.float32(beta1), np.float32(beta2),
                     np.float32(eps), np.float32(weight_decay), np.float32(sqrt_bc2))
-
-    def table(self):
-        """{name: bound method} for every entry of the backend table."""
-        return {name: getattr(self, name) for name in KERNEL_TABLE}

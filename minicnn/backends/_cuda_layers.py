@@ -14,12 +14,13 @@ launch, argument checks and allocation it uses, for devices "cuda" and "cuda-sim
                           "mean" / "sum"; elementwise gradients
 
 Every sum here is made by one block in a fixed order (norm.cu, loss.cu): the same bits
-on every run. The table is described in minicnn/backends/__init__.py.
+on every run. The table (its shapes) is the class Backend in minicnn/backends/table.py.
 """
 import math
 
 import numpy as np
 
+from minicnn.backends._cuda_launch import _i32, per_element, per_row, single_block
 from minicnn.kernels.reference import _split64, dropout_scale, keep_threshold
 
 
@@ -168,8 +169,3 @@ class LayerKernels:
                     x if gx is None else gx, x if gt is None else gt,   # x: unwritten stand-in
                     *_i32(x.size, mode), has_w, has_pw, *_i32(needs[0], needs[1]))
         return gx, gt
-
-
-# Imported last: _cuda_glue imports this module to build CudaKernels on LayerKernels,
-# and these helpers are defined there before that import runs.
-from minicnn.backends._cuda_glue import _i32, per_element, per_row, single_block  # noqa: E402

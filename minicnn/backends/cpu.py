@@ -3,7 +3,7 @@
 Arrays are numpy, C-contiguous, float32 (float64 also works, for gradient checks).
 Each kernel is compiled by numba the first time it meets a dtype and cached on disk
 (next to its source, or in numba's cache folder), so later runs start quickly.
-The table is described in minicnn/backends/__init__.py.
+The table (its shapes) is the class Backend in minicnn/backends/table.py.
 """
 import numpy
 

@@ -126,34 +126,7 @@ def _load(path):
     return cupy.RawModule(code=path.read_text(), options=NVRTC_OPTIONS)
 
 
-xp = cupy
-_kernels = CudaKernels("cuda", cupy, _load)
-# The backend table (minicnn/backends/__init__.py), spelled out so each name can be found:
-conv2d_forward = _kernels.conv2d_forward
-conv2d_backward = _kernels.conv2d_backward
-max_pool2d_forward = _kernels.max_pool2d_forward
-max_pool2d_backward = _kernels.max_pool2d_backward
-avg_pool2d_forward = _kernels.avg_pool2d_forward
-avg_pool2d_backward = _kernels.avg_pool2d_backward
-relu_forward = _kernels.relu_forward
-relu_backward = _kernels.relu_backward
-sigmoid_forward = _kernels.sigmoid_forward
-sigmoid_backward = _kernels.sigmoid_backward
-linear_forward = _kernels.linear_forward
-linear_backward = _kernels.linear_backward
-softmax_forward = _kernels.softmax_forward
-softmax_backward = _kernels.softmax_backward
-log_softmax_forward = _kernels.log_softmax_forward
-log_softmax_backward = _kernels.log_softmax_backward
-cross_entropy_forward = _kernels.cross_entropy_forward
-cross_entropy_backward = _kernels.cross_entropy_backward
-batch_norm_forward = _kernels.batch_norm_forward
-batch_norm_backward = _kernels.batch_norm_backward
-dropout_forward = _kernels.dropout_forward
-dropout_backward = _kernels.dropout_backward
-adaptive_avg_pool2d_forward = _kernels.adaptive_avg_pool2d_forward
-adaptive_avg_pool2d_backward = _kernels.adaptive_avg_pool2d_backward
-bce_with_logits_forward = _kernels.bce_with_logits_forward
-bce_with_logits_backward = _kernels.bce_with_logits_backward
-sgd_step = _kernels.sgd_step
-adam_step = _kernels.adam_step
+# The backend table (minicnn/backends/table.py): backends.get("cuda") returns this
+# object, whose methods are the table's entries (CudaKernels in _cuda_glue.py).
+kernels = CudaKernels("cuda", cupy, _load)
+xp = kernels.xp

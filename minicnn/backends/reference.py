@@ -2,7 +2,7 @@
 
 Slow and obvious, for reading and for testing the fast kernels against. Chosen for
 the "cpu" device by minicnn.use_cpu_kernels("reference"). Arrays are numpy, float32
-or float64. The table is described in minicnn/backends/__init__.py.
+or float64. The table (its shapes) is the class Backend in minicnn/backends/table.py.
 """
 import numpy
 
