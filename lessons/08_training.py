@@ -28,7 +28,7 @@ import numpy as np
 import minicnn
 from minicnn.xray import viz
 from minicnn.optim import SGD
-from minicnn.xray.train import Run, evaluate, resolve_config
+from minicnn.xray.train import Run, evaluate, resolve_config, train_step
 
 from minicnn.lesson import setup, saved
 
@@ -70,43 +70,45 @@ print(f"{model.num_parameters():,d} parameters, device {args.device}, "
 # %% [markdown]
 # ## One step, dissected
 #
-# Take one batch. Forward gives logits (N, 2); cross-entropy turns them into one
-# number; `backward()` fills every parameter's `.grad`; a step moves every
-# parameter a little against its gradient (here plain SGD, `p -= lr * grad`). Run
-# forward again on the same batch: the loss is lower.
+# `train_step` (printed below, the one `minicnn train` runs) takes one batch. Forward
+# gives logits (N, 2); cross-entropy turns them into one number; `backward()` fills
+# every parameter's `.grad`; a step moves every parameter a little against its
+# gradient (here plain SGD, `p -= lr * grad`). Run forward again on the same batch:
+# the loss is lower.
 
 # %%
+package_root = Path(minicnn.__file__).parent.parent
+print(f"{Path(inspect.getsourcefile(train_step)).relative_to(package_root)}:")
+print(inspect.getsource(train_step))
 x, y = next(loader.batches(epoch=0))
-logits = model(x)
-loss = run.loss(logits, y)                       # the class-weighted cross-entropy
-optimizer.zero_grad()
-loss.backward()
-print(f"batch x {x.shape}, y {y.shape} -> logits {logits.shape} -> loss {loss.item():.4f}")
+# run.loss is the class-weighted cross-entropy; the step's gradients stay in each p.grad
+logits, before = train_step(model, run.loss, SGD(model.parameters(), lr=0.05), x, y)
+print(f"batch x {x.shape}, y {y.shape} -> logits {logits.shape} -> loss {before:.4f}")
 for name, p in model.named_parameters():
     g = p.grad.numpy()
     print(f"  {name:22s} {str(p.shape):16s} |grad| mean {np.abs(g).mean():.2e}")
-SGD(model.parameters(), lr=0.05).step()
 with minicnn.no_grad():
     after = run.loss(model(x), y).item()
-print(f"the same batch after one SGD step (lr 0.05): loss {loss.item():.4f} -> {after:.4f}")
+print(f"the same batch after one SGD step (lr 0.05): loss {before:.4f} -> {after:.4f}")
 
 # %% [markdown]
 # ## The loop
 #
 # An epoch is one pass over the training images in a fresh random order, with
 # fresh augmentation, one step like the one above per batch. That loop is
-# `Run.train_epoch` in `minicnn/xray/train.py`, the same code `minicnn train` runs; its
-# step is printed here from the installed file. After each epoch the network is
+# `Run.train_epoch` in `minicnn/xray/train.py`, the same code `minicnn train` runs; the
+# lines printed here from the installed file show it calling `train_step` per batch.
+# After each epoch the network is
 # scored on the validation split in evaluation mode (no augmentation, no
 # gradients; `minicnn.xray.train.evaluate`). ROC-AUC (lesson 09) is the chance that a
 # random pneumonia image scores above a random normal one.
 
 # %%
 source, first = inspect.getsourcelines(Run.train_epoch)
-start = next(k for k, line in enumerate(source) if "logits = model(x)" in line)
-stop = next(k for k, line in enumerate(source) if "opt.step()" in line)
-print(f"minicnn/{Path(inspect.getsourcefile(Run.train_epoch)).name}, Run.train_epoch, "
-      f"lines {first + start}-{first + stop}:")
+start = next(k for k, line in enumerate(source) if "for b, (x, y)" in line)
+stop = next(k for k, line in enumerate(source) if "train_step(" in line)
+where = Path(inspect.getsourcefile(Run.train_epoch)).relative_to(package_root)
+print(f"{where}, Run.train_epoch, lines {first + start}-{first + stop}:")
 print("".join(source[start:stop + 1]))
 
 

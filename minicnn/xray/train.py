@@ -280,6 +280,25 @@ class _StopRequest:
 
 # --- the training run -----------------------------------------------------------------------------------
 
+def train_step(model, loss_fn, optimizer, x, y):
+    """One step of training on a batch: forward, loss, gradients, one optimiser step.
+
+    x (N, C, H, W) Tensor, y (N,) class indices (or (N, K) 0/1 findings); loss_fn(logits, y)
+    returns a scalar Tensor. Returns (logits, the loss as a float). A loss that is not
+    finite is returned before any gradient or step, the weights untouched, so the caller
+    can say where it happened (Run.train_epoch raises NonFiniteLoss).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # a NaN is reported by the caller
+        logits = model(x)
+        loss = loss_fn(logits, y)
+    value = loss.item()
+    if np.isfinite(value):
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return logits, value
+
+
 class Run:
     """Everything fit() builds: data, model, optimiser, schedule, loader, and history."""
 
@@ -402,15 +421,9 @@ class Run:
         try:
             for b, (x, y) in enumerate(self.loader.batches(epoch, start), start=start):
                 clean = False
-                with np.errstate(over="ignore", invalid="ignore"):  # a NaN is reported below
-                    logits = model(x)
-                    loss = self.loss(logits, y)
-                value = loss.item()
+                logits, value = train_step(model, self.loss, opt, x, y)
                 if not np.isfinite(value):
                     raise NonFiniteLoss(self._nan_message(epoch, b, value, x))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
                 n = y.shape[0]
                 acc["loss_sum"] += value * n
                 acc["correct"] += self._correct(logits, y)
