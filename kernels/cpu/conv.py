@@ -60,7 +60,7 @@ import numpy as np
 
 from . import blas
 from .activation import relu_backward
-from .conv_chunks import backward_share, fill_col, forward_share, matrix, padded
+from .conv_chunks import ConvGeometry, backward_share, fill_col, forward_share, matrix, padded
 from .conv_direct import conv3x3_forward, conv3x3_weight
 from .conv_taps import backward_taps, forward_taps
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, images_to_rows, pad_chunk,
@@ -148,8 +148,9 @@ class _Plan:
 
     def geo(self):
         """The sizes conv_chunks.py's and conv_taps.py's kernels take."""
-        return (self.KH, self.KW, self.sh, self.sw, self.ph, self.pw, self.Ho, self.Wo,
-                self.Hp, self.L, self.M, int(self.wide))
+        return ConvGeometry(KH=self.KH, KW=self.KW, sh=self.sh, sw=self.sw, ph=self.ph,
+                            pw=self.pw, Ho=self.Ho, Wo=self.Wo, Hp=self.Hp, L=self.L, M=self.M,
+                            wide=int(self.wide))
 
     def taps(self):
         """True when conv_taps.py computes it: stride 1, at least _TAPS_MIN_C input

@@ -12,32 +12,40 @@ gradient as well: its row of gWb^T is sum over the columns of GY = gb.
 Each share adds into its own gWb^T[t]; conv.py sums the T partial results.
 workers.py runs the T shares at once, each on a thread of its own (nogil=True:
 a share runs without Python's global lock).
-geo = (KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide) from conv.py's _Plan.
+geo: a ConvGeometry (below), made by conv.py's _Plan.geo().
 
 Each buffer argument holds a row of workspace per share (workers.share_rows).
 A share's col, Y and GY are viewed as a matrix m*S wide for a chunk of m images:
 a view that is contiguous, which numba knows and turns into fast copies (a
 column slice of a wider matrix would compile to loops 3x slower).
 """
+from collections import namedtuple
+
 from numba import njit
 
 from .blas import gemm
 from .im2col import (col2im, col2im_wide, crop_chunk, im2col, im2col_wide, images_to_rows,
                      pad_chunk, relu_images_to_rows, rows_to_images)
 
+# The sizes the chunk and tap kernels work with, by name (numba reads a namedtuple's
+# fields as constants-in-a-struct, as fast as loose ints):
+#   KH, KW kernel; sh, sw stride; ph, pw padding; Ho, Wo output; Hp padded rows per
+#   plane (+1 spare); L length of an output row in col (Wp on the wide path, else Wo);
+#   M images per chunk; wide 1 when stride 1 (im2col_wide on padded planes), else 0
+ConvGeometry = namedtuple("ConvGeometry", "KH KW sh sw ph pw Ho Wo Hp L M wide")
+
 
 @njit(cache=True)
 def fill_col(x, n0, geo, xp, col):
     """col[:R, :m*S] <- images n0 .. n0+m-1 of x (m = col's columns / S).
     xp: the share's workspace row for the padded images (wide rows only)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
-    m = col.shape[1] // (Ho * L)
-    if wide:
-        xpm = padded(xp, m, x.shape[1], Hp, L)
-        pad_chunk(x, n0, ph, pw, xpm)
-        im2col_wide(xpm, KH, KW, Ho * L, col)
+    m = col.shape[1] // (geo.Ho * geo.L)
+    if geo.wide:
+        xpm = padded(xp, m, x.shape[1], geo.Hp, geo.L)
+        pad_chunk(x, n0, geo.ph, geo.pw, xpm)
+        im2col_wide(xpm, geo.KH, geo.KW, geo.Ho * geo.L, col)
     else:
-        im2col(x, n0, KH, KW, sh, sw, ph, pw, Ho, Wo, col)
+        im2col(x, n0, geo.KH, geo.KW, geo.sh, geo.sw, geo.ph, geo.pw, geo.Ho, geo.Wo, col)
 
 
 @njit(inline="always")
@@ -62,7 +70,7 @@ def padded(buf, m, C, Hp, Wp):
 def forward_share(t, x, w2, b, geo, relu, xps, cols, Ys, y):
     """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w2 = W (F, R) and b (F,).
     Workspace rows of share t: xps[t] (>= M*C*Hp*Wp), cols[t] (>= R*M*S), Ys[t] (>= F*M*S)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
+    Ho, L, M = geo.Ho, geo.L, geo.M
     N, S, T = x.shape[0], Ho * L, cols.shape[0]
     F, R = w2.shape
     for k in range(t, (N + M - 1) // M, T):
@@ -79,7 +87,8 @@ def backward_share(t, x, wt, gy, relu_y, geo, need_gw, xps, cols, GYs, gwbt, gx)
     caller); gx (N,C,H,W) = col2im(W^T @ GY) when gx has elements.
     wt = W^T (R, F); relu_y: a fused ReLU's output, or empty; workspace rows as
     forward_share's (cols[t] >= (R+1)*M*S)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
+    KH, KW, sh, sw, ph, pw = geo.KH, geo.KW, geo.sh, geo.sw, geo.ph, geo.pw
+    Ho, Wo, Hp, L, M = geo.Ho, geo.Wo, geo.Hp, geo.L, geo.M
     N, S, T = x.shape[0], Ho * L, cols.shape[0]
     R, F = wt.shape
     C = x.shape[1]
@@ -98,7 +107,7 @@ def backward_share(t, x, wt, gy, relu_y, geo, need_gw, xps, cols, GYs, gwbt, gx)
         if gx.size > 0:
             gcol = col[:R]                          # col is free again
             gemm(wt, g, gcol, 0.0)
-            if wide:
+            if geo.wide:
                 gxp = padded(xps[t], m, C, Hp, L)
                 col2im_wide(gcol, KH, KW, S, gxp)
                 crop_chunk(gxp, n0, ph, pw, gx)

@@ -24,7 +24,7 @@ at 64x64 (S = 4160) that took BLAS from 84 to 101 GFLOP/s.
 Shares as in conv_chunks.py: share t takes images t, t+T, t+2T, ..., one at a
 time, with its own buffers, and adds into its own gw/gb partial sums; each
 buffer argument holds one row of workspace per share (workers.share_rows).
-geo = (KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide) from conv.py's _Plan
+geo: a ConvGeometry (conv_chunks.py), from conv.py's _Plan
 (sh = sw = 1, L = Wp).
 """
 from numba import njit
@@ -51,7 +51,7 @@ def _transpose(a, out):
 def forward_taps(t, x, w_taps, b, geo, relu, xps, Ys, y):
     """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w_taps (KH*KW, F, C), b (F,).
     Workspace rows of share t: xps[t] (>= C*Hp*Wp), Ys[t] (>= F*S)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
+    KH, KW, ph, pw, Ho, Hp, L = geo.KH, geo.KW, geo.ph, geo.pw, geo.Ho, geo.Hp, geo.L
     N, S, T = x.shape[0], Ho * L, xps.shape[0]
     F, C = w_taps.shape[1], w_taps.shape[2]
     xp = padded(xps[t], 1, C, Hp, L)
@@ -75,7 +75,7 @@ def backward_taps(t, x, wt_taps, gy, relu_y, geo, need_gw, xps, gxps, GYs, ones,
     as (F,) (both zeroed by the caller); gx (N,C,H,W) when it has elements.
     wt_taps (KH*KW, C, F): w_pq^T; relu_y: a fused ReLU's output, or empty;
     workspace rows of share t: xps[t], gxps[t] (>= C*Hp*Wp), GYs[t] (>= 2*F*S); ones (S, 1)."""
-    KH, KW, sh, sw, ph, pw, Ho, Wo, Hp, L, M, wide = geo
+    KH, KW, ph, pw, Ho, Hp, L = geo.KH, geo.KW, geo.ph, geo.pw, geo.Ho, geo.Hp, geo.L
     N, S, T = x.shape[0], Ho * L, xps.shape[0]
     K, C, F = wt_taps.shape
     xp, gxp = padded(xps[t], 1, C, Hp, L), padded(gxps[t], 1, C, Hp, L)
