@@ -25,11 +25,11 @@ full disk leaves the previous checkpoint whole.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from minicnn import random as engine_random
+from minicnn.atomic import atomic_write
 from minicnn.errors import UserError
 from minicnn.nn import models
 from minicnn.npzfile import read_npz
@@ -48,35 +48,14 @@ def _text(value):
 
 
 def write_npz_atomic(path, arrays):
-    """Write {name: array} to `path` as .npz, atomically (see the module docstring)."""
+    """Write {name: array} to `path` as .npz, atomically (minicnn/atomic.py)."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                   dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        try:  # make the rename itself durable
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     except OSError as err:
         kept = " The previous checkpoint there is unchanged." if os.path.exists(path) else ""
         raise CheckpointError(f"{path}: could not write the checkpoint "
                               f"({err.strerror or err}).{kept}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_checkpoint(path, model, *, norm_mean, norm_std, classes, positive_class=1,

@@ -31,27 +31,28 @@ checkpoint on disk is the last good one.
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 
 import numpy as np
 
 from minicnn import functional as F
-from . import metrics as M
 from minicnn import random as engine_random
+from minicnn import validate
+from minicnn.atomic import atomic_write
 from minicnn.autograd import no_grad
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_npz_atomic
 from minicnn.data.datasets import open_splits
 from minicnn.data.loader import DataLoader
 from minicnn.data.sampling import balanced_sampler, class_weights
 from minicnn.data.transforms import Compose, Normalize, augmentation
-from minicnn import validate
 from minicnn.errors import UserError
 from minicnn.nn import models
 from minicnn.optim import SGD, Adam, CosineAnnealingLR
-from .runlock import RunLock
 from minicnn.tensor import Tensor
+
+from . import metrics as M
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_npz_atomic
+from .runlock import RunLock
 
 DEFAULTS = {
     "data": "synthetic", "model": "chestxray", "epochs": None, "batch_size": 64,
@@ -588,18 +589,9 @@ def _epoch_line(r, improved, out):
 
 
 def write_json_atomic(path, obj):
-    """json.dump to a temporary file, then rename: a reader never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(M.json_safe(obj), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """json.dump, written atomically (minicnn/atomic.py): a reader never sees half a file."""
+    text = json.dumps(M.json_safe(obj), indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 class FitResult:
