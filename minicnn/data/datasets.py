@@ -117,6 +117,18 @@ class Splits:
         return getattr(self, name)
 
 
+def _as_nchw(x, channels, image_size):
+    """MedMNIST's images, (N, H, W) or (N, H, W, 3) in [0, 1], as (N, channels, S, S) with
+    S = image_size (each framed by `frame`), or the file's own size when it is None."""
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    if x.shape[1] != channels:
+        x = np.stack([imagefiles.to_channels(im.transpose(1, 2, 0) if im.shape[0] == 3
+                                             else im[0], channels) for im in x])
+    if image_size is not None and tuple(x.shape[2:]) != (image_size, image_size):
+        x = np.stack([frame(im, image_size) for im in x])
+    return x
+
+
 def frame(image, image_size, min_size=None, source="image"):
     """(C, H, W) float32 -> (C, image_size, image_size): centre square, then resize.
 
@@ -498,12 +510,7 @@ def multilabel_npz_splits(path, arrays, image_size, channels, labels=None):
     for s in SPLITS:
         y = _multilabel_targets(path, s, arrays[f"{s}_labels"], k)[:, columns]
         x = validate.image_values(f"{path}: {s}_images", arrays[f"{s}_images"])
-        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-        if x.shape[1] != channels:
-            x = np.stack([imagefiles.to_channels(im.transpose(1, 2, 0) if im.shape[0] == 3
-                                                 else im[0], channels) for im in x])
-        if image_size is not None and tuple(x.shape[2:]) != (image_size, image_size):
-            x = np.stack([frame(im, image_size) for im in x])
+        x = _as_nchw(x, channels, image_size)
         datasets[s] = MultiLabelArrays(x, y, picked, name=f"{medmnist_name(path)}:{s}")
     absent = [f for f, n in zip(picked, datasets["train"].positives()) if n == 0]
     if absent:
@@ -569,12 +576,7 @@ class MedMNIST(ArrayDataset):
                             f"{', '.join(SPLITS)}")
         x, y = splits[split]
         x = validate.image_values(f"{path}: {split}_images", x)  # float32 in [0, 1]
-        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-        if x.shape[1] != channels:
-            x = np.stack([imagefiles.to_channels(im.transpose(1, 2, 0) if im.shape[0] == 3
-                                                 else im[0], channels) for im in x])
-        if image_size is not None and tuple(x.shape[2:]) != (image_size, image_size):
-            x = np.stack([frame(im, image_size) for im in x])
+        x = _as_nchw(x, channels, image_size)
         super().__init__(x, y, classes, transform, name=f"{medmnist_name(path)}:{split}")
         self.native_size = native
 
