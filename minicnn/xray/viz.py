@@ -123,23 +123,8 @@ def finding_gradcam_grid(images, cams, findings, scores, path,
                          title="Grad-CAM for the most confident findings", note=""):
     """Pairs of (X-ray, its Grad-CAM map for one finding); images (N, C, H, W) in [0, 1],
     cams (N, H, W) in [0, 1], findings (N,) names, scores (N,) P(finding)."""
-    n = len(images)
-    cols = min(4, n)
-    rows = int(np.ceil(n / cols))
-    fig = _figure(3.2 * cols, 1.8 * rows)
-    axes = np.atleast_2d(fig.subplots(rows, 2 * cols)).reshape(rows, 2 * cols)
-    for k in range(rows * cols):
-        a, b = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
-        if k >= n:
-            a.axis("off")
-            b.axis("off")
-            continue
-        _show(a, images[k])
-        _show(b, images[k])
-        b.imshow(cams[k], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        a.set_title("X-ray", fontsize=8)
-        b.set_title(f"P({findings[k][:12]})={scores[k]:.2f}", fontsize=8)
-    return _save(fig, path, title, note)
+    return _cam_pairs(images, cams, path, title, note, ["X-ray"] * len(images),
+                      [f"P({f[:12]})={p:.2f}" for f, p in zip(findings, scores)])
 
 
 def _show(ax, image):
@@ -198,6 +183,14 @@ def gradcam_grid(images, cams, labels, scores, classes, positive, path,
                  title="Grad-CAM: where the network looked", note=""):
     """Pairs of (X-ray, X-ray with its Grad-CAM heat map); images (N, C, H, W) in [0, 1],
     cams (N, H, W) in [0, 1]."""
+    return _cam_pairs(images, cams, path, title, note,
+                      [f"{classes[y][:9]}" for y in labels],
+                      [f"P({classes[positive][:9]})={p:.2f}" for p in scores])
+
+
+def _cam_pairs(images, cams, path, title, note, left_titles, right_titles):
+    """The grid both Grad-CAM figures draw: per image, the X-ray and the X-ray under
+    its heat map, four pairs a row, each panel with its title."""
     n = len(images)
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
@@ -212,8 +205,8 @@ def gradcam_grid(images, cams, labels, scores, classes, positive, path,
         _show(a, images[k])
         _show(b, images[k])
         b.imshow(cams[k], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        a.set_title(f"{classes[labels[k]][:9]}", fontsize=8)
-        b.set_title(f"P({classes[positive][:9]})={scores[k]:.2f}", fontsize=8)
+        a.set_title(left_titles[k], fontsize=8)
+        b.set_title(right_titles[k], fontsize=8)
     return _save(fig, path, title, note)
 
 
