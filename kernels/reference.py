@@ -20,7 +20,9 @@ import numpy as np
 
 # ----------------------------------------------------------------------------- helpers
 
-def _out_size(size, k, s, pad):
+def out_size(size, k, s, pad):
+    """Output length of a window of k, stride s, padding pad over `size` (floor mode):
+    the Ho and Wo above. Every layer of minicnn that needs it imports this one."""
     return (size + 2 * pad - k) // s + 1
 
 
@@ -50,8 +52,8 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
     """
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
-    Ho = _out_size(H, KH, stride[0], padding[0])
-    Wo = _out_size(W, KW, stride[1], padding[1])
+    Ho = out_size(H, KH, stride[0], padding[0])
+    Wo = out_size(W, KW, stride[1], padding[1])
     xp = _pad(x, padding, 0)
     y = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
     for p in range(KH):
@@ -111,7 +113,7 @@ def max_pool2d_forward(x, kernel, stride, padding):
     KH, KW = kernel
     sh, sw = stride
     ph, pw = padding
-    Ho, Wo = _out_size(H, KH, sh, ph), _out_size(W, KW, sw, pw)
+    Ho, Wo = out_size(H, KH, sh, ph), out_size(W, KW, sw, pw)
     xp = _pad(x, padding, -np.inf)
     # every window laid out along a last axis, taps in row-major order (p, then q)
     windows = np.stack([_tap(xp, p, q, stride, Ho, Wo)
@@ -146,8 +148,8 @@ def avg_pool2d_forward(x, kernel, stride, padding):
     """
     N, C, H, W = x.shape
     KH, KW = kernel
-    Ho = _out_size(H, KH, stride[0], padding[0])
-    Wo = _out_size(W, KW, stride[1], padding[1])
+    Ho = out_size(H, KH, stride[0], padding[0])
+    Wo = out_size(W, KW, stride[1], padding[1])
     xp = _pad(x, padding, 0)
     y = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
     for p in range(KH):

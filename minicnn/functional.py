@@ -14,6 +14,7 @@ import numpy as np
 
 from . import backends
 from .autograd import Function, is_grad_enabled
+from .kernels.reference import out_size
 from .random import generator
 from .tensor import Tensor
 from .tensor_ops import Pad2d
@@ -47,10 +48,6 @@ def _backend(op, *tensors):
         raise RuntimeError(f"{op}: tensors are on different devices "
                            f"({', '.join(sorted(devices))}); move them with .to(device) first")
     return backends.get(devices.pop())
-
-
-def _out_size(size, k, s, p):
-    return (size + 2 * p - k) // s + 1
 
 
 # --- convolution (lesson 01) ------------------------------------------------
@@ -202,7 +199,7 @@ def pool_output_size(size, k, s, p, ceil_mode=False):
     + 1, or with ceil_mode the ceiling, less one if the last window would start in the
     right padding (it must start inside the input or the left padding)."""
     if not ceil_mode:
-        return (size + 2 * p - k) // s + 1
+        return out_size(size, k, s, p)
     out = -(-(size + 2 * p - k) // s) + 1
     return out - 1 if (out - 1) * s >= size + p else out
 

@@ -59,6 +59,7 @@ import numba
 import numpy as np
 
 from . import blas
+from ..reference import out_size
 from .activation import relu_backward
 from .conv_chunks import ConvGeometry, backward_share, fill_col, forward_share, matrix, padded
 from .conv_direct import conv3x3_forward, conv3x3_weight
@@ -84,11 +85,6 @@ def _share_count():
     """How many shares a convolution is cut into: numba's thread count (the user's
     NUMBA_NUM_THREADS or numba.set_num_threads), one per core by default."""
     return numba.get_num_threads()
-
-
-def out_size(size, k, s, pad):
-    """Output length of a window of k, stride s, padding pad over `size` (floor mode)."""
-    return (size + 2 * pad - k) // s + 1
 
 
 # ----------------------------------------------------------------------------- the table's functions

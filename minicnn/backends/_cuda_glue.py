@@ -55,6 +55,7 @@ from minicnn.backends._cuda_launch import (GEMM_THREADS, GEMM_TILE, THREADS, _i3
 from minicnn.backends._cuda_layers import LayerKernels  # batch norm, dropout, adaptive pool, BCE
 from minicnn.errors import UserError
 from minicnn.kernels.cuda.emu.loader import parse_kernels
+from minicnn.kernels.reference import out_size
 
 KERNEL_DIR = Path(minicnn.kernels.cuda.__file__).resolve().parent
 
@@ -118,10 +119,6 @@ class MemoryMeter:
 
     def _free(self, n):
         self.live -= n
-
-
-def _out_size(size, k, s, pad):
-    return (size + 2 * pad - k) // s + 1
 
 
 def _chunks(n, step, group):
@@ -400,7 +397,7 @@ class CudaKernels(LayerKernels):
         x, w = self._floats(x, op, "input"), self._floats(w, op, "weight")
         n, c, h, wd = x.shape
         f, _, kh, kw = w.shape
-        ho, wo = _out_size(h, kh, stride[0], padding[0]), _out_size(wd, kw, stride[1], padding[1])
+        ho, wo = out_size(h, kh, stride[0], padding[0]), out_size(wd, kw, stride[1], padding[1])
         taps, pixels = c * kh * kw, ho * wo
         w2 = w.reshape(f, taps)
         y = self._empty((n, f, ho, wo))
@@ -467,8 +464,8 @@ class CudaKernels(LayerKernels):
         that the backward can gather (see pool.cu)."""
         x = self._floats(x, "max_pool2d", "input")
         n, c, h, w = x.shape
-        ho = _out_size(h, kernel[0], stride[0], padding[0])
-        wo = _out_size(w, kernel[1], stride[1], padding[1])
+        ho = out_size(h, kernel[0], stride[0], padding[0])
+        wo = out_size(w, kernel[1], stride[1], padding[1])
         y = self._empty((n, c, ho, wo))
         idx = self._empty((n, c, ho, wo), np.int32)
         self.launch("pool", "max_pool2d_forward", per_element(y.size), x, y, idx,
@@ -517,8 +514,8 @@ class CudaKernels(LayerKernels):
         """x (N,C,H,W) -> y (N,C,Ho,Wo)"""
         x = self._floats(x, "avg_pool2d", "input")
         n, c, h, w = x.shape
-        ho = _out_size(h, kernel[0], stride[0], padding[0])
-        wo = _out_size(w, kernel[1], stride[1], padding[1])
+        ho = out_size(h, kernel[0], stride[0], padding[0])
+        wo = out_size(w, kernel[1], stride[1], padding[1])
         y = self._empty((n, c, ho, wo))
         self.launch("pool", "avg_pool2d_forward", per_element(y.size), x, y,
                     *_i32(n, c, h, w, *kernel, *stride, *padding, ho, wo))

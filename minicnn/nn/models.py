@@ -9,6 +9,7 @@ connected layers -> class scores), so forward(x) = classifier(features(x)).
 how a saved checkpoint is turned back into a network.
 """
 from ..errors import UserError
+from ..kernels.reference import out_size
 from .activation import ReLU
 from .container import Sequential
 from .conv import Conv2d
@@ -42,11 +43,6 @@ def _check_dropout(p, model):
     if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
         raise ModelConfigError(f"{model}: dropout must be in [0, 1), got {p!r}")
     return float(p)
-
-
-def _out(size, k, s, p):
-    """Output length of a conv or pool along one axis (floor rule)."""
-    return (size + 2 * p - k) // s + 1
 
 
 class _Classifier(Module):
@@ -141,11 +137,11 @@ class AlexNet(_Classifier):
         self._set_config(model, in_channels, num_classes, image_size, dropout)
         sizes = []
         for n in self.image_size:
-            n = _out(n, 11, 4, 0)
-            n = _out(n, 3, 2, 0)
-            n = _out(n, 5, 1, 2)
-            n = _out(n, 3, 2, 0)
-            n = _out(n, 3, 2, 0)  # the three 3x3 pad-1 convs keep the size
+            n = out_size(n, 11, 4, 0)
+            n = out_size(n, 3, 2, 0)
+            n = out_size(n, 5, 1, 2)
+            n = out_size(n, 3, 2, 0)
+            n = out_size(n, 3, 2, 0)  # the three 3x3 pad-1 convs keep the size
             sizes.append(n)
         if min(sizes) < 1:
             raise ModelConfigError(
