@@ -8,6 +8,9 @@
                    Grayscale, ToTensor, Normalize: callable t(image), as torchvision's
     loader.py      DataLoader: reproducible mini-batches as Tensors
     sampling.py    class weights and samplers for class imbalance
+    multilabel.py  several findings per image: (N, K) 0/1 labels
+    chestxray14.py NIH ChestX-ray14 as published; cache.py its decoded-image cache
+    vision.py      torchvision's ImageFolder, decoded on access
 """
 from .datasets import (ArrayDataset, ImageFolder, ImageFolderSplit, MedMNIST, Splits,
                        open_splits, synthetic_splits)

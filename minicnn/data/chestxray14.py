@@ -23,6 +23,7 @@ import numpy as np
 from ..atomic import atomic_write
 from ..errors import UserError
 from .cache import DecodedImages
+from .multilabel import MultiLabelSet
 
 # the 14 findings, in the order of the NIH paper and of MedMNIST's ChestMNIST labels
 FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
@@ -197,7 +198,7 @@ class LazyImages:
         return self.cache.array[picked].astype(np.float32) / np.float32(255)
 
 
-class MultiLabelImages:
+class MultiLabelImages(MultiLabelSet):
     """Images from a DecodedImages cache with (N, K) float32 multi-hot labels.
 
     get_batch(indices, rng) -> (images (B, C, S, S) float32 in [0, 1], labels (B, K)),
@@ -205,44 +206,14 @@ class MultiLabelImages:
     not the data set.
     """
 
-    multilabel = True
-
     def __init__(self, cache, rows, labels, classes, name="", transform=None):
         self.cache, self.rows = cache, np.asarray(rows, dtype=np.int64)
-        self.labels = np.asarray(labels, dtype=np.float32)
-        self.classes, self.name, self.transform = tuple(classes), name, transform
-        self.files = [cache.files[r] for r in self.rows]
-        self.images = LazyImages(cache, self.rows)
-
-    def __len__(self):
-        return int(self.rows.size)
-
-    def get_batch(self, indices, rng=None):
-        indices = np.asarray(indices, dtype=np.int64)
-        images = self.cache.array[self.rows[indices]].astype(np.float32) / np.float32(255)
-        if self.transform is not None:
-            rng = rng if rng is not None else np.random.default_rng(0)
-            images = np.stack([self.transform(im, rng) for im in images]).astype(np.float32)
-        return images, self.labels[indices]
-
-    def get(self, i, rng=None):
-        images, labels = self.get_batch([i], rng)
-        return images[0], labels[0]
-
-    def __getitem__(self, i):
-        return self.get(i)
+        super().__init__(LazyImages(cache, self.rows), labels, classes, transform, name,
+                         [cache.files[r] for r in self.rows])
 
     def with_transform(self, transform):
         return MultiLabelImages(self.cache, self.rows, self.labels, self.classes, self.name,
                                 transform)
-
-    @property
-    def image_shape(self):
-        return tuple(self.cache.array.shape[1:])
-
-    def positives(self):
-        """(K,) int64: images with each finding."""
-        return self.labels.sum(axis=0).astype(np.int64)
 
 
 def open_chestxray14(root, image_size, channels=1, labels=None, val_fraction=0.1, seed=0,

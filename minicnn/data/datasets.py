@@ -18,8 +18,8 @@ Class names are the folder names, sorted (NORMAL = 0, PNEUMONIA = 1), and every
 split must have the same class folders. Without val/, a stratified, seeded share of
 train (--val-fraction) becomes the validation split.
 
-Multi-label data (several findings per image) comes as MultiLabelArrays (a ChestMNIST
-.npz, in memory) or chestxray14.MultiLabelImages (a ChestX-ray14 folder, from the
+Multi-label data (several findings per image) comes as multilabel.MultiLabelArrays (a
+ChestMNIST .npz, in memory) or chestxray14.MultiLabelImages (a ChestX-ray14 folder, from the
 decoded-image cache), with labels (N, K) float32 0/1; one finding asked for becomes a
 two-class BinaryView of it.
 """
@@ -33,6 +33,7 @@ from .. import validate
 from ..npzfile import read_npz
 from . import images as imagefiles
 from . import medmnist_info
+from .multilabel import MultiLabelArrays
 from .chestxray14 import FINDINGS, is_chestxray14, open_chestxray14, pick_findings
 from .synthetic import CLASSES as SYNTHETIC_CLASSES, synthetic_split
 from .transforms import CenterSquare, Resize
@@ -404,53 +405,6 @@ def _multilabel_targets(path, split, y, k):
                         f"column {j} ({bad.size} such); multi-label targets are 0 (absent) or 1 "
                         "(present)")
     return y.astype(np.float32)
-
-
-class MultiLabelArrays:
-    """Images held in memory with (N, K) float32 0/1 labels, one column per finding.
-
-    The multi-label sibling of ArrayDataset (same get_batch / with_transform), as
-    chestxray14.MultiLabelImages is for the decoded-image cache.
-    """
-
-    multilabel = True
-
-    def __init__(self, images, labels, classes, transform=None, name="", files=None):
-        self.images = np.ascontiguousarray(images, dtype=np.float32)
-        self.labels = np.asarray(labels, dtype=np.float32)
-        self.classes, self.transform, self.name, self.files = tuple(classes), transform, name, files
-        if self.labels.ndim != 2 or self.labels.shape != (len(self.images), len(self.classes)):
-            raise ValueError(f"MultiLabelArrays: images {self.images.shape} need labels "
-                             f"({len(self.images)}, {len(self.classes)}), got {self.labels.shape}")
-
-    def __len__(self):
-        return int(self.labels.shape[0])
-
-    def get_batch(self, indices, rng=None):
-        indices = np.asarray(indices, dtype=np.int64)
-        images = self.images[indices]
-        if self.transform is not None:
-            rng = rng if rng is not None else np.random.default_rng(0)
-            images = np.stack([self.transform(im, rng) for im in images]).astype(np.float32)
-        return images, self.labels[indices]
-
-    def get(self, i, rng=None):
-        images, labels = self.get_batch([i], rng)
-        return images[0], labels[0]
-
-    def __getitem__(self, i):
-        return self.get(i)
-
-    def with_transform(self, transform):
-        return MultiLabelArrays(self.images, self.labels, self.classes, transform, self.name,
-                                self.files)
-
-    @property
-    def image_shape(self):
-        return tuple(self.images.shape[1:])
-
-    def positives(self):
-        return self.labels.sum(axis=0).astype(np.int64)
 
 
 class BinaryView:
