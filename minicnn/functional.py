@@ -33,7 +33,13 @@ def _pair(value, name, op):
 
 def _as_tensor(x, op, name="input"):
     if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: {name} must be a minicnn Tensor, got {type(x).__name__}")
+        hint = ""
+        if type(x).__module__.startswith("torch"):
+            hint = "; this is PyTorch's: convert it with minicnn.tensor(t.detach().cpu().numpy())"
+        elif hasattr(x, "shape"):
+            hint = "; wrap the array with minicnn.tensor(...)"
+        raise TypeError(f"{op}: {name} must be a minicnn Tensor, got {type(x).__module__}."
+                        f"{type(x).__name__}{hint}")
     return x
 
 

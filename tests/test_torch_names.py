@@ -274,3 +274,11 @@ def test_data_is_a_detached_tensor_sharing_memory_as_in_torch(backend):
     t.data = t.data * 2.0
     np.testing.assert_array_equal(x.numpy(), t.detach().numpy())
     assert x.requires_grad and x.is_leaf
+
+
+def test_a_torch_tensor_handed_to_minicnn_says_how_to_convert_it():
+    w = minicnn.tensor(np.ones((1, 1, 3, 3), np.float32))
+    with pytest.raises(TypeError, match=r"torch\.Tensor.*minicnn\.tensor\(t\.detach\(\)\.cpu\(\)\.numpy\(\)\)"):
+        minicnn.nn.functional.conv2d(torch.zeros(1, 1, 5, 5), w)
+    with pytest.raises(TypeError, match=r"numpy\.ndarray; wrap the array with minicnn\.tensor"):
+        minicnn.nn.functional.relu(np.zeros(3, np.float32))
