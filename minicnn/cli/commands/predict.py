@@ -96,20 +96,7 @@ def run(args):
     elif results:
         for r in results:
             print(json.dumps(r))
-    if args.gradcam and scored:
-        try:
-            with RunLock(args.gradcam, "--gradcam"):
-                failures += _gradcam(args, ck, model, np.stack([images[k] for k in scored]),
-                                     [paths[k] for k in scored])
-        except UserError as err:  # the scores above stand; say why the heat maps do not
-            failures.append(str(err))
-    if results and not args.json:
-        print("minicnn is for learning and research; it is not a medical device.")
-    if failures:
-        raise UserError(f"scored {len(results)} of {len(args.images)} image(s); could not use "
-                        + ("these" if len(failures) > 1 else "this one") + ":\n  "
-                        + "\n  ".join(failures))
-    return 0
+    return _finish(args, ck, model, _gradcam, images, paths, scored, results, failures)
 
 
 def _run_multilabel(args, ck, model):
@@ -135,13 +122,19 @@ def _run_multilabel(args, ck, model):
         listed = ", ".join(f"{f['finding']} {f['probability']:.3f} (threshold "
                            f"{f['threshold']:.3f})" for f in r["findings"])
         print(f"{r['image']}: {listed or 'no finding above its threshold'}")
+    return _finish(args, ck, model, _gradcam_multilabel, images, paths, scored, results,
+                   failures)
+
+
+def _finish(args, ck, model, gradcam, images, paths, scored, results, failures):
+    """What both kinds of prediction end with: the heat maps of the scored images (their
+    folder locked while written), the disclaimer, and one error naming every file not used."""
     if args.gradcam and scored:
         try:
             with RunLock(args.gradcam, "--gradcam"):
-                failures += _gradcam_multilabel(args, ck, model,
-                                                np.stack([images[k] for k in scored]),
-                                                [paths[k] for k in scored])
-        except UserError as err:
+                failures += gradcam(args, ck, model, np.stack([images[k] for k in scored]),
+                                    [paths[k] for k in scored])
+        except UserError as err:  # the scores above stand; say why the heat maps do not
             failures.append(str(err))
     if results and not args.json:
         print("minicnn is for learning and research; it is not a medical device.")
