@@ -108,7 +108,7 @@ class Function:
         tensors = [a for a in args if _is_tensor(a)]
         if not tensors:
             raise TypeError(f"{cls.__name__}.apply: no Tensor among its inputs")
-        device = _common_device(cls.__name__, tensors)
+        device = same_device(cls.__name__.lower(), *tensors)
         ctx = Context()
         ctx.device = device
         ctx.needs_input_grad = tuple(_is_tensor(a) and a.requires_grad for a in args)
@@ -137,11 +137,14 @@ def _as_array(a):
     return np.asarray(a) if isinstance(a, np.generic) else a
 
 
-def _common_device(op, tensors):
-    devices = {t.device for t in tensors}
+def same_device(op, *tensors):
+    """The one device all of `tensors` are on (None entries skipped, "cpu" if none), or a
+    RuntimeError naming op, every device seen, and the way out. Function.apply checks
+    every op with it; functional calls it before any kernel runs, with the op's own name."""
+    devices = {t.device for t in tensors if t is not None}
     if len(devices) > 1:
         raise RuntimeError(
-            f"{op.lower()}: tensors are on different devices ({', '.join(sorted(devices))}); "
+            f"{op}: tensors are on different devices ({', '.join(sorted(devices))}); "
             "move them with .to(device) first")
     return devices.pop() if devices else "cpu"
 

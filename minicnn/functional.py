@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from . import backends
-from .autograd import Function, is_grad_enabled
+from .autograd import Function, is_grad_enabled, same_device
 from .kernels.reference import out_size
 from .random import generator
 from .tensor import Tensor
@@ -46,14 +46,6 @@ def _as_tensor(x, op, name="input"):
 def _need_float(x, op, name="input"):
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"{op}: {name} must be floating point, got dtype {x.dtype}")
-
-
-def _backend(op, *tensors):
-    devices = {t.device for t in tensors if t is not None}
-    if len(devices) > 1:
-        raise RuntimeError(f"{op}: tensors are on different devices "
-                           f"({', '.join(sorted(devices))}); move them with .to(device) first")
-    return backends.get(devices.pop())
 
 
 # --- convolution (lesson 01) ------------------------------------------------
@@ -173,7 +165,7 @@ def _conv_args(input, weight, bias, stride, padding, op):
         raise ValueError(f"{op}: kernel {KH}x{KW} is larger than the padded input "
                          f"{H + 2 * padding[0]}x{W + 2 * padding[1]} (input shape {input.shape}, "
                          f"padding {padding})")
-    _backend(op, input, weight, bias)
+    same_device(op, input, weight, bias)
     if input.dtype != weight.dtype:
         raise TypeError(f"{op}: input is {input.dtype} but weight is {weight.dtype}")
     return stride, padding
@@ -412,7 +404,7 @@ def linear(input, weight, bias=None):
         _as_tensor(bias, op, "bias")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-    _backend(op, input, weight, bias)
+    same_device(op, input, weight, bias)
     if input.ndim != 2:   # every leading dim is a batch dim, as in PyTorch
         rows = int(np.prod(input.shape[:-1]))
         y = LinearFn.apply(input.reshape((rows, input.shape[-1])), weight, bias)
@@ -649,7 +641,7 @@ def _class_scores(input, target, weight, op, allow_probabilities, ignore_index=-
     expected = input.shape if probabilities else index_shape
     if tuple(target.shape) != tuple(expected):
         raise ValueError(_target_shape_message(op, input, target, expected, probabilities))
-    _backend(op, input, target)
+    same_device(op, input, target)
     if weight is not None:
         if not isinstance(weight, Tensor):
             weight = Tensor(np.asarray(weight, dtype=input.dtype), device=input.device)
@@ -658,7 +650,7 @@ def _class_scores(input, target, weight, op, allow_probabilities, ignore_index=-
                              f"{weight.shape}")
         weight = weight.detach().astype(input.dtype) if weight.dtype != input.dtype \
             else weight.detach()
-        _backend(op, input, weight)
+        same_device(op, input, weight)
     x = input.unsqueeze(0) if input.ndim == 1 else input
     t = target.unsqueeze(0) if input.ndim == 1 else target
     if x.ndim > 2:         # (N, K, d1, ...) -> (N*d1*..., K)
@@ -852,7 +844,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if training and input.numel() // max(C, 1) <= 1:
         raise ValueError(f"{op}: need more than one value per channel when training, "
                          f"got input shape {input.shape}")
-    _backend(op, input, weight, bias)
+    same_device(op, input, weight, bias)
     return BatchNormFn.apply(input, weight, bias, running_mean=rm, running_var=rv,
                              training=bool(training), momentum=float(momentum), eps=float(eps))
 
@@ -925,7 +917,7 @@ def _broadcast_constant(value, name, input, op):
     if value.requires_grad and is_grad_enabled():
         raise ValueError(f"{op}: {name} requires grad, but the loss has no gradient for it "
                          f"(nor has PyTorch's); pass {name}.detach()")
-    _backend(op, input, value)
+    same_device(op, input, value)
     xp = input.xp
     try:
         full = xp.broadcast_to(value.array.astype(input.dtype, copy=False), input.shape)
@@ -961,7 +953,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     if target.shape != input.shape:
         raise ValueError(f"{op}: target size {target.shape} must be the same as input size "
                          f"{input.shape}")
-    _backend(op, input, target)
+    same_device(op, input, target)
     if target.dtype != input.dtype:
         if target.requires_grad:
             raise TypeError(f"{op}: input is {input.dtype} but target is {target.dtype}")
