@@ -12,6 +12,11 @@ is drawn from a Generator seeded with (seed, e), and the augmentation of batch b
 that epoch from one seeded with (seed, e, b). Nothing carries over from one epoch or
 batch to the next, so a run stopped after batch b and resumed from batch b + 1 sees
 exactly the batches an uninterrupted run would have seen.
+
+Each batch is made in this order, all from that batch's Generator: the dataset's own
+per-image transform (dataset.get_batch / get), then `batch_transform` on the stacked
+batch (e.g. batch_augment.BatchCompose([BatchRandomAffine(...), BatchNormalize(...)])).
+Normalisation belongs at the end of whichever comes last, after the augmentation.
 """
 import math
 
@@ -26,11 +31,13 @@ class DataLoader:
     batch_size: images per batch; shuffle: a new order every epoch; seed: see the module
     docstring; drop_last: skip a last, smaller batch; sampler: an object with
     indices(rng) -> index array and __len__ (e.g. WeightedRandomSampler), used instead
-    of shuffling; device: where the Tensors are made.
+    of shuffling; device: where the Tensors are made; batch_transform: None or a
+    callable t(images (N, C, H, W) float32, rng) -> (N, C, H, W), applied to each batch
+    after the per-image transforms, with the same per-batch Generator.
     """
 
     def __init__(self, dataset, batch_size=32, shuffle=False, seed=0, drop_last=False,
-                 sampler=None, device="cpu"):
+                 sampler=None, device="cpu", batch_transform=None):
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
         if sampler is not None and shuffle:
@@ -38,7 +45,11 @@ class DataLoader:
                              "(the sampler decides the order)")
         self.dataset, self.batch_size = dataset, int(batch_size)
         self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
+        if batch_transform is not None and not callable(batch_transform):
+            raise ValueError(f"DataLoader: batch_transform must be None or a callable "
+                             f"t(images, rng), got {batch_transform!r}")
         self.sampler, self.device = sampler, device
+        self.batch_transform = batch_transform
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -69,11 +80,24 @@ class DataLoader:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             rng = np.random.default_rng([self.seed, epoch, b])
             images, labels = self._fetch(idx, rng)
+            if self.batch_transform is not None:
+                images = self._transform_batch(images, rng)
             labels = np.asarray(labels)
             # class numbers (N,) int64; multi-label targets (N, K) stay float32 (0/1)
             kind = np.float32 if labels.dtype.kind == "f" else np.int64
             yield (Tensor(images, device=self.device),
                    Tensor(labels.astype(kind, copy=False), device=self.device))
+
+    def _transform_batch(self, images, rng):
+        out = self.batch_transform(images, rng)
+        if isinstance(out, Tensor):
+            out = out.numpy()
+        shape = getattr(out, "shape", None)
+        if not isinstance(out, np.ndarray) or out.ndim != 4 or shape[0] != images.shape[0]:
+            raise ValueError(f"DataLoader: batch_transform {self.batch_transform!r} must "
+                             f"return (N, C, H, W) images for a batch of {images.shape}, "
+                             f"got {shape if shape is not None else type(out).__name__}")
+        return out.astype(np.float32, copy=False)
 
     def _fetch(self, idx, rng):
         if hasattr(self.dataset, "get_batch"):

@@ -238,6 +238,33 @@ def _degrees(degrees, name):
     return -d, d
 
 
+def _affine_ranges(name, degrees, translate, scale):
+    """RandomAffine's (degrees (lo, hi), translate, scale) checked; errors begin with name."""
+    degrees = _degrees(degrees, name)
+    if translate is None or isinstance(translate, (tuple, list)):
+        if translate is not None and len(translate) != 2:
+            raise UserError(f"{name}: translate must be (a, b) fractions, got {translate!r}")
+        translate = None if translate is None else tuple(
+            validate.number(f"{name}: translate", t, lo=0, hi=1) for t in translate)
+    else:
+        translate = validate.number(f"{name}: translate", translate, lo=0, hi=1)
+    if scale is not None:
+        if not (isinstance(scale, (tuple, list)) and len(scale) == 2):
+            raise UserError(f"{name}: scale must be (low, high), got {scale!r}")
+        lo = validate.number(f"{name}: scale[0]", scale[0], lo=0, lo_open=True)
+        scale = (lo, validate.number(f"{name}: scale[1]", scale[1], lo=lo))
+    return degrees, translate, scale
+
+
+def _affine_fill(name, fill):
+    """fill: "edge" or a finite number."""
+    if isinstance(fill, str):
+        if fill != "edge":
+            raise UserError(f"{name}: fill must be a number or \"edge\", got {fill!r}")
+        return fill
+    return validate.number(f"{name}: fill", fill)
+
+
 class RandomAffine:
     """A random rotation, shift and zoom about the image centre, as torchvision's.
 
@@ -255,29 +282,16 @@ class RandomAffine:
     def __init__(self, degrees=0.0, translate=None, scale=None, shear=None,
                  interpolation="nearest", fill=0, center=None):
         name = "RandomAffine"
-        self.degrees = _degrees(degrees, name)
         if shear not in (None, 0, 0.0):
             raise UserError(f"{name}: shear={shear!r} is not supported; minicnn's affine "
                             "rotates, shifts and zooms only")
         if center is not None:
             raise UserError(f"{name}: center={center!r} is not supported; it turns about the "
                             "image centre")
-        if translate is None or isinstance(translate, (tuple, list)):
-            if translate is not None and len(translate) != 2:
-                raise UserError(f"{name}: translate must be (a, b) fractions, got {translate!r}")
-            self.translate = None if translate is None else tuple(
-                validate.number(f"{name}: translate", t, lo=0, hi=1) for t in translate)
-        else:
-            self.translate = validate.number(f"{name}: translate", translate, lo=0, hi=1)
-        if scale is not None:
-            if not (isinstance(scale, (tuple, list)) and len(scale) == 2):
-                raise UserError(f"{name}: scale must be (low, high), got {scale!r}")
-            lo = validate.number(f"{name}: scale[0]", scale[0], lo=0, lo_open=True)
-            scale = (lo, validate.number(f"{name}: scale[1]", scale[1], lo=lo))
-        self.scale = scale
+        self.degrees, self.translate, self.scale = _affine_ranges(name, degrees, translate, scale)
         self.resample = _filter(interpolation, name)
         self.interpolation = str(getattr(interpolation, "value", interpolation)).lower()
-        self.fill = fill if fill == "edge" else validate.number(f"{name}: fill", fill)
+        self.fill = _affine_fill(name, fill)
 
     def draw(self, rng, w, h):
         """(angle in degrees, shift x, shift y, zoom) for a w x h picture."""
@@ -296,7 +310,15 @@ class RandomAffine:
         rng = _rng(rng)
         if _is_pil(image):
             w, h = image.size
-            angle, tx, ty, s = self.draw(rng, w, h)
+        else:
+            _, h, w = _array_in(image, "RandomAffine")[0].shape
+        return self.apply(image, *self.draw(rng, w, h))
+
+    def apply(self, image, angle, tx, ty, s):
+        """The image turned by `angle` degrees, shifted by (tx, ty) pixels and zoomed by s
+        (the parameters draw() gives): what __call__ does once they are drawn."""
+        if _is_pil(image):
+            w, h = image.size
             if self.fill == "edge":
                 raise UserError("RandomAffine: fill='edge' works on tensors; give a number "
                                 "for a Pillow image")
@@ -305,7 +327,6 @@ class RandomAffine:
                                    resample=self.resample, fillcolor=self._pil_fill(image))
         image, back = _array_in(image, "RandomAffine")
         _, h, w = image.shape
-        angle, tx, ty, s = self.draw(rng, w, h)
         # edge fill: pad by repeating the border, transform the padded picture about the
         # same centre, crop the middle back out
         m = (max(h, w) + 1) // 2 if self.fill == "edge" else 0
@@ -457,6 +478,7 @@ def augmentation(strength="default"):
 
     X-rays differ in patient position and framing far more than in anything a flip
     changes for pneumonia, so these mimic real variation. strength "none" gives [].
+    batch_augment.augmentation_batch is the same for a whole batch in one numba kernel.
     """
     if strength == "none":
         return []
