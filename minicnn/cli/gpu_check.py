@@ -44,6 +44,18 @@ from pathlib import Path
 
 import numpy as np
 
+import minicnn
+from minicnn import backends
+from minicnn import functional as F
+from minicnn.backends._cuda_glue import KERNEL_DIR
+from minicnn.cli.bench import ops
+from minicnn.cli.bench import step as stepmod
+from minicnn.cli.bench.cuda import EventClock, _worst
+from minicnn.cli.bench.ops import torch_for
+from minicnn.cli.bench.timing import WallClock, compare
+from minicnn.nn.models import ChestXrayCNN
+from minicnn.optim import SGD
+
 EXIT_OK = 0             # every check passed and every target was met
 EXIT_FAILED = 1         # a check failed (a test, the twin, a sanitizer, the start-up)
 EXIT_NO_GPU = 3         # no usable GPU here: nothing that needs one ran
@@ -122,7 +134,7 @@ def toolchain():
     """{cupy, cuda_runtime, nvrtc, driver: text, pair_ok: bool or None} without a GPU."""
     out = {"cupy": None, "cuda_runtime": None, "nvrtc": None, "driver": None, "pair_ok": None}
     try:
-        import cupy
+        import cupy  # lazy: cupy is optional; its absence is one of the answers
     except Exception as exc:
         out["cupy"] = f"not installed ({_first_line(exc)}): pip install -e '.[cuda]'"
         return out
@@ -134,7 +146,7 @@ def toolchain():
     except Exception as exc:
         out["cuda_runtime"] = f"unknown ({_first_line(exc)})"
     try:
-        from cupy_backends.cuda.libs import nvrtc
+        from cupy_backends.cuda.libs import nvrtc  # lazy: comes with cupy, optional
         nv = nvrtc.getVersion()
         out["nvrtc"] = f"{nv[0]}.{nv[1]}"
     except Exception as exc:
@@ -154,11 +166,10 @@ def nvrtc_compiles(archs=("compute_75", "compute_90")):
     """(ok, text): every kernels/cuda/*.cu compiled to PTX by NVRTC, as cupy would
     (once a process: the files do not change under a running check)."""
     try:
-        from cupy_backends.cuda.libs import nvrtc
+        from cupy_backends.cuda.libs import nvrtc  # lazy: comes with cupy, optional
         nvrtc.getVersion()
     except Exception as exc:
         return None, f"not checked: NVRTC not loadable ({_first_line(exc)})"
-    from minicnn.backends._cuda_glue import KERNEL_DIR
     files = sorted(KERNEL_DIR.glob("*.cu"))
     bad = []
     for path in files:
@@ -178,7 +189,7 @@ def nvrtc_compiles(archs=("compute_75", "compute_90")):
 
 def _torch_text():
     try:
-        import torch
+        import torch  # lazy: PyTorch is optional (only the speed comparison needs it)
     except Exception:
         return "not installed: no cuBLAS / cuDNN comparison"
     try:
@@ -209,7 +220,6 @@ def facts():
 def gpu_problem():
     """None when device "cuda" works (its start-up kernel ran), else why not, in words."""
     try:
-        from minicnn import backends
         backends.get("cuda")
     except ImportError as exc:
         return str(exc)
@@ -219,7 +229,7 @@ def gpu_problem():
 
 
 def gpu_name():
-    import cupy
+    import cupy  # lazy: cupy is optional; called only once device "cuda" started
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     return f"{name}, {props['multiProcessorCount']} SMs"
@@ -304,7 +314,6 @@ def format_no_gpu(fact_rows, reason):
 
 def repo_tests():
     """The tests/ folder of the source checkout minicnn runs from, or None."""
-    import minicnn
     tests = Path(minicnn.__file__).resolve().parent.parent / "tests"
     return tests if (tests / "conftest.py").is_file() else None
 
@@ -326,18 +335,23 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
-def _run(cmd, timeout_s, **kw):
-    """subprocess.run in a session of its own: on timeout the whole group is killed
-    (compute-sanitizer's python, not only compute-sanitizer), then TimeoutExpired."""
+def _run_check(name, cmd, timeout_s, cwd, env, verdict):
+    """The Result of the check `name`: cmd run for at most timeout_s seconds, its outcome
+    read by verdict(completed_process, seconds_taken) -> Result; SKIP if it ran out of time.
+
+    cmd runs in a session of its own, so on timeout the whole group is killed
+    (compute-sanitizer's python, not only compute-sanitizer)."""
+    t0 = time.perf_counter()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True, **kw) as proc:
+                          start_new_session=True, cwd=cwd, env=env) as proc:
         try:
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            return Result(name, SKIP, f"did not finish in {timeout_s:.0f} s (the time left)")
+    took = time.perf_counter() - t0
+    return verdict(subprocess.CompletedProcess(cmd, proc.returncode, out, err), took)
 
 
 def summarize_junit(path):
@@ -370,17 +384,18 @@ def run_cuda_tests(timeout_s, tests=None, extra_env=None, prefix=(), select=None
         xml = Path(tmp) / "junit.xml"
         cmd = [*prefix, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                "-p", "minicnn.cli.gpu_check", f"--junitxml={xml}", str(select or tests)]
-        env = dict(os.environ, **(extra_env or {}))
-        t0 = time.perf_counter()
-        try:
-            r = _run(cmd, timeout_s, cwd=tests.parent, env=env)
-        except subprocess.TimeoutExpired:
-            return Result(name, SKIP, f"did not finish in {timeout_s:.0f} s (the time left)")
-        took = time.perf_counter() - t0
-        if not xml.exists():
-            tail = (r.stdout + r.stderr).strip().splitlines()[-1:] or ["no output"]
-            return Result(name, FAIL, f"pytest exited {r.returncode}: {tail[0]}")
-        passed, failed, skipped, names, reasons = summarize_junit(xml)
+        return _run_check(name, cmd, timeout_s, tests.parent,
+                          dict(os.environ, **(extra_env or {})),
+                          functools.partial(_pytest_verdict, name, xml))
+
+
+def _pytest_verdict(name, xml, r, took):
+    """The Result of a cuda-device pytest run that finished: r its CompletedProcess, xml
+    the JUnit file it wrote."""
+    if not xml.exists():
+        tail = (r.stdout + r.stderr).strip().splitlines()[-1:] or ["no output"]
+        return Result(name, FAIL, f"pytest exited {r.returncode}: {tail[0]}")
+    passed, failed, skipped, names, reasons = summarize_junit(xml)
     detail = f"{passed} passed, {failed} failed, {skipped} skipped ({took:.0f} s)"
     if names:
         detail += "; failed: " + ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
@@ -412,10 +427,6 @@ def twin_training(device="cuda", steps=TWIN_STEPS, inputs=TWIN_INPUT, seed=0):
     """ChestXrayCNN trained `steps` SGD steps on "cpu" and on `device`, same start, same
     batches; Result PASS when every loss and every final weight agree to
     TWIN_ATOL + TWIN_RTOL * |cpu's|."""
-    import minicnn
-    from minicnn import functional as F
-    from minicnn.nn.models import ChestXrayCNN
-    from minicnn.optim import SGD
     channels, size, batch = inputs
 
     def train(dev):
@@ -454,21 +465,15 @@ def twin_training(device="cuda", steps=TWIN_STEPS, inputs=TWIN_INPUT, seed=0):
 
 def _clock(device):
     if device == "cuda":
-        import cupy
-        from minicnn.cli.bench.cuda import EventClock
+        import cupy  # lazy: cupy is optional; only device "cuda" is timed on its events
         return EventClock(cupy)
-    from minicnn.cli.bench.timing import WallClock
     return WallClock()
 
 
 def time_sgemm(device="cuda", sizes=SGEMM_SIZES, budget_s=4.0):
     """[Ratio]: linear_forward (x @ w^T by the sgemm kernel) against torch.matmul
     (cuBLAS on a GPU), after checking that the two agree."""
-    import torch
-    from minicnn import backends
-    from minicnn.cli.bench.cuda import _worst
-    from minicnn.cli.bench.ops import torch_for
-    from minicnn.cli.bench.timing import compare
+    import torch  # lazy: PyTorch is optional; check_gpu times only where it has CUDA
     be, as_torch = backends.get(device), torch_for(device)[1]
     rng = np.random.default_rng(0)
     out = []
@@ -490,8 +495,6 @@ def time_conv(device="cuda", inputs=CONV_INPUT, budget_s=3.0, other_budget_s=1.0
     """[Ratio]: conv2d forward against torch's conv2d (cuDNN) at every conv layer of
     ChestXrayCNN's training step at `inputs` (channels, size, batch), then the step's
     other kernels against the ATen ops PyTorch runs for them (kind OTHER_OPS)."""
-    from minicnn.cli.bench import ops
-    from minicnn.cli.bench.timing import compare
     channels, size, batch = inputs
     out = []
     cases = [c for c in ops.cases(channels, size, batch, device=device)
@@ -511,8 +514,6 @@ def time_conv(device="cuda", inputs=CONV_INPUT, budget_s=3.0, other_budget_s=1.0
 
 def time_step(device="cuda", inputs=STEP_INPUT, reference="cpu", budget_s=20.0):
     """Ratio: one ChestXrayCNN training step on `device` against the same on `reference`."""
-    from minicnn.cli.bench import step as stepmod
-    from minicnn.cli.bench.timing import compare
     channels, size, batch = inputs
     x, t = stepmod.make_batch(batch, channels, size)
     secs = {}
@@ -558,12 +559,12 @@ def run_sanitizer(tool, timeout_s, tests=None):
            sys.executable, "-c", _SANITIZED_PYTEST, "-q", "-p", "no:cacheprovider",
            "-p", "minicnn.cli.gpu_check", "-x", str(tests.parent / SANITIZER_TESTS)]
     env = dict(os.environ, MINICNN_EXAMPLES=SANITIZER_EXAMPLES, MINICNN_CUDA_SYNC="1")
-    t0 = time.perf_counter()
-    try:
-        r = _run(cmd, timeout_s, cwd=tests.parent, env=env)
-    except subprocess.TimeoutExpired:
-        return Result(name, SKIP, f"did not finish in {timeout_s:.0f} s (the time left)")
-    took = time.perf_counter() - t0
+    return _run_check(name, cmd, timeout_s, tests.parent, env,
+                      functools.partial(_sanitizer_verdict, name))
+
+
+def _sanitizer_verdict(name, r, took):
+    """The Result of a compute-sanitizer run that finished: r its CompletedProcess."""
     text = r.stdout + r.stderr
     summary = [ln for ln in text.splitlines() if "ERROR SUMMARY" in ln]
     summary = summary[-1].strip("= ").strip() if summary else "no summary"
@@ -590,7 +591,7 @@ def check_gpu(no_sanitizer=False, budget_s=BUDGET_S, say=print):
     say("doctor --gpu: twin training ...", file=sys.stderr)
     results.append(twin_training("cuda"))
     try:
-        import torch
+        import torch  # lazy: PyTorch is optional
         has_torch_cuda = torch.cuda.is_available()
     except Exception:
         has_torch_cuda = False
