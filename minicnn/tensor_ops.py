@@ -276,8 +276,7 @@ class ToDevice(Function):
     @staticmethod
     def backward(ctx, g):
         if ctx.source == "cuda":
-            import cupy
-            return cupy.asarray(g)
+            return backends.get("cuda").xp.asarray(g)
         return g.get() if not isinstance(g, np.ndarray) else g.copy()
 
 

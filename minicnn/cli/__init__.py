@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 
+from minicnn import __version__
 from minicnn.errors import UserError
 
 # name -> (module, one-line help)
@@ -62,7 +63,6 @@ def _run_command(name, module, args):
 
 
 def _top_parser():
-    from minicnn import __version__
     parser = argparse.ArgumentParser(
         prog="minicnn", description="minicnn: a from-scratch CNN engine and a chest X-ray "
         "pneumonia classifier (for learning; not for clinical use).",

@@ -13,20 +13,26 @@ import platform
 import shutil
 import subprocess
 
+import numpy as np
+
+import minicnn
+from minicnn import functional as F
+from minicnn.cli import gpu_check
+
 
 def add_arguments(parser):
-    from minicnn.cli.gpu_check import BUDGET_S, EXIT_CODES_HELP
     parser.add_argument("--no-devices", action="store_true",
                         help="only report versions and tools; do not run a kernel on each device")
     parser.add_argument("--gpu", action="store_true",
-                        help=f"the one-command check of a real GPU (under {BUDGET_S} s): every "
+                        help=f"the one-command check of a real GPU (under "
+                             f"{gpu_check.BUDGET_S} s): every "
                              "cuda-device test, a cpu/cuda twin training, sgemm vs cuBLAS, "
                              "conv2d vs cuDNN and a 224-px training step vs the cpu device "
                              "(with PyTorch), compute-sanitizer where installed; one page")
     parser.add_argument("--no-sanitizer", action="store_true",
                         help="with --gpu: skip the compute-sanitizer runs")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXIT_CODES_HELP
+    parser.epilog = gpu_check.EXIT_CODES_HELP
 
 
 def _version(name):
@@ -38,8 +44,8 @@ def _version(name):
 
 def _numba_threading():
     try:
-        import numba
-        from numba.np.ufunc import parallel
+        import numba  # lazy: a broken numba install is one of the answers, not a crash
+        from numba.np.ufunc import parallel  # lazy: as numba
 
         @numba.njit(parallel=True, cache=False)
         def _touch(n):
@@ -55,7 +61,7 @@ def _numba_threading():
 
 def _cupy_gpu():
     try:
-        import cupy
+        import cupy  # lazy: cupy is optional
     except Exception:
         return "no (cupy not installed: pip install 'minicnn-xray[cuda]')"
     try:
@@ -69,8 +75,7 @@ def _cupy_gpu():
 
 
 def _nvrtc():
-    from minicnn.cli.gpu_check import toolchain
-    tc = toolchain()
+    tc = gpu_check.toolchain()
     if tc["nvrtc"] is None:
         return "not available (cupy is not installed)"
     if tc["pair_ok"] is False:
@@ -92,9 +97,6 @@ def _tool(name, flag="--version"):
 
 
 def _try_device(device):
-    import numpy as np
-    import minicnn
-    from minicnn import functional as F
     try:
         x = minicnn.tensor(np.ones((1, 1, 5, 5), np.float32), device=device)
         w = minicnn.tensor(np.ones((1, 1, 3, 3), np.float32), requires_grad=True, device=device)
@@ -111,7 +113,6 @@ def _try_device(device):
 
 def run(args):
     if getattr(args, "gpu", False):
-        from minicnn.cli import gpu_check
         return gpu_check.run(args)
     rows = [
         ("python", platform.python_version()),

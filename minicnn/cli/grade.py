@@ -31,7 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+import minicnn
+from minicnn import functional
+from minicnn.data import class_weights
 from minicnn.errors import UserError
+from minicnn.kernels import reference
+from minicnn.kernels.cuda.emu import load_module
+from minicnn.optim import SGD
+from minicnn.xray import metrics
 
 DEFAULT_DIR = os.path.join("lessons", "exercises")
 ATOL, RTOL = 1e-6, 1e-5          # answers are computed in float64
@@ -177,11 +184,6 @@ def _pair(result, name, count, case=""):
 
 # --------------------------------------------------------------------------- the exercises
 
-def _reference():
-    from minicnn.kernels import reference
-    return reference
-
-
 def _parts(*parts):
     """Run the checks of an exercise's functions, [(name, check)], all of them; report
     the first failure and how the other functions did (right, wrong, not started)."""
@@ -234,7 +236,7 @@ def _conv_cases(rng, shapes=_FORWARD_SHAPES):
 
 
 def grade_conv_forward(mod, rng):
-    ref = _reference()
+    ref = reference
     for x, w, b, s, pad, case in _conv_cases(rng):
         got = _call(mod, "conv2d_forward", x.copy(), w.copy(), b.copy(), stride=s, padding=pad,
                     case=case)
@@ -247,7 +249,7 @@ def grade_conv_forward(mod, rng):
 
 def _engine_im2col(x, KH, KW, s, pad):
     """cols[n, (c*KH+p)*KW+q, i*Wo+j], read off the engine's conv2d with one-hot kernels."""
-    ref = _reference()
+    ref = reference
     N, C = x.shape[:2]
     onehot = np.eye(C * KH * KW).reshape(C * KH * KW, C, KH, KW)   # filter r picks tap (c,p,q)
     y = ref.conv2d_forward(x, onehot, None, (s, s), (pad, pad))
@@ -270,7 +272,7 @@ def _im2col_position(C, KH, KW, Wo, s, pad):
 
 
 def grade_im2col(mod, rng):
-    ref = _reference()
+    ref = reference
     cases = list(_conv_cases(rng))
 
     def cols():
@@ -299,7 +301,7 @@ def _tap_of(name):
 
 
 def grade_conv_backward(mod, rng):
-    ref = _reference()
+    ref = reference
     for x, w, b, s, pad, case in _conv_cases(rng, _BACKWARD_SHAPES):
         y = ref.conv2d_forward(x, w, b, (s, s), (pad, pad))
         gy = rng.standard_normal(y.shape)
@@ -312,7 +314,7 @@ def grade_conv_backward(mod, rng):
 
 
 def grade_relu_backward(mod, rng):
-    ref = _reference()
+    ref = reference
     for shape in [(7,), (2, 3, 4, 4), (5, 6)]:
         x = rng.standard_normal(shape)
         x.flat[::5] = 0.0                                  # the corner at 0 must give 0
@@ -324,7 +326,7 @@ def grade_relu_backward(mod, rng):
 
 
 def grade_maxpool_backward(mod, rng):
-    ref = _reference()
+    ref = reference
     for N, C, H, W, k, s, ties in [(1, 1, 4, 4, 2, 2, False), (2, 3, 6, 6, 2, 2, True),
                                    (2, 2, 7, 7, 3, 2, True), (1, 2, 5, 6, 3, 1, True)]:
         # integer values make ties common: the first maximum in the window must win
@@ -340,7 +342,7 @@ def grade_maxpool_backward(mod, rng):
 
 
 def grade_softmax_cross_entropy(mod, rng):
-    ref = _reference()
+    ref = reference
     for N, K, scale in [(4, 3, 1.0), (6, 2, 3.0), (5, 10, 1.0), (3, 4, 1000.0)]:
         logits = rng.standard_normal((N, K)) * scale
         target = rng.integers(0, K, N)
@@ -355,8 +357,6 @@ def grade_softmax_cross_entropy(mod, rng):
 
 
 def grade_sgd_momentum(mod, rng):
-    import minicnn
-    from minicnn.optim import SGD
     for shape, lr, momentum, wd in [((5,), 0.1, 0.9, 0.0), ((3, 4), 0.05, 0.5, 0.01),
                                     ((2, 2, 3), 0.2, 0.0, 0.0), ((4,), 0.1, 0.9, 0.1)]:
         p0 = rng.standard_normal(shape)
@@ -411,7 +411,6 @@ extern "C" __global__ void who_sgemm(int* owner, int M, int N)
 
 
 def grade_cuda_index_map(mod, rng):
-    from minicnn.kernels.cuda.emu import load_module
     emu = None
     for shape, block in [((2, 3, 5, 7), 64), ((1, 2, 3, 3), 8), ((3, 1, 4, 5), 32)]:
         total = int(np.prod(shape))
@@ -464,9 +463,6 @@ def grade_cuda_index_map(mod, rng):
 
 
 def grade_weighted_loss(mod, rng):
-    import minicnn
-    from minicnn import functional as F
-    from minicnn.data import class_weights
     cases = []
     for N, K in [(12, 2), (20, 3), (9, 4)]:
         # two classes: about 3 pneumonia to 1 normal, as PneumoniaMNIST; more: uniform
@@ -492,16 +488,14 @@ def grade_weighted_loss(mod, rng):
                     f"weight {np.round(weight, 4).tolist()}")
             got = _call(mod, "weighted_cross_entropy", logits.copy(), labels.copy(), weight.copy(),
                         case=case)
-            expected = F.cross_entropy(minicnn.tensor(logits, dtype=np.float64),
-                                       minicnn.tensor(labels),
-                                       weight=minicnn.tensor(weight, dtype=np.float64))
+            expected = functional.cross_entropy(minicnn.tensor(logits, dtype=np.float64),
+                                                minicnn.tensor(labels),
+                                                weight=minicnn.tensor(weight, dtype=np.float64))
             check_close("loss", got, expected.item(), case)
     _parts(("class_weights", weights), ("weighted_cross_entropy", loss))
 
 
 def grade_sensitivity_specificity(mod, rng):
-    from minicnn.xray import metrics
-
     def rates():
         for N in (10, 25, 40):
             y_true = rng.integers(0, 2, N)

@@ -15,6 +15,7 @@ from minicnn.errors import UserError
 from minicnn.xray.runlock import RunLock
 from minicnn.xray.train import evaluate, write_json_atomic
 from .figures import SYNTHETIC_NOTE, evaluation_figures, multilabel_figures, note_for
+from .train import finding_table
 
 
 def add_arguments(parser):
@@ -77,7 +78,6 @@ def _write(args, ck, data, splits, dataset, m, probs, out):
     print(f"{args.checkpoint}: {ck.describe()}")
     print(f"{args.split} split of {data}, {m['n']} images{' — ' + SYNTHETIC_NOTE if note else ''}:")
     if "per_label" in m:
-        from .train import finding_table
         print("  each finding at its threshold saved with the checkpoint (chosen on validation)")
         print(finding_table(m))
     elif "sensitivity" in m:

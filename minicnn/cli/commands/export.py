@@ -12,6 +12,7 @@ the network expects images scaled to [0, 1], then (x - norm_mean) / norm_std.
 import json
 import os
 
+from minicnn import interop
 from minicnn.xray.checkpoint import load_checkpoint
 from minicnn.errors import UserError
 
@@ -44,7 +45,6 @@ def run(args):
     ck = load_checkpoint(args.checkpoint)
     model = ck.build_model("cpu")
     try:
-        from minicnn import interop
         if args.format == "onnx":
             interop.export_onnx(model, out, (ck.channels, *ck.image_size), metadata(ck))
         else:

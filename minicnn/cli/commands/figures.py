@@ -3,8 +3,12 @@ import os
 
 import numpy as np
 
+from minicnn.autograd import no_grad
+from minicnn.nn import Conv2d
+from minicnn.tensor import Tensor
 from minicnn.xray import metrics as M
 from minicnn.xray import viz
+from minicnn.xray.gradcam import grad_cam
 from minicnn.xray.train import normalise
 
 SYNTHETIC_NOTE = "SYNTHETIC data"
@@ -74,7 +78,6 @@ def multilabel_figures(folder, split, dataset, probs, metrics, note, model=None,
                                   title=f"ROC per finding, {split}", note=note))
     if model is None:
         return paths
-    from minicnn.xray.gradcam import grad_cam
     present = np.where(labels > 0.5, probs, -1.0)
     best = present.argmax(axis=1)
     confidence = present.max(axis=1)
@@ -94,7 +97,6 @@ def multilabel_figures(folder, split, dataset, probs, metrics, note, model=None,
 
 def model_figures(folder, model, dataset, mean, std, positive, device, note):
     """The first layer's filters and Grad-CAM maps on a few images of each class."""
-    from minicnn.xray.gradcam import grad_cam
     paths = []
     first = next(p for name, p in model.named_parameters() if name.endswith("weight"))
     paths.append(viz.filters(first.numpy(), os.path.join(folder, "filters.png"), note=note))
@@ -113,9 +115,6 @@ def model_figures(folder, model, dataset, mean, std, positive, device, note):
 
 def _first_maps(model, image, device):
     """The activations after the first conv layer and its ReLU: (F, H, W)."""
-    from minicnn.autograd import no_grad
-    from minicnn.nn import Conv2d
-    from minicnn.tensor import Tensor
     layers = list(model.features)
     first = next(i for i, layer in enumerate(layers) if isinstance(layer, Conv2d))
     with no_grad():

@@ -18,6 +18,8 @@ from minicnn.xray.checkpoint import load_checkpoint
 from minicnn.data.datasets import frame
 from minicnn.data.images import read_frames, read_image
 from minicnn.errors import UserError
+from minicnn.xray import viz
+from minicnn.xray.gradcam import grad_cam
 from minicnn.xray.runlock import RunLock
 from minicnn.xray.train import normalise, predict, predict_multilabel
 
@@ -147,8 +149,6 @@ def _finish(args, ck, model, gradcam, images, paths, scored, results, failures):
 
 def _gradcam_multilabel(args, ck, model, batch, paths):
     """One figure per image: Grad-CAM of its most probable finding."""
-    from minicnn.xray.gradcam import grad_cam
-    from minicnn.xray import viz
     x = normalise(batch, ck.norm_mean, ck.norm_std)
     probs, _ = predict_multilabel(model, batch, ck.norm_mean, ck.norm_std, device=args.device)
     top = probs.argmax(axis=1)
@@ -179,8 +179,6 @@ def _stem(name):
 
 
 def _gradcam(args, ck, model, batch, paths):
-    from minicnn.xray.gradcam import grad_cam
-    from minicnn.xray import viz
     cams, probs = grad_cam(model, normalise(batch, ck.norm_mean, ck.norm_std), ck.positive_class,
                            device=args.device)
     failures = []
