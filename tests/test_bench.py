@@ -71,6 +71,17 @@ def test_quick_report_figures_are_positive_and_finite(quick_report):
     for row in rep["steps"]:
         _positive_finite(row["flops"], "step FLOPs")
         _positive_finite(row["minicnn_images_per_s"], "images/s")
+    # "% peak": each engine's GFLOP/s over the matmul peak measured in the same run
+    peak = rep["peak"]["flops"]
+    _positive_finite(peak, "the matmul peak")
+    assert rep["peak"]["products"] >= 2 and rep["peak"]["n"] == 2048
+    for row in rep["steps"]:
+        for side in ("minicnn", "torch"):
+            assert row[f"{side}_peak_share"] == pytest.approx(row[f"{side}_gflops"] * 1e9 / peak)
+    for row in rep["ops"]["rows"]:
+        for side in ("minicnn", "torch"):
+            want = row["flops"] / row[f"{side}_s"] / peak if row["flops"] else None
+            assert row[f"{side}_peak_share"] == (want if want is None else pytest.approx(want))
     prof = rep["profile"]
     assert prof["kernels_s"] <= prof["step_s"] * 1.05
     assert {r["kernel"] for r in prof["rows"]} >= {"conv2d_forward", "conv2d_backward", "sgd_step"}
@@ -96,12 +107,57 @@ def test_bench_without_pytorch_reports_minicnn_alone(monkeypatch, capsys, tmp_pa
     assert _run(["--quick", "--parts", "ops,steps", "--json", str(path)]) == 0
     out = capsys.readouterr().out
     assert "PyTorch is not installed" in out
+    assert "peak: float32 matmul" in out and "% peak" in out
     rep = json.loads(path.read_text())
     assert rep["machine"]["torch"] is None
     for row in rep["ops"]["rows"] + rep["steps"]:
-        assert row["torch_s"] is None and row["ratio"] is None
+        assert row["torch_s"] is None and row["ratio"] is None and row["torch_peak_share"] is None
         _positive_finite(row["minicnn_s"], "minicnn time")
+    for row in rep["steps"]:
+        _positive_finite(row["minicnn_peak_share"], "minicnn's share of the peak")
     assert {t["status"] for t in rep["targets"]} == {"n/a"}
+
+
+def _step_row(**given):
+    row = {"input": "28x28x1", "batch": 8, "minicnn_s": 0.01, "minicnn_images_per_s": 800.0,
+           "minicnn_gflops": 5.0, "torch_s": 0.02, "torch_images_per_s": 400.0,
+           "torch_gflops": 2.5, "ratio": 2.0, "target": None, "status": "n/a"}
+    return dict(row, **given)
+
+
+def test_tables_show_each_engines_share_of_the_peak():
+    rows = [_step_row(minicnn_peak_share=0.125, torch_peak_share=0.0625)]
+    lines = report.steps_text(rows, peak_flops=40e9).splitlines()
+    head = lines[0].split()
+    assert head[:5] == ["input", "batch", "minicnn", "ms", "img/s"]
+    cells = lines[2].split()
+    # input, batch, ms, img/s, GFLOP/s, % peak, torch ms, img/s, GFLOP/s, % peak, ratio
+    assert cells[4:6] == ["5.0", "12.5%"] and cells[8:10] == ["2.5", "6.2%"], cells
+    assert lines[0].count("% peak") == 2
+    assert "% peak" not in report.steps_text(rows)               # no peak measured (CUDA)
+    section = {"peak_flops": 40e9, "rows": [
+        {"op": "conv2d forward", "layer": "conv1", "shape": "x", "minicnn_s": 0.001,
+         "minicnn_rate": "20.0 GFLOP/s", "torch_s": 0.002, "torch_rate": "10.0 GFLOP/s",
+         "minicnn_peak_share": 0.5, "torch_peak_share": 0.25, "ratio": 2.0, "target": 0.8,
+         "status": "PASS"},
+        {"op": "max_pool2d fwd+bwd", "layer": "pool1", "shape": "x", "minicnn_s": 0.001,
+         "minicnn_rate": "1.00 GB/s", "torch_s": 0.001, "torch_rate": "1.00 GB/s",
+         "minicnn_peak_share": None, "torch_peak_share": None, "ratio": 1.0, "target": None,
+         "status": "n/a"}]}
+    text = report.ops_text(section)
+    conv, pool = (line.split() for line in text.splitlines()[2:4])
+    assert conv[5:8] == ["20.0", "GFLOP/s", "50.0%"] and conv[9:12] == ["10.0", "GFLOP/s", "25.0%"]
+    assert pool[6:9] == ["GB/s", "-", "1.000"] and pool[10:12] == ["GB/s", "-"], pool
+    assert "% peak" not in report.ops_text(dict(section, peak_flops=None))
+
+
+def test_matmul_peak_is_best_of_a_few_products_within_its_budget():
+    from minicnn.cli.bench import machine
+    peak = machine.matmul_peak(n=256, most=5, budget_s=0.0)
+    assert peak["products"] == 2 and peak["n"] == 256            # the budget stops it at two
+    _positive_finite(peak["flops"], "peak")
+    assert peak["flops"] >= 2 * 256 ** 3 / peak["seconds"]       # the best beats the average
+    assert machine.matmul_peak(n=64, most=3, budget_s=60.0)["products"] == 3
 
 
 def test_bad_options_are_user_errors():

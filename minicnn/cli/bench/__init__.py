@@ -6,6 +6,9 @@
     minicnn bench --json out.json  also write a machine-readable report
     minicnn bench --ladder conv2d  every rung of the CPU kernel ladder, checked, then timed
                                    (conv2d, max_pool2d or linear; ladder.py)
+    minicnn bench --job pneumoniamnist [--data FILE] [--job-epochs N]
+                                   a whole `minicnn train` run beside the same job in
+                                   PyTorch, wall time of each process (job.py, torch_job.py)
 
 Ratios are minicnn/PyTorch throughput: above 1 means minicnn is faster. Each
 ratio is printed beside its target with PASS or BELOW; the targets are checked
@@ -15,8 +18,9 @@ bench prints minicnn's own figures.
 Modules: timing (fair A/B medians), trace (kernel calls of a step), ops (per-op
 cases), step (whole training step, PyTorch twin), measure (times the ops and
 steps on one device), breakdown (where a step's time goes), child + startup
-(fresh-process start-up and peak memory), machine (threads, BLAS), report
-(targets, tables, JSON), cpu and cuda (the two modes).
+(fresh-process start-up and peak memory), machine (threads, BLAS, the measured
+matmul peak that the "% peak" columns divide by), report (targets, tables, JSON),
+cpu and cuda (the two modes), job and torch_job (a whole training run).
 """
 import datetime
 
@@ -50,6 +54,14 @@ def add_arguments(parser):
                              "max_pool2d or linear) at ChestXrayCNN's layer sizes, each "
                              "checked against the reference first (--op-size: one image "
                              "size, default 64; --batch: one batch size, default 64)")
+    parser.add_argument("--job", choices=("pneumoniamnist",),
+                        help="time a whole `minicnn train` run on the data set beside the same "
+                             "job in PyTorch, each in its own process (job.py)")
+    parser.add_argument("--data", metavar="FILE",
+                        help="--job's data file (default: where `minicnn download "
+                             "pneumoniamnist` puts it, data/pneumoniamnist.npz)")
+    parser.add_argument("--job-epochs", type=int, metavar="N",
+                        help="--job's epochs, for both runs (default 15)")
 
 
 def _inputs(text, option):
@@ -106,6 +118,13 @@ def _say(text):
 
 
 def run(args):
+    if getattr(args, "job", None):
+        from . import job
+        return job.run(args)
+    if getattr(args, "data", None) or getattr(args, "job_epochs", None) is not None:
+        from minicnn.errors import UserError
+        raise UserError("bench: --data and --job-epochs belong to --job (e.g. "
+                        "--job pneumoniamnist --data FILE)")
     if getattr(args, "ladder", None):
         from . import ladder
         return ladder.run(args)
@@ -120,7 +139,14 @@ def run(args):
         from . import cpu
         facts = machine.describe()
         _say(machine.header(facts, cfg))
+        peak = None
+        if "ops" in cfg["parts"] or "steps" in cfg["parts"]:  # what the "% peak" columns divide by
+            peak = machine.matmul_peak()
+            cfg["peak_flops"] = peak["flops"]
+            _say(machine.peak_line(peak, facts))
         sections = cpu.run(cfg, _say)
+        if peak is not None:
+            sections["peak"] = peak
         facts = machine.describe()  # again: numba's threading layer is known once kernels ran
     out = {"schema": "minicnn-bench/1", "device": args.device, "started": started,
            "config": {k: v for k, v in cfg.items()}, "machine": facts, **sections}

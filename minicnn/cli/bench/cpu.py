@@ -24,7 +24,7 @@ def run_ops(cfg, say):
 def run_steps(cfg, say):
     say("\nTraining step (forward, cross-entropy, backward, SGD momentum 0.9), ChestXrayCNN")
     rows = time_steps(cfg, "cpu")
-    say(report.steps_text(rows))
+    say(report.steps_text(rows, cfg.get("peak_flops")))
     return rows
 
 

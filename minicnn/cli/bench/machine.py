@@ -143,3 +143,32 @@ def header(facts, cfg):
         "ratio = minicnn throughput / PyTorch throughput (>1: minicnn faster)",
     ]
     return "\n".join(lines)
+
+
+def matmul_peak(n=2048, most=4, budget_s=0.5):
+    """This machine's single-precision matrix-multiply peak, measured here:
+    {"flops": FLOP/s, "n", "products", "seconds"}.
+
+    The best of up to `most` numpy float32 (n, n) @ (n, n) products, on the BLAS threads
+    numpy uses (the first one also wakes them), stopping once `budget_s` seconds are spent
+    and at least two were run: 2 n^3 FLOPs over the fastest product's time.
+    """
+    import time
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    out = np.empty((n, n), np.float32)
+    best, spent, k = float("inf"), 0.0, 0
+    while k < most and (k < 2 or spent < budget_s):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        dt = time.perf_counter() - t0
+        best, spent, k = min(best, dt), spent + dt, k + 1
+    return {"flops": 2.0 * n ** 3 / best, "n": n, "products": k, "seconds": spent}
+
+
+def peak_line(peak, facts):
+    """The header line of the measured peak that the "% peak" columns divide by."""
+    return (f"peak: float32 matmul {peak['flops'] / 1e9:.1f} GFLOP/s (best of {peak['products']} "
+            f"numpy {peak['n']}x{peak['n']} products on its BLAS threads, {facts['numpy_blas']}); "
+            "\"% peak\" = an engine's GFLOP/s over it")

@@ -23,6 +23,12 @@ def _gflops(flops, s):
     return None if s is None or not flops else flops / s / 1e9
 
 
+def _peak_share(flops, s, peak):
+    """The share of the machine's measured matmul peak (FLOP/s) that flops in s seconds reach
+    (None without FLOPs, a time or a peak: memory-bound ops, PyTorch missing, CUDA mode)."""
+    return None if s is None or not flops or not peak else flops / s / peak
+
+
 def _rate(case, s):
     """"12.3 GFLOP/s" for compute-bound ops, "4.50 GB/s" for memory-bound ones."""
     if s is None:
@@ -39,9 +45,11 @@ def _settle_s(cfg, device):
 
 
 def time_ops(cfg, device, clock=None):
-    """Time every op case at cfg["op_input"], batch max(cfg["batches"]), on `device`."""
+    """Time every op case at cfg["op_input"], batch max(cfg["batches"]), on `device`;
+    with cfg["peak_flops"] (FLOP/s) each compute-bound row also gets its share of it."""
     channels, size = cfg["op_input"]
     batch = max(cfg["batches"])
+    peak = cfg.get("peak_flops")
     rows = []
     for case in ops.cases(channels, size, batch, device=device):
         progress(f"  {case.op} {case.layer}")
@@ -55,8 +63,11 @@ def time_ops(cfg, device, clock=None):
                      "reps": t["reps"], "minicnn_s": t["a"], "torch_s": t["b"],
                      "minicnn_min_s": t["a_min"], "torch_min_s": t["b_min"],
                      "minicnn_rate": _rate(case, t["a"]), "torch_rate": _rate(case, t["b"]),
+                     "minicnn_peak_share": _peak_share(case.flops, t["a"], peak),
+                     "torch_peak_share": _peak_share(case.flops, t["b"], peak),
                      "ratio": r, "target": bound, "status": report.verdict(r, bound)})
-    return {"input": f"{size}x{size}x{channels}", "batch": batch, "rows": rows}
+    return {"input": f"{size}x{size}x{channels}", "batch": batch, "peak_flops": peak,
+            "rows": rows}
 
 
 def _step_flops(run_step, device):
@@ -67,8 +78,10 @@ def _step_flops(run_step, device):
 
 
 def time_steps(cfg, device, clock=None):
-    """Time a whole training step at every input and batch of cfg on `device`."""
+    """Time a whole training step at every input and batch of cfg on `device` (with
+    cfg["peak_flops"], each engine's GFLOP/s also as a share of that peak)."""
     torch = ops.torch_for(device)[0]
+    peak = cfg.get("peak_flops")
     rows = []
     for channels, size in cfg["inputs"]:
         for batch in cfg["batches"]:
@@ -95,6 +108,8 @@ def time_steps(cfg, device, clock=None):
                          "torch_images_per_s": _per_s(batch, tm["b"]),
                          "minicnn_gflops": _gflops(flops, tm["a"]),
                          "torch_gflops": _gflops(flops, tm["b"]),
+                         "minicnn_peak_share": _peak_share(flops, tm["a"], peak),
+                         "torch_peak_share": _peak_share(flops, tm["b"], peak),
                          "ratio": r, "target": bound, "status": report.verdict(r, bound)})
             progress(f"  step {size}x{size}x{channels} batch {batch}: "
                      f"minicnn {tm['a'] * 1e3:.1f} ms")

@@ -62,7 +62,29 @@ def table(header, rows):
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def _pct(share):
+    return "-" if share is None else f"{share:.1%}"
+
+
+def _with_peak(head, rows, after, keys, source):
+    """head and rows with a "% peak" column after each column index in `after`, its
+    values the source rows' keys[0], keys[1], ... in turn."""
+    out_head, out_rows = [], [[] for _ in rows]
+    col = 0
+    for i, h in enumerate(head):
+        out_head.append(h)
+        for out, row in zip(out_rows, rows):
+            out.append(row[i])
+        if i in after:
+            out_head.append("% peak")
+            for out, r in zip(out_rows, source):
+                out.append(_pct(r.get(keys[col])))
+            col += 1
+    return out_head, out_rows
+
+
 def ops_text(section):
+    """The per-op table; with a measured peak, a "% peak" column after each engine's rate."""
     rows = []
     for r in section["rows"]:
         rows.append([r["op"], r["layer"], r["shape"], _ms(r["minicnn_s"]),
@@ -70,10 +92,15 @@ def ops_text(section):
                      _x(r["ratio"]), _target(r["target"]), r["status"] if r["target"] else ""])
     head = ["op", "layer", "shape", "minicnn ms", "rate", "torch ms", "rate", "ratio",
             "target", "status"]
+    if section.get("peak_flops"):
+        head, rows = _with_peak(head, rows, (4, 6), ("minicnn_peak_share", "torch_peak_share"),
+                                section["rows"])
     return table(head, rows)
 
 
-def steps_text(rows_in):
+def steps_text(rows_in, peak_flops=None):
+    """The training-step table; with a measured peak (FLOP/s), a "% peak" column after
+    each engine's GFLOP/s."""
     rows = []
     for r in rows_in:
         rows.append([r["input"], r["batch"], _ms(r["minicnn_s"]), _num(r["minicnn_images_per_s"]),
@@ -82,6 +109,9 @@ def steps_text(rows_in):
                      r["status"] if r["target"] else ""])
     head = ["input", "batch", "minicnn ms", "img/s", "GFLOP/s", "torch ms", "img/s", "GFLOP/s",
             "ratio", "target", "status"]
+    if peak_flops:
+        head, rows = _with_peak(head, rows, (4, 7), ("minicnn_peak_share", "torch_peak_share"),
+                                rows_in)
     return table(head, rows)
 
 
