@@ -44,12 +44,16 @@ def _tap(xp, p, q, stride, Ho, Wo):
 
 # ----------------------------------------------------------------------------- convolution (lesson 01)
 
-def conv2d_forward(x, w, b, stride, padding, relu=False):
+def conv2d_forward(x, w, b, stride, padding, relu=False, pool=False):
     """y[n,f,i,j] = b[f] + sum_c sum_p sum_q x[n,c,i*sh+p-ph, j*sw+q-pw] * w[f,c,p,q]
-    and then, with relu=True, y = max(y, 0) (a ReLU fused in).
+    and then, with relu=True, y = max(y, 0) (a ReLU fused in); with pool=True too,
+    -> max_pool2d_forward(y, 2x2, stride 2): (yp (N,F,Ho//2,Wo//2), idx).
 
     x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo)
     """
+    if pool:
+        return max_pool2d_forward(conv2d_forward(x, w, b, stride, padding, relu=True),
+                                  (2, 2), (2, 2), (0, 0))
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     Ho = out_size(H, KH, stride[0], padding[0])
@@ -65,11 +69,14 @@ def conv2d_forward(x, w, b, stride, padding, relu=False):
     return relu_forward(y) if relu else y
 
 
-def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
+def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None,
+                    pool_idx=None):
     """Gradients of conv2d_forward, given gy = dL/dy.
 
     relu_y: the output of a forward pass with relu=True, or None. When given, gy
     first goes back through the ReLU: gy = gy where relu_y > 0, else 0.
+    pool_idx: the idx of a pool=True forward; gy and relu_y are then the pooled
+    gradient and output, and go back through the ReLU and then the pool's scatter.
 
     gx[n,c,h,w]  = sum over (f,i,j,p,q) with i*sh+p-ph = h, j*sw+q-pw = w of gy[n,f,i,j] w[f,c,p,q]
     gw[f,c,p,q]  = sum_n sum_i sum_j gy[n,f,i,j] * x[n,c,i*sh+p-ph, j*sw+q-pw]
@@ -82,6 +89,9 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
         gy = relu_backward(gy, relu_y)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
+    if pool_idx is not None:
+        full = (N, F, out_size(H, KH, stride[0], padding[0]), out_size(W, KW, stride[1], padding[1]))
+        gy = max_pool2d_backward(gy, pool_idx, full)
     _, _, Ho, Wo = gy.shape
     ph, pw = padding
     sh, sw = stride

@@ -54,11 +54,15 @@ class Conv2dFn(Function):
     """conv2d, and with relu=True relu(conv2d) as one op: the kernels apply max(y, 0)
     as they write y, and in backward mask gy as they read it, so the ReLU costs no
     pass of its own. The ReLU's output is all backward needs of it (where y > 0 the
-    ReLU passed gy on)."""
+    ReLU passed gy on). pool=True adds a 2x2 stride-2 max-pool to the same op (the
+    kernels pool as they write y, and scatter gy as they read it back): the full-size
+    map is never written, and backward needs only the pooled output and its indices."""
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, relu=False):
-        y = backends.get(ctx.device).conv2d_forward(x, w, b, stride, padding, relu=relu)
+    def forward(ctx, x, w, b, stride, padding, relu=False, pool=False):
+        out = backends.get(ctx.device).conv2d_forward(x, w, b, stride, padding, relu=relu,
+                                                      pool=pool)
+        y, ctx.pool_idx = out if pool else (out, None)
         saved = (x, w, y) if relu else (x, w)
         ctx.save_for_backward(*saved)
         ctx.conv = (stride, padding, b is not None)
@@ -71,7 +75,8 @@ class Conv2dFn(Function):
         need = ctx.needs_input_grad
         needs = (need[0], need[1], has_bias and need[2])
         return backends.get(ctx.device).conv2d_backward(
-            x, w, gy, stride, padding, needs, relu_y=relu_y[0] if relu_y else None)
+            x, w, gy, stride, padding, needs, relu_y=relu_y[0] if relu_y else None,
+            pool_idx=ctx.pool_idx)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -134,6 +139,20 @@ def conv2d_relu(input, weight, bias=None, stride=1, padding=0):
     shapes and values as the two; nn.Sequential uses it for a Conv2d then a ReLU)."""
     stride, padding = _conv_args(input, weight, bias, stride, padding, "conv2d")
     return Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding, relu=True)
+
+
+def conv2d_relu_pool(input, weight, bias=None, stride=1, padding=0):
+    """max_pool2d(relu(conv2d(input, weight, bias, stride, padding)), 2), computed as one
+    op (same shapes and values as the three; nn.Sequential uses it for a Conv2d, a ReLU
+    and a MaxPool2d(2)). -> (N, F, Ho // 2, Wo // 2), Ho, Wo the convolution's output."""
+    stride, padding = _conv_args(input, weight, bias, stride, padding, "conv2d")
+    ho, wo = (out_size(n, k, s, p) for n, k, s, p in
+              zip(input.shape[2:], weight.shape[2:], stride, padding))
+    if min(ho, wo) < 2:
+        raise ValueError(f"max_pool2d: window 2x2 is larger than the convolution's output "
+                         f"{ho}x{wo} (input shape {input.shape}, weight shape {weight.shape})")
+    return Conv2dFn.apply(input, weight, bias, stride=stride, padding=padding, relu=True,
+                          pool=True)
 
 
 def _conv_args(input, weight, bias, stride, padding, op):
@@ -968,7 +987,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return BCEWithLogitsFn.apply(input, target, weight=w, pos_weight=pw, reduction=reduction)
 
 
-__all__ = ["conv2d", "conv2d_relu", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
+__all__ = ["conv2d", "conv2d_relu", "conv2d_relu_pool", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
            "sigmoid", "linear", "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss",
            "binary_cross_entropy_with_logits", "dropout", "flatten", "batch_norm", "pad2d",
            "pool_output_size", "is_grad_enabled"]

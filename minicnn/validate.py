@@ -83,7 +83,7 @@ def settings(cfg):
            what="in [0, 1)")
     number("dropout", cfg["dropout"], lo=0, hi=1, hi_open=True)
     integer("--seed", cfg["seed"], 0, MAX_SEED)
-    choice("--model", cfg["model"], ("chestxray", "alexnet"))
+    choice("--model", cfg["model"], ("chestxray", "chestxray_bn", "alexnet"))
     choice("--optimizer", cfg["optimizer"], ("sgd", "adam"))
     choice("--device", cfg["device"], ("cpu", "cuda", "cuda-sim"))
     choice("--balance", cfg["balance"], ("none", "weights", "sampler"))

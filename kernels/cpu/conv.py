@@ -63,9 +63,11 @@ from ..reference import out_size
 from .activation import relu_backward
 from .conv_chunks import ConvGeometry, backward_share, fill_col, forward_share, matrix, padded
 from .conv_direct import conv3x3_forward, conv3x3_weight
+from .conv_pool import pooled_to_rows, rows_to_pooled
 from .conv_taps import backward_taps, forward_taps
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, images_to_rows, pad_chunk,
                      relu_images_to_rows, rows_to_images)
+from .pool import max_pool2d_backward, max_pool_fwd_2x2
 from .workers import run_shares, share_rows
 
 # bytes of col buffer per chunk (see above); a core here has 1 MiB of L2 cache
@@ -200,57 +202,98 @@ class _Shaped:
         self.shape, self.dtype, self.itemsize = tuple(shape), like.dtype, like.itemsize
 
 
-def conv2d_forward(x, w, b, stride, padding, relu=False, upto="direct"):
+def conv2d_forward(x, w, b, stride, padding, relu=False, upto="direct", pool=False):
     """x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo); relu=True also
     takes max(y, 0) on the way out (a ReLU fused in: no pass of its own).
+    pool=True (with relu=True): -> (yp, idx), yp (N,F,Ho//2,Wo//2) = the 2x2 stride-2
+    max-pool of the ReLU's output and idx (int32, like yp) each window's flat index
+    h*Wo + w in its (Ho, Wo) plane (conv_pool.py); the full-size y is never written.
     upto: the last of STEPS the call may take (for study; the default is every one)."""
     x = np.ascontiguousarray(x)
     pl = _Plan(x, w, stride, padding, upto)
+    if pool and not relu:
+        raise ValueError("conv2d_forward: pool=True fuses a max-pool after the ReLU; "
+                         "it needs relu=True")
     F, C, K, S, T = pl.F, pl.C, pl.KH * pl.KW, pl.S, pl.threads
-    y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
+    if pool:
+        y = np.empty((pl.N, F, pl.Ho // 2, pl.Wo // 2), dtype=x.dtype)
+        idx = np.empty(y.shape, dtype=np.int32)
+    else:
+        y = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
+        idx = np.empty((0, 0, 0, 0), dtype=np.int32)       # the kernels' "no pool"
     bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     if pl.direct():
-        conv3x3_forward(pl.padded_batch(x), np.ascontiguousarray(w, dtype=x.dtype), bias, relu, y)
-        return y
+        wc = np.ascontiguousarray(w, dtype=x.dtype)
+        if not pool:
+            conv3x3_forward(pl.padded_batch(x), wc, bias, relu, y)
+            return y
+        full = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
+        conv3x3_forward(pl.padded_batch(x), wc, bias, relu, full)
+        return _pool_of(full, y, idx)
     if pl.taps():
         w_taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1), dtype=x.dtype).reshape(K, F, C)
         xp, Y = share_rows(T, C * pl.Hp * pl.Wp, x.dtype), share_rows(T, F * S, x.dtype)
         with blas.single_threaded_blas():
-            run_shares(forward_taps, T, x, w_taps, bias, pl.geo(), relu, xp, Y, y)
-        return y
+            run_shares(forward_taps, T, x, w_taps, bias, pl.geo(), relu, xp, Y, y, idx)
+        return (y, idx) if pool else y
     w2 = np.ascontiguousarray(w.reshape(F, pl.R), dtype=x.dtype)
     xp, col, Y = pl.buffers(pl.R, F, x.dtype)
     if T > 1:
         with blas.single_threaded_blas():
-            run_shares(forward_share, T, x, w2, bias, pl.geo(), relu, xp, col, Y, y)
-        return y
+            run_shares(forward_share, T, x, w2, bias, pl.geo(), relu, xp, col, Y, y, idx)
+        return (y, idx) if pool else y
     geo = pl.geo()
     for n0, m in pl.chunks():
         c, out = matrix(col[0], pl.R, m * S), matrix(Y[0], F, m * S)
         fill_col(x, n0, geo, xp[0], c)
         np.matmul(w2, c, out=out)
-        rows_to_images(out, n0, pl.L, bias, relu, y)
-    return y
+        if pool:
+            rows_to_pooled(out, n0, pl.Ho, pl.L, pl.Wo, bias, y, idx)
+        else:
+            rows_to_images(out, n0, pl.L, bias, relu, y)
+    return (y, idx) if pool else y
+
+
+def _pool_of(full, yp, idx):
+    """(yp, idx) of the 2x2 stride-2 max-pool of full (N,F,Ho,Wo), as conv_pool.py's."""
+    N, F, Ho, Wo = full.shape
+    max_pool_fwd_2x2(full.reshape(N * F, Ho * Wo), Ho, Wo, Ho // 2, Wo // 2,
+                     yp.reshape(N * F, -1), idx.reshape(N * F, -1))
+    return yp, idx
+
+
+def _unpool(gyp, yp, idx, full_shape):
+    """The conv output's gradient (N,F,Ho,Wo) from the pooled one: gyp at idx where
+    yp > 0, else 0 (the pool's scatter after the ReLU's mask)."""
+    return max_pool2d_backward(np.where(yp > 0, gyp, 0).astype(gyp.dtype), idx, full_shape)
 
 
 def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None,
-                    upto="direct"):
+                    upto="direct", pool_idx=None):
     """x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> (gx (N,C,H,W), gw (F,C,KH,KW), gb (F,)),
     each None where needs (input, weight, bias) says False; upto as conv2d_forward's.
 
     relu_y: the output of a relu=True forward, or None. The ReLU's backward (gy where
     relu_y > 0, else 0) is then applied as gy is read: by the direct kernel, or in
     the copy of gy into GY.
+    pool_idx: the idx of a pool=True forward, or None; gy and relu_y are then the
+    pooled gradient and output (N,F,Ho//2,Wo//2), and the conv output's gradient is
+    gy at pool_idx where relu_y > 0, else 0 (conv_pool.py), written into GY directly.
     """
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     gy = np.ascontiguousarray(gy, dtype=x.dtype)
-    # the kernels take an empty relu_y for "no ReLU"
+    # the kernels take an empty relu_y for "no ReLU", an empty pool_idx for "no pool"
     relu_y = np.empty((0, 0, 0, 0), dtype=x.dtype) if relu_y is None else \
         np.ascontiguousarray(relu_y, dtype=x.dtype)
+    pool_idx = np.empty((0, 0, 0, 0), dtype=np.int32) if pool_idx is None else \
+        np.ascontiguousarray(pool_idx, dtype=np.int32)
     pl = _Plan(x, w, stride, padding, upto)
     F = pl.F
     gb = gw = None
+    if pool_idx.size > 0 and pl.direct():           # the direct kernels read full-size maps
+        gy = _unpool(gy, relu_y, pool_idx, (pl.N, F, pl.Ho, pl.Wo))
+        relu_y, pool_idx = relu_y[:0], pool_idx[:0]
     if needs[1] and pl.direct():                     # gw and gb in one pass over gy
         gw, gb = np.empty(w.shape, dtype=x.dtype), np.empty(F, dtype=x.dtype)
         conv3x3_weight(pl.padded_batch(x), gy, relu_y, gw, gb)
@@ -264,13 +307,13 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
         return None, gw, gb
     gx = np.empty(x.shape, dtype=x.dtype) if needs[0] else np.empty((0, 0, 0, 0), x.dtype)
     backward = _backward_taps if pl.taps() else _backward_im2col
-    gw_gb = backward(pl, x, w, gy, relu_y, needs[1], gx)
+    gw_gb = backward(pl, x, w, gy, relu_y, pool_idx, needs[1], gx)
     if needs[1]:
         gw, gb = gw_gb[0], (gw_gb[1] if needs[2] else None)
     return (gx if needs[0] else None), gw, gb
 
 
-def _backward_taps(pl, x, w, gy, relu_y, need_gw, gx):
+def _backward_taps(pl, x, w, gy, relu_y, pool_idx, need_gw, gx):
     """conv_taps.py's backward: (gw, gb), both None unless need_gw; gx filled if it
     has elements."""
     T, K, F, C, dt = pl.threads, pl.KH * pl.KW, pl.F, pl.C, x.dtype
@@ -278,7 +321,7 @@ def _backward_taps(pl, x, w, gy, relu_y, need_gw, gx):
     gws, gbs = share_rows(T, K * C * F, dt, zero=True), share_rows(T, F, dt, zero=True)
     planes = C * pl.Hp * pl.Wp
     with blas.single_threaded_blas():
-        run_shares(backward_taps, T, x, wt_taps, gy, relu_y, pl.geo(), need_gw,
+        run_shares(backward_taps, T, x, wt_taps, gy, relu_y, pool_idx, pl.geo(), need_gw,
                    share_rows(T, planes, dt), share_rows(T, planes, dt),
                    share_rows(T, 2 * F * pl.S, dt), np.ones((pl.S, 1), dtype=dt), gws, gbs, gx)
     if not need_gw:
@@ -287,7 +330,7 @@ def _backward_taps(pl, x, w, gy, relu_y, need_gw, gx):
     return np.ascontiguousarray(gw), gbs[:, :F].sum(axis=0)
 
 
-def _backward_im2col(pl, x, w, gy, relu_y, need_gw, gx):
+def _backward_im2col(pl, x, w, gy, relu_y, pool_idx, need_gw, gx):
     """conv_chunks.py's backward, or the same chunks one after another through numpy's
     matmul: (gw, gb), both None unless need_gw; gx filled if it has elements."""
     F, R = pl.F, pl.R
@@ -297,10 +340,10 @@ def _backward_im2col(pl, x, w, gy, relu_y, need_gw, gx):
     xp, col, GY = pl.buffers(R + 1, F, x.dtype)
     if pl.threads > 1:
         with blas.single_threaded_blas():
-            run_shares(backward_share, pl.threads, x, wt, gy, relu_y, pl.geo(), need_gw, xp,
+            run_shares(backward_share, pl.threads, x, wt, gy, relu_y, pool_idx, pl.geo(), need_gw, xp,
                        col, GY, gwbt, gx)
     else:
-        _backward_in_turn(pl, x, wt, gy, relu_y, need_gw, xp[0], col[0], GY[0],
+        _backward_in_turn(pl, x, wt, gy, relu_y, pool_idx, need_gw, xp[0], col[0], GY[0],
                           matrix(gwbt[0], R + 1, F), gx)
     if not need_gw:
         return None, None
@@ -308,12 +351,14 @@ def _backward_im2col(pl, x, w, gy, relu_y, need_gw, gx):
     return np.ascontiguousarray(gwb[:, :R]).reshape(w.shape), np.ascontiguousarray(gwb[:, R])
 
 
-def _backward_in_turn(pl, x, wt, gy, relu_y, need_gw, xp, col, GY, gwbt, gx):
+def _backward_in_turn(pl, x, wt, gy, relu_y, pool_idx, need_gw, xp, col, GY, gwbt, gx):
     """backward_share's loop, one chunk after another, the products by numpy's matmul."""
     R, S, F, geo = pl.R, pl.S, pl.F, pl.geo()
     for n0, m in pl.chunks():
         c, g = matrix(col, R + 1, m * S), matrix(GY, F, m * S)
-        if relu_y.size == 0:
+        if pool_idx.size > 0:
+            pooled_to_rows(gy, relu_y, pool_idx, n0, pl.Ho, pl.L, pl.Wo, g)
+        elif relu_y.size == 0:
             images_to_rows(gy, n0, pl.L, g)
         else:
             relu_images_to_rows(gy, relu_y, n0, pl.L, g)

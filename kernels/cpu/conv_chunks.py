@@ -24,6 +24,7 @@ from collections import namedtuple
 from numba import njit
 
 from .blas import gemm
+from .conv_pool import pooled_to_rows, rows_to_pooled
 from .im2col import (col2im, col2im_wide, crop_chunk, im2col, im2col_wide, images_to_rows,
                      pad_chunk, relu_images_to_rows, rows_to_images)
 
@@ -67,8 +68,9 @@ def padded(buf, m, C, Hp, Wp):
 
 
 @njit(nogil=True, cache=True)
-def forward_share(t, x, w2, b, geo, relu, xps, cols, Ys, y):
-    """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w2 = W (F, R) and b (F,).
+def forward_share(t, x, w2, b, geo, relu, xps, cols, Ys, y, idx):
+    """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w2 = W (F, R) and b (F,); with a fused
+    pool (idx has elements: conv_pool.py), y is yp (N,F,Ho//2,Wo//2) and idx its indices.
     Workspace rows of share t: xps[t] (>= M*C*Hp*Wp), cols[t] (>= R*M*S), Ys[t] (>= F*M*S)."""
     Ho, L, M = geo.Ho, geo.L, geo.M
     N, S, T = x.shape[0], Ho * L, cols.shape[0]
@@ -78,14 +80,18 @@ def forward_share(t, x, w2, b, geo, relu, xps, cols, Ys, y):
         col, Y = matrix(cols[t], R, m * S), matrix(Ys[t], F, m * S)
         fill_col(x, n0, geo, xps[t], col)
         gemm(w2, col, Y, 0.0)
-        rows_to_images(Y, n0, L, b, relu, y)
+        if idx.size > 0:
+            rows_to_pooled(Y, n0, Ho, L, geo.Wo, b, y, idx)
+        else:
+            rows_to_images(Y, n0, L, b, relu, y)
 
 
 @njit(nogil=True, cache=True)
-def backward_share(t, x, wt, gy, relu_y, geo, need_gw, xps, cols, GYs, gwbt, gx):
+def backward_share(t, x, wt, gy, relu_y, pool_idx, geo, need_gw, xps, cols, GYs, gwbt, gx):
     """Share t of: when need_gw, gwbt[t] += [col ; 1] @ GY^T as (R+1, F) (zeroed by the
     caller); gx (N,C,H,W) = col2im(W^T @ GY) when gx has elements.
-    wt = W^T (R, F); relu_y: a fused ReLU's output, or empty; workspace rows as
+    wt = W^T (R, F); relu_y: a fused ReLU's output, or empty; with a fused pool
+    (pool_idx has elements), gy and relu_y are the pooled gradient and output; workspace rows as
     forward_share's (cols[t] >= (R+1)*M*S)."""
     KH, KW, sh, sw, ph, pw = geo.KH, geo.KW, geo.sh, geo.sw, geo.ph, geo.pw
     Ho, Wo, Hp, L, M = geo.Ho, geo.Wo, geo.Hp, geo.L, geo.M
@@ -96,7 +102,9 @@ def backward_share(t, x, wt, gy, relu_y, geo, need_gw, xps, cols, GYs, gwbt, gx)
     for k in range(t, (N + M - 1) // M, T):
         n0, m = _chunk(k, M, N)
         col, g = matrix(cols[t], R + 1, m * S), matrix(GYs[t], F, m * S)
-        if relu_y.size == 0:
+        if pool_idx.size > 0:
+            pooled_to_rows(gy, relu_y, pool_idx, n0, Ho, L, Wo, g)
+        elif relu_y.size == 0:
             images_to_rows(gy, n0, L, g)
         else:
             relu_images_to_rows(gy, relu_y, n0, L, g)

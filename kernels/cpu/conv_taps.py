@@ -31,6 +31,7 @@ from numba import njit
 
 from .blas import gemm
 from .conv_chunks import matrix, padded
+from .conv_pool import pooled_to_rows, rows_to_pooled
 from .im2col import crop_chunk, images_to_rows, pad_chunk, relu_images_to_rows, rows_to_images
 
 
@@ -48,8 +49,9 @@ def _transpose(a, out):
 
 
 @njit(nogil=True, cache=True)
-def forward_taps(t, x, w_taps, b, geo, relu, xps, Ys, y):
-    """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w_taps (KH*KW, F, C), b (F,).
+def forward_taps(t, x, w_taps, b, geo, relu, xps, Ys, y, idx):
+    """Share t of y (N,F,Ho,Wo) from x (N,C,H,W), w_taps (KH*KW, F, C), b (F,); with a
+    fused pool (idx has elements: conv_pool.py), y is yp (N,F,Ho//2,Wo//2), idx its indices.
     Workspace rows of share t: xps[t] (>= C*Hp*Wp), Ys[t] (>= F*S)."""
     KH, KW, ph, pw, Ho, Hp, L = geo.KH, geo.KW, geo.ph, geo.pw, geo.Ho, geo.Hp, geo.L
     N, S, T = x.shape[0], Ho * L, xps.shape[0]
@@ -66,14 +68,19 @@ def forward_taps(t, x, w_taps, b, geo, relu, xps, Ys, y):
                     run = p * L + q
                     gemm(w_taps[p * KW + q], planes[:, run + s0:run + s1], Y[:, s0:s1],
                          0.0 if run == 0 else 1.0)
-        rows_to_images(Y, n, L, b, relu, y)
+        if idx.size > 0:
+            rows_to_pooled(Y, n, Ho, L, geo.Wo, b, y, idx)
+        else:
+            rows_to_images(Y, n, L, b, relu, y)
 
 
 @njit(nogil=True, cache=True)
-def backward_taps(t, x, wt_taps, gy, relu_y, geo, need_gw, xps, gxps, GYs, ones, gws, gbs, gx):
+def backward_taps(t, x, wt_taps, gy, relu_y, pool_idx, geo, need_gw, xps, gxps, GYs, ones, gws, gbs,
+                  gx):
     """Share t of: when need_gw, gws[t] += run @ GY^T as (KH*KW, C, F) and gbs[t] += GY @ 1
     as (F,) (both zeroed by the caller); gx (N,C,H,W) when it has elements.
-    wt_taps (KH*KW, C, F): w_pq^T; relu_y: a fused ReLU's output, or empty;
+    wt_taps (KH*KW, C, F): w_pq^T; relu_y: a fused ReLU's output, or empty; with a fused
+    pool (pool_idx has elements), gy and relu_y are the pooled gradient and output;
     workspace rows of share t: xps[t], gxps[t] (>= C*Hp*Wp), GYs[t] (>= 2*F*S); ones (S, 1)."""
     KH, KW, ph, pw, Ho, Hp, L = geo.KH, geo.KW, geo.ph, geo.pw, geo.Ho, geo.Hp, geo.L
     N, S, T = x.shape[0], Ho * L, xps.shape[0]
@@ -83,7 +90,9 @@ def backward_taps(t, x, wt_taps, gy, relu_y, geo, need_gw, xps, gxps, GYs, ones,
     g, gT = matrix(GYs[t], F, S), matrix(GYs[t][F * S:], S, F)
     gw, gb = matrix(gws[t], K * C, F), matrix(gbs[t], F, 1)
     for n in range(t, N, T):
-        if relu_y.size == 0:
+        if pool_idx.size > 0:
+            pooled_to_rows(gy, relu_y, pool_idx, n, Ho, L, geo.Wo, g)
+        elif relu_y.size == 0:
             images_to_rows(gy, n, L, g)
         else:
             relu_images_to_rows(gy, relu_y, n, L, g)

@@ -387,9 +387,10 @@ class CudaKernels(LayerKernels):
 
     # ----------------------------------------------------------------------------- the table
 
-    def conv2d_forward(self, x, w, b, stride, padding, relu=False):
+    def conv2d_forward(self, x, w, b, stride, padding, relu=False, pool=False):
         """x (N,C,H,W), w (F,C,KH,KW), b (F,) or None -> y (N,F,Ho,Wo); relu=True
-        also applies max(y, 0) (here by the ReLU kernel, run after the convolution's)
+        also applies max(y, 0) (here by the ReLU kernel, run after the convolution's);
+        pool=True then -> (yp, idx) of the 2x2 stride-2 max-pool (the pool kernel's)
 
         Chunks of images: im2col, the product and the copy out run on as many images
         at a time as fit in CONV_WORKSPACE_BYTES (cols + product)."""
@@ -414,11 +415,16 @@ class CudaKernels(LayerKernels):
             self._add_bias(y, self._floats(b, op, "bias"), f, pixels)
         if relu:                                  # in place: each thread reads, then writes
             self.launch("activation", "relu_forward", per_element(y.size), y, y, *_i32(y.size))
+        if pool:
+            return CudaKernels.max_pool2d_forward(self, y, (2, 2), (2, 2), (0, 0))
         return y
 
-    def conv2d_backward(self, x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
+    def conv2d_backward(self, x, w, gy, stride, padding, needs=(True, True, True), relu_y=None,
+                        pool_idx=None):
         """x (N,C,H,W), w (F,C,KH,KW), gy (N,F,Ho,Wo) -> (gx, gw, gb), None where not needed;
-        relu_y: the output of a relu=True forward (gy goes back through the ReLU first)
+        relu_y: the output of a relu=True forward (gy goes back through the ReLU first);
+        pool_idx: the idx of a pool=True forward (gy, relu_y pooled: after the ReLU's
+        backward, the pool's scatter makes the conv output's gradient)
 
         Chunks of images as in the forward (gout + cols, then gout + gcols, beside gW's
         partials); gW is a WeightGrad, whose slices the chunks never split."""
@@ -430,6 +436,10 @@ class CudaKernels(LayerKernels):
                                    (gy, "output gradient"), (relu_y, "output"))
         n, c, h, wd = x.shape
         f, _, kh, kw = w.shape
+        if pool_idx is not None:
+            full = (n, f, out_size(h, kh, stride[0], padding[0]),
+                    out_size(wd, kw, stride[1], padding[1]))
+            gy = CudaKernels.max_pool2d_backward(self, gy, pool_idx, full)
         ho, wo = gy.shape[2:]
         taps, pixels = c * kh * kw, ho * wo
         gx = gw = gb = None

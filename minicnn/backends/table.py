@@ -24,15 +24,19 @@ class Backend(Protocol):
     xp: Any
     """The array module: numpy or cupy."""
 
-    def conv2d_forward(self, x, w, b, stride, padding, relu=False):
+    def conv2d_forward(self, x, w, b, stride, padding, relu=False, pool=False):
         """-> y. x (N,C,H,W), w (F,C,KH,KW), b (F,) or None, stride=(sh,sw), padding=(ph,pw);
         y (N,F,Ho,Wo), Ho = (H + 2ph - KH)//sh + 1, Wo likewise; relu=True also applies
-        max(y, 0) (conv + bias + ReLU in one call)."""
+        max(y, 0) (conv + bias + ReLU in one call); pool=True (with relu) -> (yp, idx), the
+        2x2 stride-2 max-pool of that, as max_pool2d_forward's (conv + bias + ReLU + pool)."""
 
-    def conv2d_backward(self, x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
+    def conv2d_backward(self, x, w, gy, stride, padding, needs=(True, True, True), relu_y=None,
+                        pool_idx=None):
         """-> (gx, gw, gb). gy (N,F,Ho,Wo); gx (N,C,H,W), gw (F,C,KH,KW), gb (F,); an entry
         is None where needs[i] is False (needs = (input, weight, bias)); relu_y, the
-        output of a relu=True forward: gy is taken where relu_y > 0, else 0."""
+        output of a relu=True forward: gy is taken where relu_y > 0, else 0; pool_idx, the
+        idx of a pool=True forward: gy and relu_y are the pooled ones (N,F,Ho//2,Wo//2),
+        and the conv output's gradient is gy at pool_idx where relu_y > 0, else 0."""
 
     def max_pool2d_forward(self, x, kernel, stride, padding):
         """-> (y, idx). x (N,C,H,W), y (N,C,Ho,Wo); padding is -inf; idx holds, per output,

@@ -5,14 +5,15 @@ from .. import functional as F
 from .activation import ReLU
 from .conv import Conv2d
 from .module import Module
+from .pool import MaxPool2d
 
 
 class Sequential(Module):
     """Sequential(layer0, layer1, ...) or Sequential(OrderedDict(name=layer, ...)).
 
     forward(x) applies the layers in order; a Conv2d followed by a ReLU runs as one
-    fused op (F.conv2d_relu), with the same result: fused() lists where, and print(net)
-    marks them.
+    fused op (F.conv2d_relu), and with a MaxPool2d(2) after them too (F.conv2d_relu_pool),
+    with the same result: fusions() lists where, and print(net) marks them.
 
     Indexable (net[0], net[-1], net[1:3] is a Sequential), iterable, and len() works.
     Children are named "0", "1", ... so parameters read "0.weight", "3.bias".
@@ -48,38 +49,58 @@ class Sequential(Module):
         self.add_module(str(len(self)), layer)
         return self
 
-    def fused(self):
-        """Positions i where layer i (a Conv2d) and i + 1 (a ReLU) run as one op,
-        F.conv2d_relu: the same numbers as the two in turn, without a pass over the
-        feature map for the ReLU (each such pass reads and writes the whole map, several
-        MB a layer). Not when a subclass has its own forward, when a hook watches either
-        layer (it must see its own layer's output), or for padding given as a word."""
+    def fusions(self):
+        """(i, k, op) for each run of k layers, from position i, that runs as the one op
+        `op`: a Conv2d then a ReLU as F.conv2d_relu (the same numbers as the two in turn,
+        without a pass over the feature map for the ReLU: each such pass reads and writes
+        the whole map, several MB a layer), and with a MaxPool2d(2) after them as
+        F.conv2d_relu_pool (the full-size map is then never written at all). Not when a
+        subclass has its own forward, when a hook watches a layer (it must see its own
+        layer's output), or for padding given as a word."""
         layers = list(self._modules.values())
-        return [i for i in range(len(layers) - 1) if _fuses(layers[i], layers[i + 1])]
+        runs, i = [], 0
+        while i < len(layers) - 1:
+            if _fuses(layers[i], layers[i + 1]):
+                if i + 2 < len(layers) and _pool_fuses(layers[i + 2]):
+                    runs.append((i, 3, "F.conv2d_relu_pool"))
+                    i += 3
+                    continue
+                runs.append((i, 2, "F.conv2d_relu"))
+                i += 2
+                continue
+            i += 1
+        return runs
+
+    def fused(self):
+        """Positions i where a fused run of layers starts (see fusions())."""
+        return [i for i, _, _ in self.fusions()]
 
     def forward(self, x):
         layers = list(self._modules.values())
-        fused = set(self.fused())
+        runs = {i: (k, op) for i, k, op in self.fusions()}
         i = 0
         while i < len(layers):
             layer = layers[i]
-            if i in fused:
-                x = F.conv2d_relu(x, layer.weight, layer.bias, layer.stride, layer.padding)
-                i += 2
+            if i in runs:
+                k, op = runs[i]
+                fn = F.conv2d_relu_pool if k == 3 else F.conv2d_relu
+                x = fn(x, layer.weight, layer.bias, layer.stride, layer.padding)
+                i += k
             else:
                 x = layer(x)
                 i += 1
         return x
 
     def __repr__(self):
-        """As Module's, with each fused pair marked, so the printout says what runs."""
+        """As Module's, with each fused run marked, so the printout says what runs."""
         lines = super().__repr__().split("\n")
         names = list(self._modules)
-        for i in self.fused():
+        for i, k, op in self.fusions():
             head = f"  ({names[i]}): "
-            for k, line in enumerate(lines):
+            others = " and ".join(f"({names[j]})" for j in range(i + 1, i + k))
+            for n, line in enumerate(lines):
                 if line.startswith(head):
-                    lines[k] = line + f"   <- runs with ({names[i + 1]}) as one op, F.conv2d_relu"
+                    lines[n] = line + f"   <- runs with {others} as one op, {op}"
                     break
         return "\n".join(lines)
 
@@ -88,3 +109,13 @@ def _fuses(a, b):
     return (isinstance(a, Conv2d) and type(a).forward is Conv2d.forward
             and isinstance(b, ReLU) and type(b).forward is ReLU.forward
             and isinstance(a.padding, tuple) and not (a.has_hooks or b.has_hooks))
+
+
+def _pool_fuses(p):
+    """A plain MaxPool2d(2): 2x2 windows, stride 2, no padding, floor mode, no indices."""
+    def two(v, n):
+        return v == n or v == (n, n)
+    return (isinstance(p, MaxPool2d) and type(p).forward is MaxPool2d.forward
+            and two(p.kernel_size, 2) and two(p.stride, 2) and two(p.padding, 0)
+            and two(p.dilation, 1) and not p.ceil_mode and not p.return_indices
+            and not p.has_hooks)

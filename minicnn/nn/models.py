@@ -16,6 +16,7 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
 from .module import Module
+from .norm import BatchNorm2d
 from .pool import MaxPool2d
 
 
@@ -116,6 +117,44 @@ class ChestXrayCNN(_Classifier):
         )
 
 
+class ChestXrayBN(_Classifier):
+    """ChestXrayCNN with batch norm after each convolution (the default of `minicnn train`).
+
+        features:   conv3x3 pad 1 (no bias) -> BatchNorm2d -> ReLU -> maxpool 2, three times
+                    (16, 32, 64 channels): (N, C, H, W) -> (N, 64, H', W'), H' as ChestXrayCNN
+        classifier: flatten -> Linear(64*H'*W', 512) -> ReLU -> Dropout(dropout)
+                    -> Linear(512, num_classes)
+    The convolutions carry no bias: batch norm subtracts each channel's mean right after,
+    which would cancel it, and adds its own shift (beta). Batch norm keeps each layer's
+    inputs near zero mean and unit variance while the weights move, so a larger learning
+    rate trains stably; in eval mode it uses the running statistics kept during training.
+    """
+
+    name = "chestxray_bn"
+
+    def __init__(self, in_channels=1, num_classes=2, image_size=28, dropout=0.0):
+        super().__init__()
+        model = "ChestXrayBN"
+        self._set_config(model, in_channels, num_classes, image_size, dropout)
+        H, W = self.image_size
+        if min(H, W) < 8:
+            raise ModelConfigError(
+                f"{model}: image_size {H}x{W} is too small: three 2x2 max-poolings need at "
+                "least 8x8 pixels (each halves the size, rounding down)")
+        h, w = H // 2 // 2 // 2, W // 2 // 2 // 2
+        stages = []
+        for c_in, c_out in ((in_channels, 16), (16, 32), (32, 64)):
+            stages += [Conv2d(c_in, c_out, 3, padding=1, bias=False), BatchNorm2d(c_out),
+                       ReLU(), MaxPool2d(2)]
+        self.features = Sequential(*stages)
+        self.flat_features = 64 * h * w
+        self.classifier = Sequential(
+            Flatten(),
+            Linear(self.flat_features, 512), ReLU(), Dropout(self.dropout),
+            Linear(512, num_classes),
+        )
+
+
 class AlexNet(_Classifier):
     """AlexNet (Krizhevsky et al. 2012, single-tower), for 227x227 images.
 
@@ -164,11 +203,11 @@ class AlexNet(_Classifier):
         )
 
 
-MODELS = {ChestXrayCNN.name: ChestXrayCNN, AlexNet.name: AlexNet}
+MODELS = {ChestXrayCNN.name: ChestXrayCNN, ChestXrayBN.name: ChestXrayBN, AlexNet.name: AlexNet}
 
 
 def build(name, **config):
-    """A fresh model from its name ("chestxray" | "alexnet") and its config() dict."""
+    """A fresh model from its name ("chestxray" | "chestxray_bn" | "alexnet") and its config() dict."""
     key = str(name).lower()
     if key not in MODELS:
         raise ModelConfigError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")

@@ -41,10 +41,10 @@ from minicnn import random as engine_random
 from minicnn import validate
 from minicnn.atomic import atomic_write
 from minicnn.autograd import no_grad
+from minicnn.data.batch_augment import BatchCompose, BatchNormalize, augmentation_batch
 from minicnn.data.datasets import open_splits
 from minicnn.data.loader import DataLoader
 from minicnn.data.sampling import balanced_sampler, class_weights
-from minicnn.data.transforms import Compose, Normalize, augmentation
 from minicnn.errors import UserError
 from minicnn.nn import models
 from minicnn.optim import SGD, Adam, CosineAnnealingLR
@@ -339,11 +339,14 @@ class Run:
         self.scheduler = CosineAnnealingLR(self.optimizer, T_max=cfg["epochs"]) \
             if cfg["schedule"] == "cosine" else None
 
-        steps = augmentation("default" if cfg["augment"] else "none")
-        train_set = train.with_transform(Compose(steps + [Normalize(self.mean, self.std)]))
+        # augmentation and normalisation run on each whole batch (data/batch_augment.py)
+        steps = augmentation_batch("default" if cfg["augment"] else "none")
         sampler = balanced_sampler(train.labels) if cfg["balance"] == "sampler" else None
-        self.loader = DataLoader(train_set, batch_size=cfg["batch_size"], shuffle=sampler is None,
-                                 seed=cfg["seed"], sampler=sampler, device=cfg["device"])
+        self.loader = DataLoader(train.with_transform(None), batch_size=cfg["batch_size"],
+                                 shuffle=sampler is None, seed=cfg["seed"], sampler=sampler,
+                                 device=cfg["device"],
+                                 batch_transform=BatchCompose(
+                                     steps + [BatchNormalize(self.mean, self.std)]))
         self.loss_weight = None
         if cfg["balance"] == "weights" and self.multilabel:
             self.loss_weight = Tensor(pos_weights(train.labels), device=cfg["device"])

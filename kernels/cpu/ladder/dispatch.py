@@ -6,6 +6,7 @@ and applies the ReLU, or its backward mask, as a step of its own.
 """
 import numpy as np
 
+from ...reference import out_size
 from .. import conv, linear, pool
 from . import chosen, top
 
@@ -22,22 +23,29 @@ def _only(grads, needs):
     return tuple(g if need else None for g, need in zip(grads, needs))
 
 
-def conv2d_forward(x, w, b, stride, padding, relu=False):
+def conv2d_forward(x, w, b, stride, padding, relu=False, pool=False):
     rung = chosen("conv2d")
     if rung is top("conv2d"):
-        return conv.conv2d_forward(x, w, b, stride, padding, relu)
+        return conv.conv2d_forward(x, w, b, stride, padding, relu, pool=pool)
     x, w, b, _ = _plain(x, w, b)
     y = rung.forward(x, w, b, tuple(stride), tuple(padding))
-    return np.maximum(y, 0, out=y) if relu else y
+    y = np.maximum(y, 0, out=y) if relu else y
+    return max_pool2d_forward(y, (2, 2), (2, 2), (0, 0)) if pool else y
 
 
-def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None):
+def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=None,
+                    pool_idx=None):
     rung = chosen("conv2d")
     if rung is top("conv2d"):
-        return conv.conv2d_backward(x, w, gy, stride, padding, needs, relu_y)
+        return conv.conv2d_backward(x, w, gy, stride, padding, needs, relu_y, pool_idx=pool_idx)
     x, w, _, gy = _plain(x, w, None, gy)
     if relu_y is not None:                          # the fused ReLU's backward
         gy = np.where(np.asarray(relu_y) > 0, gy, 0).astype(x.dtype)
+    if pool_idx is not None:                        # the fused pool's: scatter to full size
+        F, (KH, KW) = w.shape[0], w.shape[2:]
+        full = (x.shape[0], F, out_size(x.shape[2], KH, stride[0], padding[0]),
+                out_size(x.shape[3], KW, stride[1], padding[1]))
+        gy = max_pool2d_backward(gy, pool_idx, full)
     return _only(rung.backward(x, w, gy, tuple(stride), tuple(padding)), needs)
 
 

@@ -33,7 +33,7 @@ def add_arguments(parser):
     a("--val-fraction", type=float, metavar="F", help="share of the training images that "
       "becomes the validation split where the data has none (ChestX-ray14: by patient; "
       "class folders without val/: per class) (default: 0.1)")
-    a("--model", choices=["chestxray", "alexnet"], help="network (default: chestxray)")
+    a("--model", choices=["chestxray", "chestxray_bn", "alexnet"], help="network (default: chestxray)")
     a("--epochs", type=int, help="passes over the training set (default: 6 on synthetic, 15 "
       "otherwise)")
     a("--batch-size", type=int, help=f"images per step (default: {DEFAULTS['batch_size']})")
