@@ -7,105 +7,483 @@ and the weight gradient sums the same products against gy, the bias gradient
 (gb[f] = sum of gy[n,f,i,j]) coming along in the same pass:
     gw[f,c,p,q] = sum_n sum_i sum_j gy[n,f,i,j] * xp[n,c,i+p,j+q]
 (the input gradient is left to conv.py). With a fused ReLU, gy is first zeroed
-where the ReLU's output is not positive, as each row is read.
+where the ReLU's output is not positive, as it is read.
+
+Fused with the 2x2 max-pool that follows the first layer (stride 2, floor mode),
+with z = conv + b and Ho2, Wo2 = Ho // 2, Wo // 2:
+    yp[n,f,a,e]  = max(0, max over the window of z[n,f,2a+u,2e+v], u, v in 0..1)
+    idx[n,f,a,e] = (2a+u)*Wo + (2e+v) of the window's first maximum of z in
+                   row-major order (ties to the first, a NaN wins: pool.py's rule);
+                   relu(max z) = max(relu z), so the max is taken before the ReLU
+    weight gradient: gz = gyp at idx where yp > 0, else 0 (the pool's and the
+                   ReLU's backward), then gw and gb as above with gz for gy.
+The full-size z is never written: each block of rows is pooled while in cache.
 
 When to use it: im2col + matrix product (conv.py) copies C*9 numbers per output
 pixel into a buffer before BLAS multiplies them. With a single input channel
 (the first layer on grayscale X-rays) that is 9 multiply-adds per copied
 number, so the copy costs as much as the arithmetic and BLAS runs far below its
-peak. Here the nine products are written out, so the loop over j is nine
-vectorised multiply-adds per output and the input rows stay in cache.
-Measured here (64 images 64x64, 16 filters): forward 1.6 ms vs 3.8 ms by im2col,
-weight gradient 2.1 ms vs 4.4 ms (at 128x128, batch 32: 2.7 ms vs 14.6 ms).
-With more channels BLAS wins again (conv.py decides: _DIRECT_MAX_C).
+peak. Here the nine products are written out. With more channels BLAS wins
+again (conv.py decides: _DIRECT_MAX_C); every C stays correct here.
 
-Index maps (one prange task each; a task writes only its own outputs):
-    conv3x3_forward:  task (n, f) -> y[n, f]      (an output plane)
-    conv3x3_weight:   task f      -> gw[f], gb[f] (the 9*C taps and the bias of one filter)
+Flat runs. A row of 28 outputs is less than two 16-lane vectors, so a loop per
+row spends its time starting and ending. Instead a block of rows is computed as
+one flat run over the padded plane, Wp = Wo + 2 wide:
+    out[t] = b + sum of w[p,q] * xp.flat[t0 + t + p*Wp + q],  t = r*Wp + j
+one loop of (rows-1)*Wp + Wo steps; the outputs at j >= Wo (two per row) read
+across the row's end and are thrown away (the weight gradient gives them gz = 0).
+A block is _BLOCK numbers or fewer, so the run, its input rows and gz stay in L1.
+
+Index map (one share per core, workers.run_shares, each on a thread of its own;
+numba's prange hand-offs measured slower here): the work is cut into units
+(n, g), image n and a group g of filters (g = 0 only, all F filters, unless the
+batch has fewer images than there are shares); share s takes a contiguous range
+of units and writes only the outputs of its units, so each image's input is read
+once for all of its filters. The weight gradient of unit (n, g) goes into its own
+float64 slots part[n, f] (a block's sums are taken in the arrays' precision in
+vector lanes, then added there), and part is summed over n in a fixed order: the
+result does not depend on the number of shares.
+Cost: 9*C multiply-adds per output, compute-bound; the pool adds 3 compares per
+output and writes a quarter of it.
 """
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .workers import run_shares
+
+# numbers per flat run: 8 KiB of float32, with its input rows well inside a
+# core's 48 KiB L1 cache (a 28x28 image is one run of 838)
+_BLOCK = 2048
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
+# ----------------------------------------------------------------------------- shares of the work
+
+def _plan(N, F):
+    """(shares, G): how many shares to run and how many filter groups per image."""
+    S = max(1, numba.get_num_threads())
+    G = 1 if N >= S else min(F, -(-S // max(N, 1)))
+    return max(1, min(S, N * G)), G
+
+
+@njit(inline="always")
+def _units(s, S, U):
+    """The units of share s of S: a contiguous range of 0 .. U-1."""
+    return s * U // S, (s + 1) * U // S
+
+
+@njit(inline="always")
+def _filters(g, G, F):
+    return g * F // G, (g + 1) * F // G
+
+
+@njit(inline="always")
+def _rows_per_block(Ho, Wp, even):
+    """Rows per flat run: as many as fit in _BLOCK numbers (even ones for the pool)."""
+    R = max(1, _BLOCK // Wp)
+    if even:
+        R = max(2, R - R % 2)
+    return min(R, max(Ho, 1))
+
+
+# ----------------------------------------------------------------------------- forward
+
+@njit(inline="always")
+def _run(xp, w, b, n, f, t0, L, Wp, out):
+    """out[t] = b[f] + sum_c sum_{p,q} w[f,c,p,q] * xp[n,c].flat[t0 + t + p*Wp + q], t < L."""
+    C = xp.shape[1]
+    for c in range(C):
+        # one view per kernel row: the indices are then t, t+1, t+2, which the
+        # compiler knows are not negative (t + Wp would cost a check per load)
+        x = xp[n, c].reshape(xp.shape[2] * xp.shape[3])
+        r0, r1, r2 = x[t0:], x[t0 + Wp:], x[t0 + 2 * Wp:]
+        k = w[f, c]
+        k00, k01, k02 = k[0, 0], k[0, 1], k[0, 2]
+        k10, k11, k12 = k[1, 0], k[1, 1], k[1, 2]
+        k20, k21, k22 = k[2, 0], k[2, 1], k[2, 2]
+        if c == 0:
+            bf = b[f]
+            for t in range(L):
+                out[t] = (bf + k00 * r0[t] + k01 * r0[t + 1] + k02 * r0[t + 2]
+                          + k10 * r1[t] + k11 * r1[t + 1] + k12 * r1[t + 2]
+                          + k20 * r2[t] + k21 * r2[t + 1] + k22 * r2[t + 2])
+        else:
+            for t in range(L):
+                out[t] += (k00 * r0[t] + k01 * r0[t + 1] + k02 * r0[t + 2]
+                           + k10 * r1[t] + k11 * r1[t + 1] + k12 * r1[t + 2]
+                           + k20 * r2[t] + k21 * r2[t + 1] + k22 * r2[t + 2])
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _forward_share(s, S, G, xp, w, b, relu, y):
+    """Share s of S of y (N,F,Ho,Wo) = conv(xp, w) + b (through max(., 0) when relu)."""
+    N, F, Ho, Wo = y.shape
+    Wp = Wo + 2
+    R = _rows_per_block(Ho, Wp, False)
+    run = np.empty(R * Wp, dtype=y.dtype)
+    zero = np.zeros(1, dtype=y.dtype)[0]
+    u0, u1 = _units(s, S, N * G)
+    for u in range(u0, u1):
+        n, g = u // G, u % G
+        f0, f1 = _filters(g, G, F)
+        for i0 in range(0, Ho, R):
+            rows = min(R, Ho - i0)
+            L = (rows - 1) * Wp + Wo
+            for f in range(f0, f1):
+                _run(xp, w, b, n, f, i0 * Wp, L, Wp, run)
+                for r in range(rows):               # (loops: numba's out[:] = src is 8x slower)
+                    src, out = run[r * Wp:], y[n, f, i0 + r]
+                    if relu:
+                        for j in range(Wo):
+                            v = src[j]
+                            out[j] = zero if v < 0 else v   # NaN stays NaN
+                    else:
+                        for j in range(Wo):
+                            out[j] = src[j]
+
+
+@njit(inline="always")
+def _first_max(v, a, best, arg):
+    """pool.py's rule: v wins if strictly larger (the first maximum stays) or NaN."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (a if take else arg)
+
+
+@njit(cache=True)
+def _split_columns(xp, n, Wh, xe, xo):
+    """xe[c, i*Wh + v] = xp[n, c, i, 2v], xo[c, i*Wh + v] = xp[n, c, i, 2v + 1] (the even and
+    odd columns of image n apart; an odd Wp leaves xo's last column of each row 0)."""
+    C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
+    for c in range(C):
+        for i in range(Hp):
+            row, e, o = xp[n, c, i], xe[c, i * Wh:], xo[c, i * Wh:]
+            for v in range(Wp // 2):
+                e[v] = row[2 * v]
+                o[v] = row[2 * v + 1]
+            if Wp % 2:
+                e[Wp // 2] = row[Wp - 1]
+
+
+@njit(cache=True, fastmath={"contract"})
+def _half_runs(xe, xo, w, b, f, u0, L, Wh, ze, zo):
+    """ze[u], zo[u] = conv + b at the even and odd columns 2v, 2v + 1 of the flat run that
+    starts at u0 = i0*Wh, for u < L: the taps of both are plain runs of xe and xo."""
+    for c in range(xe.shape[0]):
+        e0, e1, e2 = xe[c, u0:], xe[c, u0 + Wh:], xe[c, u0 + 2 * Wh:]
+        o0, o1, o2 = xo[c, u0:], xo[c, u0 + Wh:], xo[c, u0 + 2 * Wh:]
+        k = w[f, c]
+        k00, k01, k02 = k[0, 0], k[0, 1], k[0, 2]
+        k10, k11, k12 = k[1, 0], k[1, 1], k[1, 2]
+        k20, k21, k22 = k[2, 0], k[2, 1], k[2, 2]
+        bf = b[f] if c == 0 else b[f] * 0
+        for u in range(L):
+            ev = (k00 * e0[u] + k01 * o0[u] + k02 * e0[u + 1]
+                  + k10 * e1[u] + k11 * o1[u] + k12 * e1[u + 1]
+                  + k20 * e2[u] + k21 * o2[u] + k22 * e2[u + 1])
+            od = (k00 * o0[u] + k01 * e0[u + 1] + k02 * o0[u + 1]
+                  + k10 * o1[u] + k11 * e1[u + 1] + k12 * o1[u + 1]
+                  + k20 * o2[u] + k21 * e2[u + 1] + k22 * o2[u + 1])
+            if c == 0:
+                ze[u] = bf + ev
+                zo[u] = bf + od
+            else:
+                ze[u] += ev
+                zo[u] += od
+
+
+@njit(inline="always")
+def _first_max(v, a, best, arg):
+    """pool.py's rule: v wins if strictly larger (the first maximum stays) or NaN."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (a if take else arg)
+
+
+@njit(cache=True)
+def _pool_rows(ze, zo, Wh, rows, i0, Wo, mb, mc, out, arg_out):
+    """out[i0//2 + r2, e] = relu of the first max of window (2r2, 2e) of the block's runs:
+    ze[u], zo[u], ze[u + Wh], zo[u + Wh] at u = 2*r2*Wh + e; arg_out its flat index.
+
+    The max goes first over the whole flat run, windows starting on odd rows too
+    (thrown away): one long loop, which vectorises (a loop per row of Wo/2 = 14 ran
+    scalar and took 3x longer); mb, mc hold the maxima and their taps (0, 1, Wo, Wo + 1)."""
+    L = (rows - 2) * Wh + out.shape[1]
+    o1, o2, o3 = np.int32(1), np.int32(Wo), np.int32(Wo + 1)
+    for u in range(L):                               # taps in row-major order
+        best, arg = ze[u], np.int32(0)
+        best, arg = _first_max(zo[u], o1, best, arg)
+        best, arg = _first_max(ze[u + Wh], o2, best, arg)
+        best, arg = _first_max(zo[u + Wh], o3, best, arg)
+        mb[u] = best
+        mc[u] = arg
+    zero = np.float32(0)
+    for r2 in range(rows // 2):
+        b, c = mb[2 * r2 * Wh:], mc[2 * r2 * Wh:]
+        a = (i0 + 2 * r2) * Wo                       # flat index of the window row's start
+        o, ao = out[i0 // 2 + r2], arg_out[i0 // 2 + r2]
+        for e in range(o.shape[0]):
+            v = b[e]
+            o[e] = zero if v < 0 else v              # NaN stays NaN
+            ao[e] = a + 2 * e + c[e]
+
+
+@njit(nogil=True, cache=True)
+def _pool_forward_share(s, S, G, xp, w, b, yp, idx):
+    """Share s of S of yp (N,F,Ho2,Wo2) = maxpool2x2(relu(conv + b)) and its idx.
+
+    A window's four taps sit at the same place of the even and odd columns' runs of
+    its two rows, so each image is first split into its even and odd columns (xe, xo):
+    then both the convolution and the pool read plain runs, which vectorise (a
+    stride-2 read of one run does not)."""
+    N, F, Ho2, Wo2 = yp.shape
+    C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
+    Wo, Wh = Wp - 2, (Wp + 1) // 2
+    R = _rows_per_block(2 * Ho2, Wp, True)
+    xe = np.zeros((C, (Hp + 1) * Wh), dtype=xp.dtype)   # one row more: the last run reads on
+    xo = np.zeros((C, (Hp + 1) * Wh), dtype=xp.dtype)
+    ze, zo = np.empty(R * Wh, dtype=yp.dtype), np.empty(R * Wh, dtype=yp.dtype)
+    mb, mc = np.empty(R * Wh, dtype=yp.dtype), np.empty(R * Wh, dtype=np.int32)
+    u0, u1 = _units(s, S, N * G)
+    last = -1
+    for u in range(u0, u1):
+        n, g = u // G, u % G
+        f0, f1 = _filters(g, G, F)
+        if n != last:
+            _split_columns(xp, n, Wh, xe, xo)
+            last = n
+        for i0 in range(0, 2 * Ho2, R):
+            rows = min(R, 2 * Ho2 - i0)             # even: a last odd row is never pooled
+            L = (rows - 1) * Wh + Wo2
+            for f in range(f0, f1):
+                _half_runs(xe, xo, w, b, f, i0 * Wh, L, Wh, ze, zo)
+                _pool_rows(ze, zo, Wh, rows, i0, Wo, mb, mc, yp[n, f], idx[n, f])
+
+
+# ----------------------------------------------------------------------------- weight gradient
+
+@njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+def _sums(g, x, L, Wp, c, part):
+    """part[c, 3*p + q] += sum_t g[t] * x[t + p*Wp + q] for t < L (and part[c, 9] += sum g
+    when c == 0). The block's sums run in vector lanes ("reassoc") in the arrays'
+    precision; only their totals go to the float64 part."""
+    r0, r1, r2 = x, x[Wp:], x[2 * Wp:]
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = sb = np.float32(0)  # float64 for float64 arrays
+    for t in range(L):
+        gt = g[t]
+        s00 += gt * r0[t]
+        s01 += gt * r0[t + 1]
+        s02 += gt * r0[t + 2]
+        s10 += gt * r1[t]
+        s11 += gt * r1[t + 1]
+        s12 += gt * r1[t + 2]
+        s20 += gt * r2[t]
+        s21 += gt * r2[t + 1]
+        s22 += gt * r2[t + 2]
+        sb += gt
+    p = part[c]
+    p[0] += s00
+    p[1] += s01
+    p[2] += s02
+    p[3] += s10
+    p[4] += s11
+    p[5] += s12
+    p[6] += s20
+    p[7] += s21
+    p[8] += s22
+    if c == 0:
+        p[9] += sb
+
+
+@njit(inline="always")
+def _block_sums(xp, n, i0, L, Wp, gz, part):
+    """_sums of the run gz (rows i0 ..) against every channel of image n."""
+    Hp = xp.shape[2]
+    for c in range(xp.shape[1]):
+        _sums(gz, xp[n, c].reshape(Hp * Wp)[i0 * Wp:], L, Wp, c, part)
+
+
+@njit(cache=True)
+def _rows_in(gy, relu_y, n, f, i0, rows, Wp, gz):
+    """gz[r*Wp + j] = gy[n, f, i0 + r, j] (0 where relu_y <= 0, when relu_y has elements).
+    Both arrays are read unconditionally and then selected, so the loop vectorises."""
+    Wo = gy.shape[3]
+    zero = np.float32(0)
+    if relu_y.size > 0:
+        for r in range(rows):
+            src, on, out = gy[n, f, i0 + r], relu_y[n, f, i0 + r], gz[r * Wp:]
+            for j in range(Wo):
+                v, m = src[j], on[j]
+                out[j] = v if m > 0 else zero
+    else:
+        for r in range(rows):
+            src, out = gy[n, f, i0 + r], gz[r * Wp:]
+            for j in range(Wo):
+                out[j] = src[j]
+
+
+@njit(nogil=True, cache=True)
+def _weight_share(s, S, G, xp, gy, relu_y, part):
+    """Share s of S: part[n, f] (C, 10) += the sums of image n (gy masked where relu_y <= 0
+    when relu_y has elements)."""
+    N, F, Ho, Wo = gy.shape
+    Wp = Wo + 2
+    R = _rows_per_block(Ho, Wp, False)
+    gz = np.zeros(R * Wp, dtype=gy.dtype)           # columns j >= Wo stay 0
+    u0, u1 = _units(s, S, N * G)
+    for u in range(u0, u1):
+        n, g = u // G, u % G
+        f0, f1 = _filters(g, G, F)
+        for i0 in range(0, Ho, R):
+            rows = min(R, Ho - i0)
+            L = (rows - 1) * Wp + Wo
+            for f in range(f0, f1):
+                _rows_in(gy, relu_y, n, f, i0, rows, Wp, gz)
+                _block_sums(xp, n, i0, L, Wp, gz, part[n, f])
+
+
+@njit(cache=True)
+def _rows_from_pool(gyp, yp, idx, n, f, i0, rows, Wo, Wp, gz):
+    """The block's gz: each window's four places get gyp at its idx (where yp > 0), 0 at
+    the other three; every place of a pooled row is in one window, so nothing stale
+    stays (rows and columns no window covers are never written: 0). Returns how many
+    idx lie outside their window."""
+    zero = np.float32(0)
+    bad = 0
+    for r2 in range(rows // 2):
+        a2 = i0 // 2 + r2
+        gp, on, arg = gyp[n, f, a2], yp[n, f, a2], idx[n, f, a2]
+        top, bottom = gz[2 * r2 * Wp:], gz[(2 * r2 + 1) * Wp:]
+        a = 2 * a2 * Wo
+        for e in range(gp.shape[0]):
+            g, m, k = gp[e], on[e], arg[e] - (a + 2 * e)    # k: 0, 1, Wo or Wo + 1
+            g = g if m > 0 else zero
+            top[2 * e] = g if k == 0 else zero
+            top[2 * e + 1] = g if k == 1 else zero
+            bottom[2 * e] = g if k == Wo else zero
+            bottom[2 * e + 1] = g if k == Wo + 1 else zero
+            bad += (k != 0) & (k != 1) & (k != Wo) & (k != Wo + 1)
+    return bad
+
+
+@njit(nogil=True, cache=True)
+def _pool_weight_share(s, S, G, xp, gyp, yp, idx, part, bad):
+    """Share s of S: part[n, f] += the sums of image n against gz, the scatter of gyp
+    (where yp > 0) to the positions idx; bad[s] counts idx outside their windows."""
+    N, F, Ho2, Wo2 = gyp.shape
+    Wo = xp.shape[3] - 2
+    Wp = Wo + 2
+    R = _rows_per_block(2 * Ho2, Wp, True)
+    gz = np.zeros(R * Wp, dtype=gyp.dtype)
+    u0, u1 = _units(s, S, N * G)
+    for u in range(u0, u1):
+        n, g = u // G, u % G
+        f0, f1 = _filters(g, G, F)
+        for i0 in range(0, 2 * Ho2, R):
+            rows = min(R, 2 * Ho2 - i0)
+            L = (rows - 1) * Wp + Wo
+            for f in range(f0, f1):
+                bad[s] += _rows_from_pool(gyp, yp, idx, n, f, i0, rows, Wo, Wp, gz)
+                _block_sums(xp, n, i0, L, Wp, gz, part[n, f])
+
+
+# ----------------------------------------------------------------------------- the calls
+
+def _check(name, xp, w, out, out_name, pooled):
+    """Shapes and dtypes of a call, with an error that names what is wrong."""
+    if xp.ndim != 4:
+        raise ValueError(f"{name}: xp must be (N,C,Ho+2,Wo+2), got shape {xp.shape}")
+    N, C, Hp, Wp = xp.shape
+    if Hp < 3 or Wp < 3:
+        raise ValueError(f"{name}: padded input {Hp}x{Wp} is smaller than the 3x3 kernel")
+    F = w.shape[0] if w.ndim == 4 else -1
+    if w.shape != (F, C, 3, 3):
+        raise ValueError(f"{name}: w must be (F, {C}, 3, 3) for xp {xp.shape}, got {w.shape}")
+    Ho, Wo = Hp - 2, Wp - 2
+    want = (N, F, Ho // 2, Wo // 2) if pooled else (N, F, Ho, Wo)
+    if out.shape != want:
+        raise ValueError(f"{name}: {out_name} must be {want} for xp {xp.shape} and w "
+                         f"{w.shape}, got {out.shape}")
+    for a, a_name in ((w, "w"), (out, out_name)):
+        if a.dtype != xp.dtype:
+            raise ValueError(f"{name}: {a_name} is {a.dtype}, xp is {xp.dtype}: pass one dtype")
+    for a, a_name in ((xp, "xp"), (w, "w"), (out, out_name)):
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{name}: {a_name} must be C-contiguous (np.ascontiguousarray)")
+    return N, F
+
+
+def _like(name, a, a_name, shape, dtype):
+    if a.shape != tuple(shape) or a.dtype != dtype or not a.flags.c_contiguous:
+        raise ValueError(f"{name}: {a_name} must be a C-contiguous {np.dtype(dtype)} array of "
+                         f"shape {tuple(shape)}, got {a.dtype} {a.shape}")
+
+
+def _gradients(part, gw, gb):
+    """gw (F,C,3,3), gb (F,) <- part (N,F,C,10) summed over n, n = 0, 1, ... in turn."""
+    total = np.zeros(part.shape[1:])
+    for n in range(part.shape[0]):
+        total += part[n]
+    gw[...] = total[:, :, :9].reshape(gw.shape)
+    gb[...] = total[:, 0, 9]
+
+
 def conv3x3_forward(xp, w, b, relu, y):
     """xp (N,C,Ho+2,Wo+2) padded input, w (F,C,3,3), b (F,) -> y (N,F,Ho,Wo) overwritten;
     relu=True then takes max(y, 0) (the fused ReLU; NaN stays NaN)."""
-    C = xp.shape[1]
-    N, F, Ho, Wo = y.shape
-    for t in prange(N * F):
-        n, f = t // F, t % F
-        for i in range(Ho):
-            out = y[n, f, i]
-            out[:] = b[f]
-            for c in range(C):
-                k = w[f, c]
-                r0, r1, r2 = xp[n, c, i], xp[n, c, i + 1], xp[n, c, i + 2]
-                for j in range(Wo):
-                    out[j] += (k[0, 0] * r0[j] + k[0, 1] * r0[j + 1] + k[0, 2] * r0[j + 2]
-                               + k[1, 0] * r1[j] + k[1, 1] * r1[j + 1] + k[1, 2] * r1[j + 2]
-                               + k[2, 0] * r2[j] + k[2, 1] * r2[j + 1] + k[2, 2] * r2[j + 2])
-            if relu:
-                for j in range(Wo):
-                    out[j] = 0 if out[j] < 0 else out[j]
+    N, F = _check("conv3x3_forward", xp, w, y, "y", False)
+    _like("conv3x3_forward", b, "b", (F,), xp.dtype)
+    S, G = _plan(N, F)
+    run_shares(_forward_share, S, S, G, xp, w, b, bool(relu), y)
 
 
-@njit(cache=True, fastmath={"contract", "reassoc"})
-def _row_sums(g, on, r0, r1, r2, out):
-    """out[3*p + q] += sum_j g'[j] * r_p[j + q] for p, q in 0..2, and out[9] += sum_j g'[j],
-    with g' = g where on > 0, else 0 (the fused ReLU's backward; on = 1 without one).
-
-    One row of gy against its three input rows, in one pass; "reassoc" lets each
-    sum run in vector lanes (kept a function of its own: the compiler vectorises
-    it there).
-    """
-    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = sb = np.float32(0)
-    for j in range(g.shape[0]):
-        gj = g[j] if on[j] > 0 else np.float32(0)
-        s00 += gj * r0[j]
-        s01 += gj * r0[j + 1]
-        s02 += gj * r0[j + 2]
-        s10 += gj * r1[j]
-        s11 += gj * r1[j + 1]
-        s12 += gj * r1[j + 2]
-        s20 += gj * r2[j]
-        s21 += gj * r2[j + 1]
-        s22 += gj * r2[j + 2]
-        sb += gj
-    out[0] += s00
-    out[1] += s01
-    out[2] += s02
-    out[3] += s10
-    out[4] += s11
-    out[5] += s12
-    out[6] += s20
-    out[7] += s21
-    out[8] += s22
-    out[9] += sb
-
-
-@njit(cache=True, parallel=True)
 def conv3x3_weight(xp, gy, relu_y, gw, gb):
     """xp (N,C,Ho+2,Wo+2) padded input, gy (N,F,Ho,Wo) -> gw (F,C,3,3) and the bias
     gradient gb (F,) = sum of gy over n, i, j, both overwritten, in one pass over gy.
 
     relu_y (N,F,Ho,Wo), the output of the fused ReLU, or an empty array: gy is then
-    taken where relu_y > 0, else 0 (the ReLU's backward), as each row is read.
-    Each row's sums are taken in the arrays' precision, then added up in float64.
+    taken where relu_y > 0, else 0 (the ReLU's backward), as it is read.
     """
-    C = xp.shape[1]
-    N, F, Ho, Wo = gy.shape
-    masked = relu_y.size > 0
-    ones = np.ones(Wo, dtype=gy.dtype)                  # the mask when there is no ReLU
-    for f in prange(F):
-        acc = np.zeros((C, 10))                         # float64; [c, 9] sums gy (the bias)
-        for n in range(N):
-            for c in range(C):
-                for i in range(Ho):
-                    g = gy[n, f, i]
-                    on = relu_y[n, f, i] if masked else ones
-                    _row_sums(g, on, xp[n, c, i], xp[n, c, i + 1], xp[n, c, i + 2], acc[c])
-        gb[f] = acc[0, 9]
-        for c in range(C):
-            for k in range(9):
-                gw[f, c, k // 3, k % 3] = acc[c, k]
+    C = xp.shape[1] if xp.ndim == 4 else -1
+    N, F = _check("conv3x3_weight", xp, np.empty((gy.shape[1] if gy.ndim == 4 else 0, C, 3, 3),
+                                                  xp.dtype), gy, "gy", False)
+    if relu_y.size > 0:
+        _like("conv3x3_weight", relu_y, "relu_y", gy.shape, xp.dtype)
+    _like("conv3x3_weight", gw, "gw", (F, C, 3, 3), xp.dtype)
+    _like("conv3x3_weight", gb, "gb", (F,), xp.dtype)
+    part = np.zeros((N, F, C, 10))
+    S, G = _plan(N, F)
+    run_shares(_weight_share, S, S, G, xp, gy, relu_y, part)
+    _gradients(part, gw, gb)
+
+
+def conv3x3_relu_pool_forward(xp, w, b, yp, idx):
+    """xp (N,C,Ho+2,Wo+2) padded input, w (F,C,3,3), b (F,) -> yp (N,F,Ho//2,Wo//2) =
+    maxpool2x2(relu(conv + b)) and idx (same shape, int32) = the flat index h*Wo + w in
+    the (Ho, Wo) conv plane of each window's first maximum, both overwritten."""
+    name = "conv3x3_relu_pool_forward"
+    N, F = _check(name, xp, w, yp, "yp", True)
+    _like(name, b, "b", (F,), xp.dtype)
+    _like(name, idx, "idx", yp.shape, np.int32)
+    S, G = _plan(N, F)
+    run_shares(_pool_forward_share, S, S, G, xp, w, b, yp, idx)
+
+
+def conv3x3_relu_pool_weight(xp, gyp, yp, idx, gw, gb):
+    """xp (N,C,Ho+2,Wo+2) padded input, gyp (N,F,Ho//2,Wo//2) the gradient of yp, and
+    yp, idx from conv3x3_relu_pool_forward -> gw (F,C,3,3), gb (F,), overwritten: the
+    conv's gradients with gyp at the positions idx where yp > 0, and 0 elsewhere."""
+    name = "conv3x3_relu_pool_weight"
+    C = xp.shape[1] if xp.ndim == 4 else -1
+    F = gyp.shape[1] if gyp.ndim == 4 else 0
+    N, F = _check(name, xp, np.empty((F, C, 3, 3), xp.dtype), gyp, "gyp", True)
+    _like(name, yp, "yp", gyp.shape, xp.dtype)
+    _like(name, idx, "idx", gyp.shape, np.int32)
+    _like(name, gw, "gw", (F, C, 3, 3), xp.dtype)
+    _like(name, gb, "gb", (F,), xp.dtype)
+    part = np.zeros((N, F, C, 10))
+    S, G = _plan(N, F)
+    bad = np.zeros(S, dtype=np.int64)
+    run_shares(_pool_weight_share, S, S, G, xp, gyp, yp, idx, part, bad)
+    if bad.sum():
+        raise ValueError(f"{name}: {int(bad.sum())} entries of idx lie outside their 2x2 "
+                         "window: pass the idx conv3x3_relu_pool_forward returned")
+    _gradients(part, gw, gb)
