@@ -7,7 +7,7 @@ file and field), the value it got, and what would be right:
     --seed must be an integer from 0 to 4294967295, got -1
     data.npz: train_labels holds 7 at index 3; pneumoniamnist has 2 classes (labels 0 to 1)
 
-The trainer (resolve_config), the data readers (minicnn.data.datasets) and the
+The trainer's settings (minicnn.xray.settings), the data readers (minicnn.data.datasets) and the
 checkpoint reader (minicnn.xray.checkpoint) call these; nothing else re-checks.
 """
 import math
@@ -64,49 +64,6 @@ def choice(flag, value, options):
     if value not in options:
         raise UserError(f"{flag} must be one of {', '.join(map(str, options))}, got {value!r}")
     return value
-
-
-def settings(cfg):
-    """Every training setting of `cfg` (minicnn.xray.train.DEFAULTS' keys), checked by its flag.
-
-    Returns nothing; raises UserError naming the first bad one.
-    """
-    integer("--epochs", cfg["epochs"], 1, 100000)
-    integer("--batch-size", cfg["batch_size"], 1, 65536)
-    if cfg["image_size"] is not None:
-        integer("--image-size", cfg["image_size"], 8, MAX_IMAGE_SIZE,
-                hint=" (pixels per side; 8 is the smallest the networks take)")
-    number("--lr", cfg["lr"], lo=0, lo_open=True, what="a positive number")
-    number("--weight-decay", cfg["weight_decay"], lo=0, what="a number >= 0 (0: none)")
-    number("momentum", cfg["momentum"], lo=0, hi=1, hi_open=True)
-    number("--label-smoothing", cfg["label_smoothing"], lo=0, hi=1, hi_open=True,
-           what="in [0, 1)")
-    number("dropout", cfg["dropout"], lo=0, hi=1, hi_open=True)
-    integer("--seed", cfg["seed"], 0, MAX_SEED)
-    choice("--model", cfg["model"], ("chestxray", "chestxray_bn", "alexnet"))
-    choice("--optimizer", cfg["optimizer"], ("sgd", "adam"))
-    choice("--device", cfg["device"], ("cpu", "cuda", "cuda-sim"))
-    choice("--balance", cfg["balance"], ("none", "weights", "sampler"))
-    choice("schedule", cfg["schedule"], ("cosine", "none"))
-    if not isinstance(cfg["augment"], (bool, np.bool_)):
-        raise UserError(f"augment must be True or False, got {cfg['augment']!r}")
-    if not isinstance(cfg["out"], (str, os.PathLike)) or not os.fspath(cfg["out"]):
-        raise UserError(f"--out must be a folder name, got {cfg['out']!r}")
-    if not isinstance(cfg["data"], (str, os.PathLike)) or not os.fspath(cfg["data"]):
-        raise UserError(f"--data must be a folder, a .npz file or 'synthetic', got {cfg['data']!r}")
-    synthetic_sizes("synthetic_sizes", cfg["synthetic_sizes"])
-    number("--val-fraction", cfg["val_fraction"], lo=0, hi=1, lo_open=True, hi_open=True,
-           what="a share of the images between 0 and 1 (e.g. 0.1)")
-    picked = cfg["labels"]
-    if picked is not None and not (isinstance(picked, str) and picked.strip() or
-                                   isinstance(picked, (list, tuple)) and picked and
-                                   all(isinstance(n, str) for n in picked)):
-        raise UserError(f"--labels must name findings, e.g. --labels Pneumonia,Effusion; "
-                        f"got {picked!r}")
-    if picked is not None and cfg["data"] == "synthetic":
-        raise UserError(f"--labels {picked}: the synthetic set has one label per image; "
-                        "--labels picks findings of multi-label data (a ChestX-ray14 folder, "
-                        "ChestMNIST)")
 
 
 def synthetic_sizes(flag, sizes):

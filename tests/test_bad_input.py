@@ -11,6 +11,7 @@ from minicnn.xray.checkpoint import load_checkpoint
 from minicnn.xray.train import NonFiniteLoss, fit
 
 from cli_run import TINY, TINY_CLI, run_cli
+from minicnn.xray.settings import DEFAULTS
 
 
 def fails(*argv, match):
@@ -162,7 +163,8 @@ def test_truncated_checkpoint(run_dir, tmp_path):
 def test_checkpoint_of_another_architecture(run_dir):
     before = (run_dir / "last.npz").read_bytes()
     fails("train", "--resume", "--out", run_dir, "--model", "alexnet",
-          match=[str(run_dir / "last.npz"), "holds a chestxray model", "not a alexnet model"])
+          match=[str(run_dir / "last.npz"), f"holds a {DEFAULTS['model']} model",
+                 "not a alexnet model"])
     fails("train", "--resume", "--out", run_dir, "--lr", "0.5",
           match=["started with --lr 0.001", "only --epochs and --device may change"])
     assert (run_dir / "last.npz").read_bytes() == before

@@ -233,6 +233,16 @@ class Checkpoint:
             raise self._bad("model_config", self.model_config, "settings with an image_size of "
                             f"whole numbers from 1 to {MAX_IMAGE_SIZE}")
 
+    @property
+    def tta(self):
+        """How the network was scored when it was trained ("none" or "flip", the --tta of
+        its run), so that evaluate and predict score it the same way."""
+        tta = self.train_config.get("tta", "none")
+        if tta not in ("none", "flip"):
+            raise CheckpointError(f"{self.path}: train_config's tta is {tta!r}; expected "
+                                  "'none' or 'flip'")
+        return tta
+
     def describe(self):
         what = "findings" if self.multilabel else "classes"
         return (f"{self.model_name} model, {self.channels}x{self.image_size[0]}x"

@@ -53,19 +53,11 @@ from minicnn.tensor import Tensor
 from . import metrics as M
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_npz_atomic
 from .runlock import RunLock
+from .settings import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULTS
+from . import settings as _settings
 
-DEFAULTS = {
-    "data": "synthetic", "model": "chestxray", "epochs": None, "batch_size": 64,
-    "image_size": None, "optimizer": "adam", "lr": None, "momentum": 0.9, "weight_decay": 0.0,
-    "schedule": "cosine", "device": "cpu", "balance": "none", "augment": True, "seed": 0,
-    "label_smoothing": 0.0,
-    "dropout": 0.0, "out": "runs/latest", "synthetic_sizes": None,
-    "labels": None, "val_fraction": 0.1,
-}
-DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
 # the files a run leaves in its --out folder: any of them means "a run is here"
-RUN_OUTPUTS = ("metrics.json", "best.npz", "last.npz")
-DEFAULT_EPOCHS = {"synthetic": 6, "other": 15}
+RUN_OUTPUTS = ("metrics.json", "best.npz", "last.npz", "average.npz")
 
 
 class TrainingInterrupted(Exception):
@@ -88,14 +80,14 @@ def resolve_config(**given):
     unknown = set(given) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"fit: unknown settings {sorted(unknown)}")
-    validate.choice("--optimizer", cfg["optimizer"], tuple(DEFAULT_LR))
+    validate.choice(_settings.flag("optimizer"), cfg["optimizer"], tuple(DEFAULT_LR))
     if cfg["lr"] is None:
         cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
     if cfg["epochs"] is None:
         cfg["epochs"] = DEFAULT_EPOCHS["synthetic" if cfg["data"] == "synthetic" else "other"]
     if cfg["model"] == "alexnet" and cfg["image_size"] is None:
         cfg["image_size"] = 227
-    validate.settings(cfg)  # every value, by its flag, once
+    _settings.check(cfg)  # every value, by its flag, once
     if cfg["data"] != "synthetic":
         cfg["data"] = os.fspath(cfg["data"])
     cfg["out"] = os.fspath(cfg["out"])
@@ -159,20 +151,30 @@ def channel_stats(images, chunk=1024):
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def predict_multilabel(model, images, mean, std, batch_size=256, device="cpu"):
-    """P(finding present) for each finding: sigmoid of the logits.
+def _views(x, tta):
+    """The images a network scores for a batch x (N, C, H, W) numpy: x itself, and with
+    tta "flip" also its mirror image (left and right swapped)."""
+    return [x] if tta == "none" else [x, np.ascontiguousarray(x[..., ::-1])]
+
+
+def predict_multilabel(model, images, mean, std, batch_size=256, device="cpu", tta="none"):
+    """P(finding present) for each finding: sigmoid of the logits (tta "flip": the mean of
+    the image's and its mirror image's probabilities).
 
     images (N, C, H, W) in [0, 1] (an array, or anything sliced the same way) -> (N, K)
-    float64 numpy; the logits too, for the loss.
+    float64 numpy; the logits too (of the mean probability), for the loss.
     """
     model.eval()
     probs, logits = [], []
     with no_grad():
         for i in range(0, images.shape[0], batch_size):
-            x = Tensor(normalise(np.asarray(images[i:i + batch_size]), mean, std), device=device)
-            z = model(x).numpy().astype(np.float64)
+            x = normalise(np.asarray(images[i:i + batch_size]), mean, std)
+            views = [model(Tensor(v, device=device)).numpy().astype(np.float64)
+                     for v in _views(x, tta)]
+            p = np.mean([1.0 / (1.0 + np.exp(-z)) for z in views], axis=0)
+            z = views[0] if len(views) == 1 else np.log(p) - np.log1p(-p)
             logits.append(z)
-            probs.append(1.0 / (1.0 + np.exp(-z)))
+            probs.append(p)
     k = logits[0].shape[1] if logits else 0
     return (np.concatenate(probs) if probs else np.zeros((0, k)),
             np.concatenate(logits) if logits else np.zeros((0, k)))
@@ -189,8 +191,9 @@ def score_multilabel(probs, logits, labels, classes, thresholds=None):
     return out
 
 
-def predict(model, images, batch_size=256, device="cpu"):
-    """Class probabilities and log-probabilities of normalised images.
+def predict(model, images, batch_size=256, device="cpu", tta="none"):
+    """Class probabilities and log-probabilities of normalised images (tta "flip": the mean
+    of the image's and its mirror image's probabilities).
 
     images float32 (N, C, H, W) -> (probs (N, K), log_probs (N, K)) float64 numpy
     """
@@ -198,8 +201,10 @@ def predict(model, images, batch_size=256, device="cpu"):
     logps = []
     with no_grad():
         for i in range(0, images.shape[0], batch_size):
-            x = Tensor(images[i:i + batch_size], device=device)
-            logps.append(F.log_softmax(model(x), dim=1).numpy().astype(np.float64))
+            views = [F.log_softmax(model(Tensor(v, device=device)), dim=1).numpy()
+                     .astype(np.float64) for v in _views(images[i:i + batch_size], tta)]
+            logps.append(views[0] if len(views) == 1 else
+                         np.log(np.mean([np.exp(v) for v in views], axis=0)))
     logp = np.concatenate(logps) if logps else np.zeros((0, 2))
     return np.exp(logp), logp
 
@@ -220,26 +225,29 @@ def score(probs, logp, labels, positive, threshold=None):
     return out
 
 
-def evaluate(model, dataset, mean, std, positive, threshold=None, batch_size=256, device="cpu"):
+def evaluate(model, dataset, mean, std, positive, threshold=None, batch_size=256, device="cpu",
+             tta="none"):
     """(metrics, probs) of `model` on a split (see score(); multi-label data: see
-    score_multilabel(), with `threshold` the (K,) per-finding thresholds or None)."""
+    score_multilabel(), with `threshold` the (K,) per-finding thresholds or None);
+    tta: "none" or "flip" (see predict())."""
     if getattr(dataset, "multilabel", False):
-        probs, logits = predict_multilabel(model, dataset.images, mean, std, batch_size, device)
+        probs, logits = predict_multilabel(model, dataset.images, mean, std, batch_size, device,
+                                           tta)
         if not np.isfinite(probs).all():
             raise NonFiniteLoss(f"the network's outputs on {dataset.name} are NaN or infinite")
         return score_multilabel(probs, logits, dataset.labels, dataset.classes, threshold), probs
-    probs, logp = _predict_chunked(model, dataset.images, mean, std, batch_size, device)
+    probs, logp = _predict_chunked(model, dataset.images, mean, std, batch_size, device, tta)
     if not np.isfinite(probs).all():
         raise NonFiniteLoss(f"the network's outputs on {dataset.name} are NaN or infinite")
     return score(probs, logp, dataset.labels, positive, threshold), probs
 
 
-def _predict_chunked(model, images, mean, std, batch_size, device, chunk=4096):
+def _predict_chunked(model, images, mean, std, batch_size, device, tta, chunk=4096):
     """predict() over `images` read `chunk` at a time (a cache-backed split stays on disk)."""
     if isinstance(images, np.ndarray) and images.shape[0] <= chunk:
-        return predict(model, normalise(images, mean, std), batch_size, device)
+        return predict(model, normalise(images, mean, std), batch_size, device, tta)
     parts = [predict(model, normalise(np.asarray(images[i:i + chunk]), mean, std), batch_size,
-                     device) for i in range(0, images.shape[0], chunk)]
+                     device, tta) for i in range(0, images.shape[0], chunk)]
     if not parts:
         return predict(model, np.zeros((0,) + tuple(images.shape[1:]), np.float32))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -308,6 +316,7 @@ class Run:
         self.out = cfg["out"]
         self.last_path = os.path.join(self.out, "last.npz")
         self.best_path = os.path.join(self.out, "best.npz")
+        self.average_path = os.path.join(self.out, "average.npz")
         channels = 3 if cfg["model"] == "alexnet" else 1
         self.splits = open_splits(cfg["data"], cfg["image_size"], channels, seed=cfg["seed"],
                                   synthetic_sizes=cfg["synthetic_sizes"], progress=progress,
@@ -497,7 +506,7 @@ class Run:
                 record.update(self.train_epoch(epoch, stop, on_batch_end))
                 t = time.perf_counter()
                 val, probs = evaluate(self.model, splits.val, self.mean, self.std, self.positive,
-                                      device=cfg["device"])
+                                      device=cfg["device"], tta=cfg["tta"])
                 record.update({"val_loss": val["loss"], "val_auc": val["auc"],
                                "val_acc": val["accuracy"] if self.multilabel else
                                _accuracy_at_argmax(probs, splits.val.labels)})
@@ -513,18 +522,87 @@ class Run:
                                  "thresholds": _thresholds(val, self.classes)}
                     self._save(self.best_path, epoch + 1, 0, threshold=self.best["threshold"],
                                thresholds=self.best["thresholds"])
+                if epoch + 1 > cfg["epochs"] - cfg["average_last"]:
+                    self._add_to_average(epoch + 1)
                 self._save(self.last_path, epoch + 1, 0)
                 self.log(_epoch_line(record, improved, self.out))
                 if stop.requested and epoch + 1 < cfg["epochs"]:
                     raise TrainingInterrupted(self.last_path, epoch + 1, 0, stop.signum)
+        if cfg["average_last"] and self.best.get("averaged") is None:
+            self._keep_average()
         return self.finish()
+
+    # the average of the last epochs' weights ---------------------------------------------------
+    def _add_to_average(self, epoch):
+        """Add the weights after `epoch` to the running sum in average.npz (written
+        atomically, so an interrupted run resumes with the epochs it had added)."""
+        total = self._average_sum()
+        if total.get("last_epoch", 0) >= epoch:      # already added before a resume
+            return
+        state = self.model.state_dict()
+        summed = {k: (total[k] if k in total else 0) + v.astype(np.float64)
+                  for k, v in state.items() if np.issubdtype(v.dtype, np.floating)}
+        summed["count"] = np.array(total.get("count", 0) + 1)
+        summed["first_epoch"] = np.array(total.get("first_epoch", epoch))
+        summed["last_epoch"] = np.array(epoch)
+        write_npz_atomic(self.average_path, summed)
+
+    def _average_sum(self):
+        if not os.path.exists(self.average_path):
+            return {}
+        with np.load(self.average_path, allow_pickle=False) as f:
+            return {k: (f[k] if f[k].ndim else f[k].item()) for k in f.files}
+
+    def _keep_average(self):
+        """best.npz <- the mean of the weights after each of the last average_last epochs,
+        with batch norm's running statistics measured again on the training images (the
+        averaged weights make features whose mean and variance no epoch's statistics
+        describe); its threshold chosen on validation like any epoch's."""
+        total = self._average_sum()
+        n, first, last = int(total["count"]), int(total["first_epoch"]), int(total["last_epoch"])
+        state = self.model.state_dict()
+        for k, v in state.items():
+            if k in total:
+                state[k] = (total[k] / n).astype(v.dtype)
+        self.model.load_state_dict(state)
+        self._measure_batch_norm()
+        val, _ = evaluate(self.model, self.splits.val, self.mean, self.std, self.positive,
+                          device=self.cfg["device"], tta=self.cfg["tta"])
+        self.best = {"score": float(val["auc"]), "epoch": last, "averaged": [first, last],
+                     "threshold": float(val.get("threshold", 0.5)),
+                     "thresholds": _thresholds(val, self.classes)}
+        self._save(self.best_path, last, 0, threshold=self.best["threshold"],
+                   thresholds=self.best["thresholds"])
+        self.log(f"weights averaged over epochs {first}-{last} ({n}): val AUC {val['auc']:.4f}, "
+                 f"saved {self.best_path}")
+
+    def _measure_batch_norm(self):
+        """Running mean and variance of every batch norm layer, as the plain average over
+        one pass of the (normalised, not augmented) training images in training mode."""
+        layers = [m for m in self.model.modules() if getattr(m, "running_mean", None) is not None]
+        if not layers:
+            return
+        momenta = [m.momentum for m in layers]
+        for m in layers:
+            m.running_mean[...], m.running_var[...] = 0, 1
+            m.num_batches_tracked[...] = 0
+            m.momentum = None
+        self.model.train()
+        images, bs = self.splits.train.images, self.cfg["batch_size"]
+        with no_grad():
+            for i in range(0, images.shape[0], bs):
+                x = normalise(np.asarray(images[i:i + bs]), self.mean, self.std)
+                self.model(Tensor(x, device=self.cfg["device"]))
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        self.model.eval()
 
     def finish(self):
         """Best network -> threshold on val -> one score on test -> metrics.json."""
         ck = load_checkpoint(self.best_path)
         model = ck.build_model(self.cfg["device"])
         val, val_probs = evaluate(model, self.splits.val, ck.norm_mean, ck.norm_std,
-                                  self.positive, device=self.cfg["device"])
+                                  self.positive, device=self.cfg["device"], tta=self.cfg["tta"])
         if self.multilabel:
             threshold = _thresholds(val, self.classes)
             if list(ck.thresholds) != threshold:  # only if the device computes them differently
@@ -536,7 +614,8 @@ class Run:
                 arrays = dict(ck.arrays, threshold=np.array(float(threshold)))
                 write_npz_atomic(self.best_path, arrays)
         test, test_probs = evaluate(model, self.splits.test, ck.norm_mean, ck.norm_std,
-                                    self.positive, threshold=threshold, device=self.cfg["device"])
+                                    self.positive, threshold=threshold, device=self.cfg["device"],
+                                    tta=self.cfg["tta"])
         finding = self.splits.info.get("finding")
         if finding is not None:  # one finding of multi-label data: its row, as in the table
             for m in (val, test):
@@ -548,7 +627,8 @@ class Run:
             self.splits.info["splits_csv"] = os.path.join(self.out, "splits.csv")
         result = {
             "test": _public(test), "val": _public(val), "epochs": self.history,
-            "best_epoch": ck.epoch, "checkpoint": self.best_path,
+            "best_epoch": ck.epoch, "averaged_epochs": self.best.get("averaged"),
+            "checkpoint": self.best_path,
             "data": self.splits.info, "config": self.cfg,
             "model": {"name": ck.model_name, "config": ck.model_config,
                       "parameters": int(model.num_parameters())},
@@ -620,9 +700,8 @@ def _remove_old_outputs(out):
 def fit(config=None, log=print, progress=True, resume=False, on_batch_end=None, **settings):
     """Train as described in the module docstring; returns a FitResult.
 
-    settings: see DEFAULTS (data, model, epochs, batch_size, image_size, optimizer, lr,
-    momentum, weight_decay, schedule, device, balance, augment, seed, dropout,
-    label_smoothing, out, labels, val_fraction).
+    settings: the keys of minicnn.xray.settings.SETTINGS (each with its default, its flag
+    and its meaning there), e.g. data, model, epochs, lr, seed, out.
     on_batch_end(epoch, batch, run): called after every training step with the Run (its
     .model, .optimizer, ...), for tests and tools.
     """

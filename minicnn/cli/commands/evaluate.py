@@ -63,7 +63,7 @@ def run(args):
                         f"{'multi' if ck.multilabel else 'one'}-label network")
     threshold = list(ck.thresholds) if ck.multilabel else ck.threshold
     m, probs = evaluate(model, dataset, ck.norm_mean, ck.norm_std, ck.positive_class,
-                        threshold=threshold, device=args.device)
+                        threshold=threshold, device=args.device, tta=ck.tta)
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
                                    f"evaluate-{args.split}")
     with RunLock(out, "--out"):  # one writer per folder; the scores are computed already

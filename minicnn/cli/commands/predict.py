@@ -76,7 +76,8 @@ def run(args):
     results, scored = [], []
     if images:
         batch = np.stack(images)
-        probs, _ = predict(model, normalise(batch, ck.norm_mean, ck.norm_std), device=args.device)
+        probs, _ = predict(model, normalise(batch, ck.norm_mean, ck.norm_std), device=args.device,
+                           tta=ck.tta)
         for k, (path, p) in enumerate(zip(paths, probs)):
             if not np.isfinite(p).all():  # never print "nan NORMAL"
                 failures.append(f"{path}: the network's output is NaN or infinite for this image")
@@ -106,7 +107,7 @@ def _run_multilabel(args, ck, model):
     results, scored = [], []
     if images:
         probs, _ = predict_multilabel(model, np.stack(images), ck.norm_mean, ck.norm_std,
-                                      device=args.device)
+                                      device=args.device, tta=ck.tta)
         for k, (path, p) in enumerate(zip(paths, probs)):
             if not np.isfinite(p).all():
                 failures.append(f"{path}: the network's output is NaN or infinite for this image")
@@ -150,7 +151,8 @@ def _finish(args, ck, model, gradcam, images, paths, scored, results, failures):
 def _gradcam_multilabel(args, ck, model, batch, paths):
     """One figure per image: Grad-CAM of its most probable finding."""
     x = normalise(batch, ck.norm_mean, ck.norm_std)
-    probs, _ = predict_multilabel(model, batch, ck.norm_mean, ck.norm_std, device=args.device)
+    probs, _ = predict_multilabel(model, batch, ck.norm_mean, ck.norm_std, device=args.device,
+                                    tta=ck.tta)
     top = probs.argmax(axis=1)
     cams, _ = grad_cam(model, x, top, device=args.device, multilabel=True)
     failures = []

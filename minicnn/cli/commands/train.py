@@ -13,6 +13,7 @@ import signal
 from minicnn import validate
 from minicnn.xray.checkpoint import CheckpointError, load_checkpoint
 from minicnn.errors import UserError
+from minicnn.xray import settings
 from minicnn.xray.runlock import RunLock
 from minicnn.xray.train import DEFAULTS, RUN_OUTPUTS, TrainingInterrupted, fit, resolve_config
 from .figures import (SYNTHETIC_NOTE, evaluation_figures, model_figures, multilabel_figures,
@@ -23,37 +24,10 @@ RESUMABLE_OVERRIDES = ("epochs", "device")
 
 
 def add_arguments(parser):
+    settings.add_arguments(parser)     # every training setting: default, help, check in one table
     a = parser.add_argument
-    a("--data", help="a folder with train/, val/, test/ (one sub-folder per class), NIH "
-      "ChestX-ray14's published folder (Data_Entry_2017*.csv, images/), a MedMNIST .npz file "
-      "(ChestMNIST's multi-label too), or 'synthetic' (default: synthetic, generated here, "
-      "no download)")
-    a("--labels", metavar="FINDING[,FINDING...]", help="multi-label data: the findings to "
-      "learn (default: all 14); one finding, e.g. Pneumonia, is a binary task")
-    a("--val-fraction", type=float, metavar="F", help="share of the training images that "
-      "becomes the validation split where the data has none (ChestX-ray14: by patient; "
-      "class folders without val/: per class) (default: 0.1)")
-    a("--model", choices=["chestxray", "chestxray_bn", "alexnet"], help="network (default: chestxray)")
-    a("--epochs", type=int, help="passes over the training set (default: 6 on synthetic, 15 "
-      "otherwise)")
-    a("--batch-size", type=int, help=f"images per step (default: {DEFAULTS['batch_size']})")
-    a("--image-size", type=int, help="input size in pixels (default: the file's own size for "
-      ".npz, 28 for synthetic, 64 for folders, 227 for alexnet)")
-    a("--optimizer", choices=["sgd", "adam"], help="default: adam")
-    a("--lr", type=float, help="learning rate (default: 0.001 for adam, 0.01 for sgd); it "
-      "follows a cosine schedule down to 0 over the epochs")
-    a("--weight-decay", type=float, help="L2 weight decay (default: 0)")
-    a("--label-smoothing", type=float, metavar="EPS", help="aim for 1 - EPS on the true class "
-      "and EPS/K on every class instead of a hard 0/1 target (default: 0)")
-    a("--device", choices=["cpu", "cuda", "cuda-sim"], help="default: cpu")
-    a("--balance", choices=["none", "weights", "sampler"],
-      help="class imbalance: weighted loss (multi-label: a pos_weight per finding, "
-      "negatives / positives), balanced batches, or none (default: none)")
-    a("--no-augment", dest="augment", action="store_false", default=None,
-      help="train without random flips, rotations, shifts and zooms")
     a("--synthetic-size", type=int, metavar="N", help="with synthetic data: N training images, "
       "N/4 each for val and test (default: 1600)")
-    a("--seed", type=int, help="seed of every random choice (default: 0)")
     a("--out", help="output folder (default: runs/<name of the data>)")
     a("--resume", action="store_true", help="continue the run saved in --out (last.npz)")
     a("--overwrite", action="store_true", help="start afresh in an --out folder that holds a run")
@@ -69,10 +43,7 @@ def default_out(data):
 
 
 def _given(args):
-    keys = ("data", "model", "epochs", "batch_size", "image_size", "optimizer", "lr",
-            "weight_decay", "label_smoothing", "device", "balance", "augment", "seed",
-            "labels", "val_fraction")
-    given = {k: getattr(args, k, None) for k in keys}
+    given = settings.given(args)
     if given["data"] not in (None, "synthetic"):
         given["data"] = os.path.abspath(given["data"])
     n = getattr(args, "synthetic_size", None)
@@ -118,7 +89,7 @@ def _resume_config(args, out, given):
 
 
 def _as_flag(key, value):
-    return "--synthetic-size" if key == "synthetic_sizes" else "--" + key.replace("_", "-")
+    return "--synthetic-size" if key == "synthetic_sizes" else settings.flag(key)
 
 
 def _flag_value(key, value):
@@ -232,8 +203,13 @@ def _report(result, out, figures):
         print(f"Test set, {test['n']} images{' — ' + SYNTHETIC_NOTE if synthetic else ''}:")
         print(finding_table(test, val))
     elif "sensitivity" in test:
-        print(f"Best epoch {m['best_epoch']} (highest validation ROC-AUC {_fmt(val['auc'], 4)}); "
-              f"decision threshold {test['threshold']:.3f} chosen on validation (Youden's J).")
+        kept = f"Best epoch {m['best_epoch']} (highest validation ROC-AUC {_fmt(val['auc'], 4)})"
+        if m.get("averaged_epochs"):
+            first, last = m["averaged_epochs"]
+            kept = (f"Weights averaged over epochs {first}-{last} (validation ROC-AUC "
+                    f"{_fmt(val['auc'], 4)})")
+        print(f"{kept}; decision threshold {test['threshold']:.3f} chosen on validation "
+              "(Youden's J).")
         print(f"Test set, {test['n']} images{' — ' + SYNTHETIC_NOTE if synthetic else ''}:")
         print(f"  accuracy    {_fmt(test['accuracy'])}     ROC-AUC     {_fmt(test['auc'])}")
         print(f"  sensitivity {_fmt(test['sensitivity'])}     specificity {_fmt(test['specificity'])}"
