@@ -55,6 +55,9 @@ from .workers import run_shares
 # numbers per flat run: 8 KiB of float32, with its input rows well inside a
 # core's 48 KiB L1 cache (a 28x28 image is one run of 838)
 _BLOCK = 2048
+# rows at least this wide vectorise on their own: the forward pass then runs row
+# by row straight into y, without the detour through a run and a copy
+_IN_PLACE_WO = 64
 
 
 # ----------------------------------------------------------------------------- shares of the work
@@ -89,13 +92,14 @@ def _rows_per_block(Ho, Wp, even):
 # ----------------------------------------------------------------------------- forward
 
 @njit(inline="always")
-def _run(xp, w, b, n, f, t0, L, Wp, out):
-    """out[t] = b[f] + sum_c sum_{p,q} w[f,c,p,q] * xp[n,c].flat[t0 + t + p*Wp + q], t < L."""
-    C = xp.shape[1]
+def _run(xf, w, b, n, f, t0, L, Wp, out):
+    """out[t] = b[f] + sum_c sum_{p,q} w[f,c,p,q] * xf[n,c,t0 + t + p*Wp + q], t < L;
+    xf (N, C, Hp*Wp): the padded planes, flat."""
+    C = xf.shape[1]
     for c in range(C):
         # one view per kernel row: the indices are then t, t+1, t+2, which the
         # compiler knows are not negative (t + Wp would cost a check per load)
-        x = xp[n, c].reshape(xp.shape[2] * xp.shape[3])
+        x = xf[n, c]
         r0, r1, r2 = x[t0:], x[t0 + Wp:], x[t0 + 2 * Wp:]
         k = w[f, c]
         k00, k01, k02 = k[0, 0], k[0, 1], k[0, 2]
@@ -119,6 +123,8 @@ def _forward_share(s, S, G, xp, w, b, relu, y):
     """Share s of S of y (N,F,Ho,Wo) = conv(xp, w) + b (through max(., 0) when relu)."""
     N, F, Ho, Wo = y.shape
     Wp = Wo + 2
+    xf = xp.reshape((N, xp.shape[1], xp.shape[2] * Wp))  # once: a reshape per run costs
+    in_place = Wo >= _IN_PLACE_WO
     R = _rows_per_block(Ho, Wp, False)
     run = np.empty(R * Wp, dtype=y.dtype)
     zero = np.zeros(1, dtype=y.dtype)[0]
@@ -126,27 +132,29 @@ def _forward_share(s, S, G, xp, w, b, relu, y):
     for u in range(u0, u1):
         n, g = u // G, u % G
         f0, f1 = _filters(g, G, F)
-        for i0 in range(0, Ho, R):
-            rows = min(R, Ho - i0)
-            L = (rows - 1) * Wp + Wo
-            for f in range(f0, f1):
-                _run(xp, w, b, n, f, i0 * Wp, L, Wp, run)
+        for f in range(f0, f1):                     # plane by plane: y is written in order
+            if in_place:                            # a run per row, straight into y
+                for i in range(Ho):
+                    out = y[n, f, i]
+                    _run(xf, w, b, n, f, i * Wp, Wo, Wp, out)
+                    if relu:
+                        for j in range(Wo):
+                            v = out[j]
+                            out[j] = zero if v < 0 else v   # NaN stays NaN
+                continue
+            for i0 in range(0, Ho, R):
+                rows = min(R, Ho - i0)
+                L = (rows - 1) * Wp + Wo
+                _run(xf, w, b, n, f, i0 * Wp, L, Wp, run)
                 for r in range(rows):               # (loops: numba's out[:] = src is 8x slower)
                     src, out = run[r * Wp:], y[n, f, i0 + r]
                     if relu:
                         for j in range(Wo):
                             v = src[j]
-                            out[j] = zero if v < 0 else v   # NaN stays NaN
+                            out[j] = zero if v < 0 else v
                     else:
                         for j in range(Wo):
                             out[j] = src[j]
-
-
-@njit(inline="always")
-def _first_max(v, a, best, arg):
-    """pool.py's rule: v wins if strictly larger (the first maximum stays) or NaN."""
-    take = (v > best) | (v != v)
-    return (v if take else best), (a if take else arg)
 
 
 @njit(cache=True)
@@ -294,11 +302,10 @@ def _sums(g, x, L, Wp, c, part):
 
 
 @njit(inline="always")
-def _block_sums(xp, n, i0, L, Wp, gz, part):
-    """_sums of the run gz (rows i0 ..) against every channel of image n."""
-    Hp = xp.shape[2]
-    for c in range(xp.shape[1]):
-        _sums(gz, xp[n, c].reshape(Hp * Wp)[i0 * Wp:], L, Wp, c, part)
+def _block_sums(xf, n, i0, L, Wp, gz, part):
+    """_sums of the run gz (rows i0 ..) against every channel of image n (xf: flat planes)."""
+    for c in range(xf.shape[1]):
+        _sums(gz, xf[n, c, i0 * Wp:], L, Wp, c, part)
 
 
 @njit(cache=True)
@@ -326,6 +333,7 @@ def _weight_share(s, S, G, xp, gy, relu_y, part):
     when relu_y has elements)."""
     N, F, Ho, Wo = gy.shape
     Wp = Wo + 2
+    xf = xp.reshape((N, xp.shape[1], xp.shape[2] * Wp))
     R = _rows_per_block(Ho, Wp, False)
     gz = np.zeros(R * Wp, dtype=gy.dtype)           # columns j >= Wo stay 0
     u0, u1 = _units(s, S, N * G)
@@ -337,7 +345,7 @@ def _weight_share(s, S, G, xp, gy, relu_y, part):
             L = (rows - 1) * Wp + Wo
             for f in range(f0, f1):
                 _rows_in(gy, relu_y, n, f, i0, rows, Wp, gz)
-                _block_sums(xp, n, i0, L, Wp, gz, part[n, f])
+                _block_sums(xf, n, i0, L, Wp, gz, part[n, f])
 
 
 @njit(cache=True)
@@ -371,6 +379,7 @@ def _pool_weight_share(s, S, G, xp, gyp, yp, idx, part, bad):
     N, F, Ho2, Wo2 = gyp.shape
     Wo = xp.shape[3] - 2
     Wp = Wo + 2
+    xf = xp.reshape((N, xp.shape[1], xp.shape[2] * Wp))
     R = _rows_per_block(2 * Ho2, Wp, True)
     gz = np.zeros(R * Wp, dtype=gyp.dtype)
     u0, u1 = _units(s, S, N * G)
@@ -382,7 +391,7 @@ def _pool_weight_share(s, S, G, xp, gyp, yp, idx, part, bad):
             L = (rows - 1) * Wp + Wo
             for f in range(f0, f1):
                 bad[s] += _rows_from_pool(gyp, yp, idx, n, f, i0, rows, Wo, Wp, gz)
-                _block_sums(xp, n, i0, L, Wp, gz, part[n, f])
+                _block_sums(xf, n, i0, L, Wp, gz, part[n, f])
 
 
 # ----------------------------------------------------------------------------- the calls
