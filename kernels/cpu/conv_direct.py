@@ -17,7 +17,10 @@ with z = conv + b and Ho2, Wo2 = Ho // 2, Wo // 2:
                    relu(max z) = max(relu z), so the max is taken before the ReLU
     weight gradient: gz = gyp at idx where yp > 0, else 0 (the pool's and the
                    ReLU's backward), then gw and gb as above with gz for gy.
-The full-size z is never written: each block of rows is pooled while in cache.
+The full-size z is never written. The forward pass first cuts each padded image
+into its four phases (even/odd rows by even/odd columns, Wq = Wp/2 wide): the four
+taps of every pool window are then plain runs over the phases, a flat run per
+block of window rows, and every product computed is one a window uses.
 
 When to use it: im2col + matrix product (conv.py) copies C*9 numbers per output
 pixel into a buffer before BLAS multiplies them. With a single input channel
@@ -33,16 +36,20 @@ one flat run over the padded plane, Wp = Wo + 2 wide:
 one loop of (rows-1)*Wp + Wo steps; the outputs at j >= Wo (two per row) read
 across the row's end and are thrown away (the weight gradient gives them gz = 0).
 A block is _BLOCK numbers or fewer, so the run, its input rows and gz stay in L1.
+Rows of _IN_PLACE_WO or more vectorise on their own: the forward pass then runs
+one row at a time straight into y (the copy out of a run cost 25-45% at 128-224 px).
 
-Index map (one share per core, workers.run_shares, each on a thread of its own;
-numba's prange hand-offs measured slower here): the work is cut into units
-(n, g), image n and a group g of filters (g = 0 only, all F filters, unless the
-batch has fewer images than there are shares); share s takes a contiguous range
-of units and writes only the outputs of its units, so each image's input is read
-once for all of its filters. The weight gradient of unit (n, g) goes into its own
-float64 slots part[n, f] (a block's sums are taken in the arrays' precision in
-vector lanes, then added there), and part is summed over n in a fixed order: the
-result does not depend on the number of shares.
+Index map (one share per core, workers.run_shares, each on a thread of its own:
+measured at 28 px, 64 images, a prange over the shares was 20% faster on numba's
+OpenMP layer but twice as slow on its "workqueue" layer, the one used when PyTorch
+is loaded; shares behave the same under both): the work is cut into units (n, g),
+image n and a group g of filters (g = 0 only, all F filters, unless the batch has
+fewer images than there are shares); share s takes a contiguous range of units and
+writes only the outputs of its units, so each image's input is read once for all
+of its filters. The weight gradient of unit (n, g) goes into its own float64 slots
+part[n, f] (a block's sums are taken in the arrays' precision in vector lanes,
+then added there), and part is summed over n in a fixed order: the result does
+not depend on the number of shares.
 Cost: 9*C multiply-adds per output, compute-bound; the pool adds 3 compares per
 output and writes a quarter of it.
 """
@@ -158,45 +165,20 @@ def _forward_share(s, S, G, xp, w, b, relu, y):
 
 
 @njit(cache=True)
-def _split_columns(xp, n, Wh, xe, xo):
-    """xe[c, i*Wh + v] = xp[n, c, i, 2v], xo[c, i*Wh + v] = xp[n, c, i, 2v + 1] (the even and
-    odd columns of image n apart; an odd Wp leaves xo's last column of each row 0)."""
+def _split_phases(xp, n, Wq, q):
+    """q[c, 2a + e, r*Wq + v] = xp[n, c, 2r + a, 2v + e]: image n's padded planes cut into
+    their four phases (even/odd row a, even/odd column e); places past the plane are
+    never written (0)."""
     C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
     for c in range(C):
         for i in range(Hp):
-            row, e, o = xp[n, c, i], xe[c, i * Wh:], xo[c, i * Wh:]
+            row = xp[n, c, i]
+            ev, od = q[c, 2 * (i % 2), (i // 2) * Wq:], q[c, 2 * (i % 2) + 1, (i // 2) * Wq:]
             for v in range(Wp // 2):
-                e[v] = row[2 * v]
-                o[v] = row[2 * v + 1]
+                ev[v] = row[2 * v]
+                od[v] = row[2 * v + 1]
             if Wp % 2:
-                e[Wp // 2] = row[Wp - 1]
-
-
-@njit(cache=True, fastmath={"contract"})
-def _half_runs(xe, xo, w, b, f, u0, L, Wh, ze, zo):
-    """ze[u], zo[u] = conv + b at the even and odd columns 2v, 2v + 1 of the flat run that
-    starts at u0 = i0*Wh, for u < L: the taps of both are plain runs of xe and xo."""
-    for c in range(xe.shape[0]):
-        e0, e1, e2 = xe[c, u0:], xe[c, u0 + Wh:], xe[c, u0 + 2 * Wh:]
-        o0, o1, o2 = xo[c, u0:], xo[c, u0 + Wh:], xo[c, u0 + 2 * Wh:]
-        k = w[f, c]
-        k00, k01, k02 = k[0, 0], k[0, 1], k[0, 2]
-        k10, k11, k12 = k[1, 0], k[1, 1], k[1, 2]
-        k20, k21, k22 = k[2, 0], k[2, 1], k[2, 2]
-        bf = b[f] if c == 0 else b[f] * 0
-        for u in range(L):
-            ev = (k00 * e0[u] + k01 * o0[u] + k02 * e0[u + 1]
-                  + k10 * e1[u] + k11 * o1[u] + k12 * e1[u + 1]
-                  + k20 * e2[u] + k21 * o2[u] + k22 * e2[u + 1])
-            od = (k00 * o0[u] + k01 * e0[u + 1] + k02 * o0[u + 1]
-                  + k10 * o1[u] + k11 * e1[u + 1] + k12 * o1[u + 1]
-                  + k20 * o2[u] + k21 * e2[u + 1] + k22 * o2[u + 1])
-            if c == 0:
-                ze[u] = bf + ev
-                zo[u] = bf + od
-            else:
-                ze[u] += ev
-                zo[u] += od
+                ev[Wp // 2] = row[Wp - 1]
 
 
 @njit(inline="always")
@@ -206,64 +188,126 @@ def _first_max(v, a, best, arg):
     return (v if take else best), (a if take else arg)
 
 
-@njit(cache=True)
-def _pool_rows(ze, zo, Wh, rows, i0, Wo, mb, mc, out, arg_out):
-    """out[i0//2 + r2, e] = relu of the first max of window (2r2, 2e) of the block's runs:
-    ze[u], zo[u], ze[u + Wh], zo[u + Wh] at u = 2*r2*Wh + e; arg_out its flat index.
+@njit(inline="always")
+def _four(V, K, u):
+    """The four taps' sums of window u (no bias): V the 16 runs (see _window_runs), K the
+    nine weights of one channel."""
+    ee00, ee01, ee10, ee11, eo00, eo01, eo10, eo11 = V[0], V[1], V[2], V[3], V[4], V[5], V[6], V[7]
+    oe00, oe01, oe10, oe11, oo00, oo01, oo10, oo11 = V[8], V[9], V[10], V[11], V[12], V[13], V[14], V[15]
+    k00, k01, k02, k10, k11, k12, k20, k21, k22 = K
+    s00 = (k00 * ee00[u] + k01 * eo00[u] + k02 * ee01[u]
+           + k10 * oe00[u] + k11 * oo00[u] + k12 * oe01[u]
+           + k20 * ee10[u] + k21 * eo10[u] + k22 * ee11[u])
+    s01 = (k00 * eo00[u] + k01 * ee01[u] + k02 * eo01[u]
+           + k10 * oo00[u] + k11 * oe01[u] + k12 * oo01[u]
+           + k20 * eo10[u] + k21 * ee11[u] + k22 * eo11[u])
+    s10 = (k00 * oe00[u] + k01 * oo00[u] + k02 * oe01[u]
+           + k10 * ee10[u] + k11 * eo10[u] + k12 * ee11[u]
+           + k20 * oe10[u] + k21 * oo10[u] + k22 * oe11[u])
+    s11 = (k00 * oo00[u] + k01 * oe01[u] + k02 * oo01[u]
+           + k10 * eo10[u] + k11 * ee11[u] + k12 * eo11[u]
+           + k20 * oo10[u] + k21 * oe11[u] + k22 * oo11[u])
+    return s00, s01, s10, s11
 
-    The max goes first over the whole flat run, windows starting on odd rows too
-    (thrown away): one long loop, which vectorises (a loop per row of Wo/2 = 14 ran
-    scalar and took 3x longer); mb, mc hold the maxima and their taps (0, 1, Wo, Wo + 1)."""
-    L = (rows - 2) * Wh + out.shape[1]
-    o1, o2, o3 = np.int32(1), np.int32(Wo), np.int32(Wo + 1)
-    for u in range(L):                               # taps in row-major order
-        best, arg = ze[u], np.int32(0)
-        best, arg = _first_max(zo[u], o1, best, arg)
-        best, arg = _first_max(ze[u + Wh], o2, best, arg)
-        best, arg = _first_max(zo[u + Wh], o3, best, arg)
-        mb[u] = best
-        mc[u] = arg
+
+@njit(inline="always")
+def _window_max(s00, s01, s10, s11, Wo):
+    """(first max, its tap 0, 1, Wo or Wo + 1) of a window's taps in row-major order."""
+    best, arg = s00, np.int32(0)
+    best, arg = _first_max(s01, np.int32(1), best, arg)
+    best, arg = _first_max(s10, np.int32(Wo), best, arg)
+    return _first_max(s11, np.int32(Wo + 1), best, arg)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _window_runs(q, w, b, f, u0, L, Wq, Wo, z4, mb, mc):
+    """mb[u], mc[u] = the first max of conv + b over pool window (r, v) and its tap (0, 1,
+    Wo or Wo + 1), for the flat window index u0 + u = r*Wq + v, u < L (z4: the four
+    taps' sums while channels remain).
+
+    Tap (p, s) of output (2r + dh, 2v + dw) reads row 2r + dh + p, column 2v + dw + s:
+    phase ((dh+p) % 2, (dw+s) % 2) at offset ((dh+p) // 2)*Wq + (dw+s) // 2 of the
+    window's index. So the 36 products of a window read 16 plain runs of the phases,
+    named <row phase><column phase><row offset><column offset> (e even, o odd). Each
+    loop has no branch, so that it vectorises."""
+    C = q.shape[0]
+    bf = b[f]
+    z00, z01, z10, z11 = z4[0], z4[1], z4[2], z4[3]
+    for c in range(C):
+        k = w[f, c]
+        K = (k[0, 0], k[0, 1], k[0, 2], k[1, 0], k[1, 1], k[1, 2], k[2, 0], k[2, 1], k[2, 2])
+        ee, eo, oe, oo = q[c, 0], q[c, 1], q[c, 2], q[c, 3]
+        a, d, e = u0 + 1, u0 + Wq, u0 + Wq + 1
+        V = (ee[u0:], ee[a:], ee[d:], ee[e:], eo[u0:], eo[a:], eo[d:], eo[e:],
+             oe[u0:], oe[a:], oe[d:], oe[e:], oo[u0:], oo[a:], oo[d:], oo[e:])
+        if C == 1:
+            for u in range(L):
+                s00, s01, s10, s11 = _four(V, K, u)
+                mb[u], mc[u] = _window_max(bf + s00, bf + s01, bf + s10, bf + s11, Wo)
+        elif c == 0:
+            for u in range(L):
+                s00, s01, s10, s11 = _four(V, K, u)
+                z00[u], z01[u], z10[u], z11[u] = bf + s00, bf + s01, bf + s10, bf + s11
+        elif c < C - 1:
+            for u in range(L):
+                s00, s01, s10, s11 = _four(V, K, u)
+                z00[u] += s00
+                z01[u] += s01
+                z10[u] += s10
+                z11[u] += s11
+        else:
+            for u in range(L):
+                s00, s01, s10, s11 = _four(V, K, u)
+                mb[u], mc[u] = _window_max(z00[u] + s00, z01[u] + s01, z10[u] + s10,
+                                           z11[u] + s11, Wo)
+
+
+@njit(cache=True)
+def _pool_rows(L, Wq, r0, Wo, mb, mc, out, arg_out):
+    """out[r0 + r, v], arg_out[r0 + r, v] = relu of the first max of window (r0 + r, v) and
+    its flat index in the (Ho, Wo) plane, from z4 (the block's windows, u = r*Wq + v).
+
+    The max goes over the flat run first, one long loop that vectorises (a loop per
+    row of Wo/2 = 14 ran scalar), into mb and mc (the tap: 0, 1, Wo or Wo + 1)."""
     zero = np.float32(0)
-    for r2 in range(rows // 2):
-        b, c = mb[2 * r2 * Wh:], mc[2 * r2 * Wh:]
-        a = (i0 + 2 * r2) * Wo                       # flat index of the window row's start
-        o, ao = out[i0 // 2 + r2], arg_out[i0 // 2 + r2]
-        for e in range(o.shape[0]):
-            v = b[e]
-            o[e] = zero if v < 0 else v              # NaN stays NaN
-            ao[e] = a + 2 * e + c[e]
+    for r in range((L + Wq - 1) // Wq):
+        m, t = mb[r * Wq:], mc[r * Wq:]
+        a = 2 * (r0 + r) * Wo                        # flat index of the window row's start
+        o, ao = out[r0 + r], arg_out[r0 + r]
+        for v in range(o.shape[0]):
+            best = m[v]
+            o[v] = zero if best < 0 else best        # NaN stays NaN
+            ao[v] = a + 2 * v + t[v]
 
 
 @njit(nogil=True, cache=True)
 def _pool_forward_share(s, S, G, xp, w, b, yp, idx):
     """Share s of S of yp (N,F,Ho2,Wo2) = maxpool2x2(relu(conv + b)) and its idx.
 
-    A window's four taps sit at the same place of the even and odd columns' runs of
-    its two rows, so each image is first split into its even and odd columns (xe, xo):
-    then both the convolution and the pool read plain runs, which vectorise (a
-    stride-2 read of one run does not)."""
+    Each image is first cut into its four phases (even/odd rows and columns, Wq =
+    Wp/2 wide): then the four taps of every window, for all windows of a block of
+    window rows, are plain runs over the phases (_window_runs), which vectorise, and
+    no conv output is computed that no window uses."""
     N, F, Ho2, Wo2 = yp.shape
     C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
-    Wo, Wh = Wp - 2, (Wp + 1) // 2
-    R = _rows_per_block(2 * Ho2, Wp, True)
-    xe = np.zeros((C, (Hp + 1) * Wh), dtype=xp.dtype)   # one row more: the last run reads on
-    xo = np.zeros((C, (Hp + 1) * Wh), dtype=xp.dtype)
-    ze, zo = np.empty(R * Wh, dtype=yp.dtype), np.empty(R * Wh, dtype=yp.dtype)
-    mb, mc = np.empty(R * Wh, dtype=yp.dtype), np.empty(R * Wh, dtype=np.int32)
+    Wo, Wq = Wp - 2, (Wp + 1) // 2
+    R = max(1, min(Ho2, _BLOCK // (4 * Wq)))          # window rows per block
+    q = np.zeros((C, 4, (Hp // 2 + 1) * Wq), dtype=xp.dtype)
+    z4 = np.empty((4, R * Wq), dtype=yp.dtype)
+    mb, mc = np.empty(R * Wq, dtype=yp.dtype), np.empty(R * Wq, dtype=np.int32)
     u0, u1 = _units(s, S, N * G)
     last = -1
     for u in range(u0, u1):
         n, g = u // G, u % G
         f0, f1 = _filters(g, G, F)
         if n != last:
-            _split_columns(xp, n, Wh, xe, xo)
+            _split_phases(xp, n, Wq, q)
             last = n
-        for i0 in range(0, 2 * Ho2, R):
-            rows = min(R, 2 * Ho2 - i0)             # even: a last odd row is never pooled
-            L = (rows - 1) * Wh + Wo2
+        for r0 in range(0, Ho2, R):
+            L = (min(R, Ho2 - r0) - 1) * Wq + Wo2
             for f in range(f0, f1):
-                _half_runs(xe, xo, w, b, f, i0 * Wh, L, Wh, ze, zo)
-                _pool_rows(ze, zo, Wh, rows, i0, Wo, mb, mc, yp[n, f], idx[n, f])
+                _window_runs(q, w, b, f, r0 * Wq, L, Wq, Wo, z4, mb, mc)
+                _pool_rows(L, Wq, r0, Wo, mb, mc, yp[n, f], idx[n, f])
 
 
 # ----------------------------------------------------------------------------- weight gradient
