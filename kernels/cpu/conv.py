@@ -62,12 +62,13 @@ from . import blas
 from ..reference import out_size
 from .activation import relu_backward
 from .conv_chunks import ConvGeometry, backward_share, fill_col, forward_share, matrix, padded
-from .conv_direct import conv3x3_forward, conv3x3_weight
+from .conv_direct import (conv3x3_forward, conv3x3_relu_pool_forward, conv3x3_relu_pool_weight,
+                          conv3x3_weight)
 from .conv_pool import pooled_to_rows, rows_to_pooled
 from .conv_taps import backward_taps, forward_taps
 from .im2col import (bias_grad, col2im, col2im_wide, crop_chunk, images_to_rows, pad_chunk,
                      relu_images_to_rows, rows_to_images)
-from .pool import max_pool2d_backward, max_pool_fwd_2x2
+from .pool import max_pool2d_backward
 from .workers import run_shares, share_rows
 
 # bytes of col buffer per chunk (see above); a core here has 1 MiB of L2 cache
@@ -227,9 +228,8 @@ def conv2d_forward(x, w, b, stride, padding, relu=False, upto="direct", pool=Fal
         if not pool:
             conv3x3_forward(pl.padded_batch(x), wc, bias, relu, y)
             return y
-        full = np.empty((pl.N, F, pl.Ho, pl.Wo), dtype=x.dtype)
-        conv3x3_forward(pl.padded_batch(x), wc, bias, relu, full)
-        return _pool_of(full, y, idx)
+        conv3x3_relu_pool_forward(pl.padded_batch(x), wc, bias, y, idx)
+        return y, idx
     if pl.taps():
         w_taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1), dtype=x.dtype).reshape(K, F, C)
         xp, Y = share_rows(T, C * pl.Hp * pl.Wp, x.dtype), share_rows(T, F * S, x.dtype)
@@ -252,14 +252,6 @@ def conv2d_forward(x, w, b, stride, padding, relu=False, upto="direct", pool=Fal
         else:
             rows_to_images(out, n0, pl.L, bias, relu, y)
     return (y, idx) if pool else y
-
-
-def _pool_of(full, yp, idx):
-    """(yp, idx) of the 2x2 stride-2 max-pool of full (N,F,Ho,Wo), as conv_pool.py's."""
-    N, F, Ho, Wo = full.shape
-    max_pool_fwd_2x2(full.reshape(N * F, Ho * Wo), Ho, Wo, Ho // 2, Wo // 2,
-                     yp.reshape(N * F, -1), idx.reshape(N * F, -1))
-    return yp, idx
 
 
 def _unpool(gyp, yp, idx, full_shape):
@@ -291,9 +283,15 @@ def conv2d_backward(x, w, gy, stride, padding, needs=(True, True, True), relu_y=
     pl = _Plan(x, w, stride, padding, upto)
     F = pl.F
     gb = gw = None
-    if pool_idx.size > 0 and pl.direct():           # the direct kernels read full-size maps
-        gy = _unpool(gy, relu_y, pool_idx, (pl.N, F, pl.Ho, pl.Wo))
-        relu_y, pool_idx = relu_y[:0], pool_idx[:0]
+    if pool_idx.size > 0 and pl.direct():
+        if needs[1]:                                # gw and gb from the pooled gradient
+            gw, gb = np.empty(w.shape, dtype=x.dtype), np.empty(F, dtype=x.dtype)
+            conv3x3_relu_pool_weight(pl.padded_batch(x), gy, relu_y, pool_idx, gw, gb)
+            gb = gb if needs[2] else None
+            needs = (needs[0], False, False)
+        if needs[0]:                                # gx by the paths below, from full size
+            gy = _unpool(gy, relu_y, pool_idx, (pl.N, F, pl.Ho, pl.Wo))
+            relu_y, pool_idx = relu_y[:0], pool_idx[:0]
     if needs[1] and pl.direct():                     # gw and gb in one pass over gy
         gw, gb = np.empty(w.shape, dtype=x.dtype), np.empty(F, dtype=x.dtype)
         conv3x3_weight(pl.padded_batch(x), gy, relu_y, gw, gb)
