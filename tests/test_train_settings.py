@@ -1,0 +1,97 @@
+"""The training settings table, the average of the last epochs' weights, and flip test-time
+augmentation: each does what its help text says, and each is checked by its flag."""
+import numpy as np
+import pytest
+
+from cli_run import TINY
+from minicnn import cli
+from minicnn.errors import UserError
+from minicnn.nn import models
+from minicnn.xray import settings
+from minicnn.xray.checkpoint import load_checkpoint
+from minicnn.xray.train import TrainingInterrupted, fit, predict
+
+
+def test_every_option_is_read_from_the_table_with_its_default(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["train", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for s in settings.SETTINGS:
+        if s.flag is None or s.key == "out":
+            continue
+        assert s.flag in text, s.flag
+        if "{default}" in s.help:
+            assert f"default: {s.default}" in text, (s.flag, s.default)
+    assert set(settings.DEFAULTS) == {s.key for s in settings.SETTINGS}
+    assert settings.DEFAULTS["model"] in models.MODELS
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("average_last", -1, ["--average-last", "-1"]),
+    ("average_last", 4, ["--average-last", "at most --epochs, 3"]),
+    ("tta", "rotate", ["--tta", "'rotate'", "none, flip"]),
+    ("model", "resnet", ["--model", "'resnet'", "chestxray"]),
+    ("weight_decay", -0.1, ["--weight-decay", "-0.1"]),
+])
+def test_a_bad_setting_is_refused_by_its_flag(tmp_path, key, value, words):
+    with pytest.raises(UserError) as err:
+        fit(out=str(tmp_path), epochs=3, **{key: value}, **TINY)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))
+    assert not any(tmp_path.iterdir()), "nothing may be written for a refused setting"
+
+
+def _snapshots():
+    """A hook keeping the model's state after each epoch's last batch."""
+    kept = {}
+
+    def hook(epoch, batch, run):
+        if batch == len(run.loader) - 1:
+            kept[epoch + 1] = {k: v.copy() for k, v in run.model.state_dict().items()}
+    return kept, hook
+
+
+def test_the_kept_network_is_the_mean_of_the_last_epochs_weights(tmp_path):
+    kept, hook = _snapshots()
+    result = fit(out=str(tmp_path), epochs=3, average_last=2, on_batch_end=hook, **TINY)
+    ck = load_checkpoint(tmp_path / "best.npz")
+    assert result.metrics["averaged_epochs"] == [2, 3] and ck.epoch == 3
+    for name, value in ck.weights.items():
+        if "running" in name or "num_batches" in name:
+            continue
+        want = ((kept[2][name].astype(np.float64) + kept[3][name]) / 2).astype(value.dtype)
+        np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7, err_msg=name)
+    # batch norm measured again: one plain average over the training batches, not epoch 3's
+    bn = [k for k in ck.weights if k.endswith("running_mean")]
+    assert bn, "the default network has batch norm"
+    assert not np.allclose(ck.weights[bn[0]], kept[3][bn[0]])
+    batches = -(-TINY["synthetic_sizes"]["train"] // TINY["batch_size"])
+    assert int(ck.weights[bn[0].replace("running_mean", "num_batches_tracked")]) == batches
+
+
+def test_an_interrupted_average_resumes_to_the_same_network(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    fit(out=str(full), epochs=3, average_last=2, **TINY)
+
+    def stop(epoch, batch, run):
+        if (epoch, batch) == (2, 1):
+            raise KeyboardInterrupt
+    with pytest.raises(TrainingInterrupted):
+        fit(out=str(part), epochs=3, average_last=2, on_batch_end=stop, **TINY)
+    fit(out=str(part), epochs=3, average_last=2, resume=True, **TINY)
+    a, b = load_checkpoint(full / "best.npz").weights, load_checkpoint(part / "best.npz").weights
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_flip_scores_the_mean_of_an_image_and_its_mirror():
+    rng = np.random.default_rng(0)
+    model = models.build("chestxray_bn", image_size=16).eval()
+    x = rng.standard_normal((5, 1, 16, 16)).astype(np.float32)
+    plain, _ = predict(model, x)
+    mirror, _ = predict(model, np.ascontiguousarray(x[..., ::-1]))
+    both, logp = predict(model, x, tta="flip")
+    np.testing.assert_allclose(both, (plain + mirror) / 2, rtol=1e-6)
+    np.testing.assert_allclose(np.exp(logp), both, rtol=1e-6)
+    assert not np.allclose(plain, mirror), "a test image that is its own mirror proves nothing"
