@@ -48,10 +48,13 @@ def test_quick_report_has_every_part(quick_report):
     assert [p for p in path.parent.iterdir() if p.name != "report.json"] == [], \
         "the atomic write left a temporary file behind"
     ops = {(r["op"], r["layer"]) for r in rep["ops"]["rows"]}
-    for op, layer in [("conv2d forward", "conv1"), ("conv2d backward", "conv3"),
-                      ("max_pool2d fwd+bwd", "pool2"), ("linear fwd+bwd", "fc1"),
-                      ("linear fwd+bwd", "fc2"), ("cross_entropy fwd+bwd", "loss")]:
+    # ChestXrayCNN runs each Conv2d -> ReLU -> MaxPool2d as one call: its cases say so, and
+    # no separate pool or plain conv case is made up for calls the step never makes
+    for op, layer in [("conv2d+relu+pool forward", "conv1"), ("conv2d+relu+pool backward", "conv3"),
+                      ("linear fwd+bwd", "fc1"), ("linear fwd+bwd", "fc2"),
+                      ("cross_entropy fwd+bwd", "loss")]:
         assert (op, layer) in ops, f"no {op} case for {layer}; cases: {sorted(ops)}"
+    assert not {op for op, _ in ops} & {"max_pool2d fwd+bwd", "conv2d forward"}, sorted(ops)
     assert [(r["input"], r["batch"]) for r in rep["steps"]] == [("16x16x1", 4), ("16x16x3", 4)]
     assert rep["memory"]["input"] == "32x32x3"
     assert rep["machine"]["numba_threads"] and rep["machine"]["torch_threads"]
@@ -84,7 +87,8 @@ def test_quick_report_figures_are_positive_and_finite(quick_report):
             assert row[f"{side}_peak_share"] == (want if want is None else pytest.approx(want))
     prof = rep["profile"]
     assert prof["kernels_s"] <= prof["step_s"] * 1.05
-    assert {r["kernel"] for r in prof["rows"]} >= {"conv2d_forward", "conv2d_backward", "sgd_step"}
+    assert {r["kernel"] for r in prof["rows"]} >= {"conv2d_forward+relu+pool",
+                                                   "conv2d_backward+relu+pool", "sgd_step"}
     for side in ("minicnn", "torch"):
         _positive_finite(rep["memory"][side]["baseline_mib"], f"{side} baseline memory")
 
@@ -187,11 +191,42 @@ def _cuda_sim_or_skip():
 def test_kernel_check_passes_the_cuda_kernels_on_the_emulator():
     _cuda_sim_or_skip()
     rows = bench_cuda.check_kernels("cuda-sim", 1, 8, 2)
-    assert {r["kernel"] for r in rows} >= {"conv2d_forward", "conv2d_backward",
-                                           "max_pool2d_backward", "linear_backward",
-                                           "cross_entropy_backward", "sgd_step"}
+    traced = {r["kernel"] for r in rows if r["traced"]}
+    # what a fused step calls: the three convs pool inside conv2d_forward / _backward
+    assert traced >= {"conv2d_forward", "conv2d_backward", "linear_backward", "relu_backward",
+                      "cross_entropy_backward", "sgd_step"}
+    assert not traced & {"max_pool2d_forward", "max_pool2d_backward"}
+    fused = [r["shape"] for r in rows if r["kernel"] == "conv2d_forward"]
+    assert fused == ["2x1x8x8 +relu+pool", "2x16x4x4 +relu+pool", "2x32x2x2 +relu+pool"]
+    # the pool kernels the fused calls compose, checked on their own at the conv outputs
+    pools = [(r["kernel"], r["shape"].split()[0]) for r in rows if not r["traced"]]
+    assert pools == [("max_pool2d_forward", "2x16x8x8"), ("max_pool2d_backward", "2x16x4x4"),
+                     ("max_pool2d_forward", "2x32x4x4"), ("max_pool2d_backward", "2x32x2x2"),
+                     ("max_pool2d_forward", "2x64x2x2"), ("max_pool2d_backward", "2x64x1x1")]
     bad = [r for r in rows if not r["ok"]]
     assert not bad, f"kernels disagree with the reference: {bad}"
+
+
+def test_kernel_check_catches_a_wrong_pool_kernel(monkeypatch):
+    _cuda_sim_or_skip()
+    from minicnn import backends
+    from minicnn.backends._cuda_glue import CudaKernels
+    be = backends.get("cuda-sim")
+    right = CudaKernels.max_pool2d_backward
+
+    def wrong(self, gy, idx, x_shape):
+        return right(self, gy, idx, x_shape) * np.float32(1.01)
+    # the table entry alone: only the pool's own check can see it
+    monkeypatch.setattr(be, "max_pool2d_backward", wrong.__get__(be))
+    rows = bench_cuda.check_kernels("cuda-sim", 1, 8, 2)
+    assert {r["kernel"] for r in rows if not r["ok"]} == {"max_pool2d_backward"}
+    # the glue the fused backward composes (the table entry kept right): the fused check sees it
+    monkeypatch.setattr(be, "max_pool2d_backward", right.__get__(be))
+    monkeypatch.setattr(CudaKernels, "max_pool2d_backward", wrong)
+    rows = bench_cuda.check_kernels("cuda-sim", 1, 8, 2)
+    wrong_rows = [r for r in rows if not r["ok"]]
+    assert wrong_rows and {r["kernel"] for r in wrong_rows} == {"conv2d_backward"}, wrong_rows
+    assert all(r["shape"].endswith("+relu+pool") for r in wrong_rows)
 
 
 def test_kernel_check_catches_a_wrong_kernel(monkeypatch):
@@ -219,6 +254,62 @@ def test_flop_count_of_a_recorded_conv_and_linear():
     assert by_name["conv2d_backward"] == conv        # weight gradient only: x needs none
     assert by_name["linear_forward"] == 2 * 2 * 64 * 5
     assert by_name["linear_backward"] == 2 * (2 * 2 * 64 * 5)
+
+
+def test_flops_of_a_fused_conv_count_the_conv_not_the_pooled_output():
+    x = minicnn.tensor(np.ones((2, 3, 8, 8), np.float32))
+    w = minicnn.tensor(np.ones((4, 3, 3, 3), np.float32), requires_grad=True)
+    with trace.record("cpu") as calls:
+        F.conv2d_relu_pool(x, w, None, 1, 1).sum().backward()   # (2, 4, 8, 8) pooled to 4x4
+    by_name = {c.name: c for c in calls}
+    assert set(by_name) == {"conv2d_forward", "conv2d_backward"}
+    conv = 2 * 2 * 4 * 3 * 3 * 3 * 8 * 8
+    assert trace.flops(by_name["conv2d_forward"]) == conv
+    assert trace.flops(by_name["conv2d_backward"]) == conv      # weight gradient only
+    assert [trace.label(c) for c in calls] == ["conv2d_forward+relu+pool",
+                                               "conv2d_backward+relu+pool"]
+    assert trace.pooled_input_shape(by_name["conv2d_forward"]) == (2, 4, 8, 8)
+    assert trace.backward_of(by_name["conv2d_forward"], calls) is by_name["conv2d_backward"]
+
+
+def _outputs(value):
+    return value if isinstance(value, tuple) else (value,)
+
+
+def test_fused_conv_cases_run_what_pytorch_runs_for_the_three_layers():
+    pytest.importorskip("torch")
+    from minicnn.cli.bench import ops
+    cases = {(c.op, c.layer): c for c in ops.cases(1, 16, 4)}
+    for k in (1, 2, 3):
+        fwd = cases[("conv2d+relu+pool forward", f"conv{k}")]
+        bwd = cases[("conv2d+relu+pool backward", f"conv{k}")]
+        # the backward does the work the traced step did: conv1 has no input gradient
+        assert bwd.flops == fwd.flops * (1 if k == 1 else 2)
+        (yp, _), (typ, _) = fwd.ours(), fwd.theirs()
+        assert yp.shape == tuple(typ.shape) and yp.shape[2] == 16 // 2 ** k
+        np.testing.assert_allclose(yp, typ.numpy(), rtol=1e-4, atol=1e-5)
+        ours, theirs = bwd.ours(), bwd.theirs()
+        assert (ours[0] is None) == (theirs[0] is None) == (k == 1)
+        for g, tg in zip(ours, theirs):
+            if g is not None:
+                np.testing.assert_allclose(g, tg.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_model_without_the_fusion_keeps_its_conv_and_pool_cases():
+    pytest.importorskip("torch")
+    from minicnn.cli.bench import ops
+    rng = np.random.default_rng(0)
+    x = minicnn.tensor(rng.standard_normal((2, 1, 8, 8), dtype=np.float32))
+    w = minicnn.tensor(rng.standard_normal((4, 1, 3, 3), dtype=np.float32), requires_grad=True)
+    with trace.record("cpu") as calls:
+        F.max_pool2d(F.relu(F.conv2d(x, w, None, 1, 1)), 2).sum().backward()
+    cases = ops.cases_of(calls)
+    assert [(c.op, c.layer) for c in cases] == [
+        ("conv2d forward", "conv1"), ("conv2d backward", "conv1"), ("max_pool2d fwd+bwd", "pool1")]
+    assert cases[1].flops == cases[0].flops                      # x needs no gradient
+    for c in cases:
+        c.ours()
+        c.theirs()
 
 
 def test_child_process_failure_is_reported_with_its_last_line():
@@ -322,6 +413,9 @@ def test_ladder_pooling_is_judged_against_bandwidth(capsys):
     assert "GB/s" in text and "%bandwidth" in text and "GFLOP/s  x prev" not in text
     rows = _table_rows(text, ("v1", "v2", "v3"))
     assert {b for b, _ in rows} == {"pool1", "pool2", "pool3", "all"}
+    # each pool layer is the one inside a fused conv call: 2x2 over that conv's output
+    for block in ("pool1: 4x16x16x16 k2 s2", "pool2: 4x32x8x8 k2 s2", "pool3: 4x64x4x4 k2 s2"):
+        assert block in text.splitlines(), f"no block {block!r} in:\n{text}"
     # v3's backward is v2's own code: said so, not passed off as a speed-up
     assert rows[("pool1", "v3")][2][2] == "same" and rows[("pool1", "v3")][1][2].endswith("x")
 

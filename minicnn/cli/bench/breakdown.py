@@ -1,8 +1,10 @@
 """Where the time of one minicnn training step goes: each kernel, and the rest.
 
 The step runs several times under `trace.record`. Kernel time is summed per
-(op, shape); whatever the step took beyond its kernels is spent outside them:
-Python in autograd, Tensor wrappers, argument checks, the optimiser's loop.
+(op, shape), each op named with what it fuses ("conv2d_forward+relu+pool": the
+conv, its ReLU and its 2x2 max-pool in one call, so the pool has no row of its
+own). Whatever the step took beyond its kernels is spent outside them: Python
+in autograd, Tensor wrappers, argument checks, the optimiser's loop.
 """
 import statistics
 import time
@@ -31,7 +33,7 @@ def profile(channels, size, batch, reps=5):
         in_kernels.append(sum(c.seconds for c in calls))
         step_keys = {}
         for c in calls:
-            key = (c.name, _shape_of(c))
+            key = (trace.label(c), _shape_of(c))
             n, s = step_keys.get(key, (0, 0.0))
             step_keys[key] = (n + 1, s + c.seconds)
         for key, (n, s) in step_keys.items():

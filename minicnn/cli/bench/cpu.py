@@ -1,7 +1,8 @@
 """`minicnn bench` on the CPU: minicnn's numba backend beside PyTorch, one process.
 
 Parts, each printed as soon as it is measured:
-  ops      conv2d forward / backward, max-pool, linear, cross-entropy at the layer shapes
+  ops      conv2d (+relu+pool where the model fuses them) forward / backward, max-pool,
+           linear, cross-entropy at the layer shapes
   steps    a whole ChestXrayCNN training step at each size and batch
   profile  where the time of one minicnn step goes (kernels vs Python around them)
   startup  numba compile time on a cold cache, and load time on a warm one

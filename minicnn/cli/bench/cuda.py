@@ -4,7 +4,10 @@
    each distinct kernel call it made runs again, on copies of its arguments,
    on the GPU and in kernels/reference.py (plain numpy), and every output and
    every array argument (in-place updates included) must agree to
-   |gpu - ref| <= 1e-4 * max(1, max|ref|) + 1e-3 * |ref|. Timing starts only
+   |gpu - ref| <= 1e-4 * max(1, max|ref|) + 1e-3 * |ref| (indices exactly).
+   A conv2d call that fuses ReLU and the 2x2 max-pool is checked whole ((yp,
+   idx) forward, the gradients backward), and the pool kernels it composes are
+   also checked on their own at the conv output's shape. Timing starts only
    when every kernel passes.
 2. Time, with CUDA events around each sample (the GPU's own clock, after its
    queue drains): the GEMM (linear_forward, the sgemm kernel) against cuBLAS
@@ -96,22 +99,36 @@ def _worst(got, ref):
     return ok, f"worst at {i}: {got[i]!r} vs reference {ref[i]!r}"
 
 
+_INDICES = {"max_pool2d_backward": 1}   # positional index arrays (the backend's own dtype)
+
+
 def _check_call(call, be):
-    """Run one recorded call again on the device and in numpy; (ok, detail)."""
-    host = [_host(a) for a in call.args]
-    if call.name == "max_pool2d_backward":  # the backend keeps its own index dtype
-        host[1] = host[1].astype(np.int64)
-    ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in host]
-    dev_args = [be.xp.asarray(a.copy()) if isinstance(a, np.ndarray) else a for a in host]
-    if call.name == "max_pool2d_backward":
-        dev_args[1] = be.xp.asarray(_host(call.args[1]))
-    ref_out = _arrays(getattr(reference, call.name)(*ref_args, **call.kwargs))
-    dev_out = _arrays(getattr(be, call.name)(*dev_args, **call.kwargs))
-    pairs = [(f"output {k}", _host(d), r) for k, (d, r) in enumerate(zip(dev_out, ref_out))]
-    pairs += [(f"argument {k}", _host(d), r) for k, (d, r) in enumerate(zip(dev_args, ref_args))
-              if isinstance(r, np.ndarray) and not (call.name == "max_pool2d_backward" and k == 1)]
+    """Run one recorded call again on the device and in numpy; (ok, detail).
+
+    Array arguments, positional or keyword (a fused conv backward's relu_y and
+    pool_idx), go to each side as its own copy. Index arrays reach the device as
+    it made them and the reference as int64, and are not compared afterwards (read
+    only). A result of (y, idx), as a pooling conv2d_forward returns, is compared
+    both ways: y to the tolerance, idx exactly."""
+    indices = {_INDICES[call.name]} if call.name in _INDICES else set()
+    index_keys = {"pool_idx"}
+    ref_args, dev_args = [], []
+    for k, a in enumerate(call.args):
+        r, d = _sides(a, be, k in indices)
+        ref_args.append(r)
+        dev_args.append(d)
+    ref_kw, dev_kw = {}, {}
+    for key, a in call.kwargs.items():
+        ref_kw[key], dev_kw[key] = _sides(a, be, key in index_keys)
+    ref_out = _arrays(getattr(reference, call.name)(*ref_args, **ref_kw))
+    dev_out = _arrays(getattr(be, call.name)(*dev_args, **dev_kw))
     if len(dev_out) != len(ref_out):
         return False, f"returned {len(dev_out)} values, the reference {len(ref_out)}"
+    pairs = [(f"output {k}", _host(d), r) for k, (d, r) in enumerate(zip(dev_out, ref_out))]
+    pairs += [(f"argument {k}", _host(d), r) for k, (d, r) in enumerate(zip(dev_args, ref_args))
+              if isinstance(r, np.ndarray) and k not in indices]
+    pairs += [(f"argument {key}", _host(dev_kw[key]), r) for key, r in ref_kw.items()
+              if isinstance(r, np.ndarray) and key not in index_keys]
     for what, d, r in pairs:
         ok, detail = _worst(d, r)
         if not ok:
@@ -119,8 +136,45 @@ def _check_call(call, be):
     return True, ""
 
 
+def _sides(a, be, index):
+    """(reference copy, device copy) of one argument; other values as they are."""
+    if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        return a, a
+    host = _host(a)
+    if index:
+        return host.astype(np.int64), be.xp.asarray(host)
+    return host.copy(), be.xp.asarray(host.copy())
+
+
+def _pool_calls(call, be):
+    """The max-pool kernel calls a pooling conv2d_forward call stands for, as Calls to
+    check on their own: max_pool2d_forward on its conv + bias + ReLU output (N,F,Ho,Wo),
+    and max_pool2d_backward of a pooled gradient through the indices the device's
+    forward returns. Inputs are made here (not traced): the conv output by the
+    reference, the gradient from a fixed seed."""
+    x, w, b, stride, padding = (_host(a) for a in call.args[:5])
+    y = reference.conv2d_forward(x, w, b, stride, padding, relu=True).astype(np.float32)
+    win = ((2, 2), (2, 2), (0, 0))
+    y_dev = be.xp.asarray(y)
+    yp, idx = be.max_pool2d_forward(y_dev, *win)
+    gy = np.random.default_rng(0).standard_normal(yp.shape, dtype=np.float32)
+    return [trace.Call("max_pool2d_forward", (y_dev,) + win, {}, 0.0),
+            trace.Call("max_pool2d_backward", (be.xp.asarray(gy), idx, y.shape), {}, 0.0)]
+
+
+def _shape_text(call, traced=True):
+    shape = "x".join(str(d) for d in getattr(call.args[0], "shape", ()))
+    extra = trace.fused(call)
+    if not traced:
+        return f"{shape} (the pool of a conv2d+relu+pool)"
+    return f"{shape} +{extra}" if extra else shape
+
+
 def check_kernels(device, channels, size, batch):
-    """Rows {kernel, shape, ok, detail} for every distinct kernel call of two training steps."""
+    """Rows {kernel, shape, ok, detail, traced} for every distinct kernel call of two
+    training steps (traced True), and (traced False) the max-pool kernels at the shapes
+    each conv2d_forward that pools hands to them: the fused call composes the same pool
+    kernels, checked here on their own as well (a model without the fusion calls them)."""
     be = backends.get(device)
     model = stepmod.make_model(channels, size, device=device)
     x, t = stepmod.make_batch(batch, channels, size)
@@ -129,14 +183,21 @@ def check_kernels(device, channels, size, batch):
         run_step()  # the first SGD step fills the momentum buffers ...
         run_step()  # ... the second updates them: both paths of sgd_step
     rows, seen = [], set()
+    todo = [(call, True) for call in calls]
+    pooling = {}                        # one conv call per pooled shape
     for call in calls:
-        shape = "x".join(str(d) for d in getattr(call.args[0], "shape", ()))
-        key = (call.name, tuple(getattr(a, "shape", repr(a)) for a in call.args))
+        pooling.setdefault(trace.pooled_input_shape(call), call)
+    todo += [(pc, False) for shape, call in pooling.items() if shape
+             for pc in _pool_calls(call, be)]
+    for call, traced in todo:
+        key = (call.name, trace.fused(call),
+               tuple(getattr(a, "shape", repr(a)) for a in call.args))
         if key in seen:
             continue
         seen.add(key)
         ok, detail = _check_call(call, be)
-        rows.append({"kernel": call.name, "shape": shape, "ok": ok, "detail": detail})
+        rows.append({"kernel": call.name, "shape": _shape_text(call, traced), "ok": ok,
+                     "detail": detail, "traced": traced})
     return rows
 
 

@@ -9,7 +9,8 @@ runs on the layer's inputs and is compared with kernels/reference.py in float64
 (forward and backward; a rung that disagrees is reported WRONG and not timed),
 then its forward and backward passes are timed. The layers are not written
 down here: ChestXrayCNN runs one forward pass under trace.record and every call
-of the op becomes a layer, with its own shapes.
+of the op becomes a layer, with its own shapes (the max-pool a conv2d call does
+within it counts as a max_pool2d layer, at the conv output's shape).
 
 Beside each time: GFLOP/s, the speed-up over the rung below, and the share of
 this machine's peak measured in the same run, for the op's kind of limit:
@@ -93,7 +94,12 @@ def _dims(shape):
 
 def layers(op, size, batch, channels=1, seed=0):
     """The op's calls in one forward pass of ChestXrayCNN on (batch, channels, size, size)
-    images, as Layers with fresh float32 inputs (and a gradient gy for the backward)."""
+    images, as Layers with fresh float32 inputs (and a gradient gy for the backward).
+
+    ChestXrayCNN runs each Conv2d -> ReLU -> MaxPool2d as one conv2d call that pools
+    too: for max_pool2d, such a call counts as a pool layer at its conv output's shape
+    (N, F, Ho, Wo), 2x2 stride 2, beside any max_pool2d call of its own; for conv2d,
+    as the conv it starts with."""
     import minicnn
     from minicnn.nn.models import ChestXrayCNN
 
@@ -102,8 +108,16 @@ def layers(op, size, batch, channels=1, seed=0):
     x = minicnn.tensor(rng.standard_normal((batch, channels, size, size), dtype=np.float32))
     with minicnn.no_grad(), trace.record("cpu") as calls:
         model(x)
-    shapes = [[(a.shape if hasattr(a, "shape") else a) for a in c.args]
-              for c in calls if c.name == op + "_forward"]
+    shapes, after_relu = [], []
+    for c in calls:
+        pooled = trace.pooled_input_shape(c)
+        if op == "max_pool2d" and pooled:
+            # the pool inside a conv2d+relu+pool call: its input is the conv's output
+            shapes.append([pooled, (2, 2), (2, 2), (0, 0)])
+            after_relu.append(True)
+        elif c.name == op + "_forward":
+            shapes.append([(a.shape if hasattr(a, "shape") else a) for a in c.args])
+            after_relu.append(False)
     randn = lambda s: rng.standard_normal(s, dtype=np.float32)  # noqa: E731
     out = []
     for k, args in enumerate(shapes, 1):
@@ -124,12 +138,15 @@ def layers(op, size, batch, channels=1, seed=0):
                              {"fwd": 4.0 * (n_x + n_w + n_y), "bwd": 4.0 * 2 * (n_x + n_w + n_y)}))
         elif op == "max_pool2d":
             xs, kernel, stride, padding = args[:4]
+            x = randn(xs)
+            if after_relu[k - 1]:        # a ReLU output, as the fused call pools: ties at 0
+                np.maximum(x, 0, out=x)
             N, C, H, W = xs
             Ho, Wo = (H + 2 * padding[0] - kernel[0]) // stride[0] + 1, \
                 (W + 2 * padding[1] - kernel[1]) // stride[1] + 1
             n_x, n_y = N * C * H * W, N * C * Ho * Wo
             out.append(Layer(f"pool{k}", f"{_dims(xs)} k{kernel[0]} s{stride[0]}",
-                             dict(x=randn(xs), kernel=tuple(kernel), stride=tuple(stride),
+                             dict(x=x, kernel=tuple(kernel), stride=tuple(stride),
                                   padding=tuple(padding), gy=randn((N, C, Ho, Wo))),
                              {"fwd": float(n_y * kernel[0] * kernel[1]), "bwd": float(n_y)},
                              # x read, y and int32 idx written; gy and idx read, gx written

@@ -2,7 +2,10 @@
 
 The shapes are not written down here: one minicnn training step runs under
 `trace.record`, and every conv2d, max-pool, linear and cross-entropy call it
-makes becomes a case, with its own arguments. Each case has a minicnn side
+makes becomes a case, with its own arguments. A conv2d call that fuses ReLU and
+the 2x2 max-pool (ChestXrayCNN's Conv2d -> ReLU -> MaxPool2d, one call) becomes
+"conv2d+relu+pool forward" and "... backward": minicnn's one fused call against
+the three ops PyTorch's autograd runs for those layers. Each case has a minicnn side
 (the backend's kernel calls, on the device's arrays) and, when PyTorch is
 installed for that device, a PyTorch side (the ATen ops its autograd itself
 calls for that layer, on the same memory), so that neither side pays for an
@@ -60,25 +63,66 @@ def torch_for(device):
     return None, None
 
 
-def _conv_cases(k, call, sd):
+def _conv_cases(k, call, backward, sd):
+    """The forward and backward cases of one traced conv2d_forward call, with what it
+    fuses (relu=True: + ReLU; pool=True: + ReLU + 2x2 max-pool, gy the pooled gradient).
+    backward: its traced conv2d_backward call (None: none recorded), whose `needs` both
+    sides follow, so neither computes an input gradient the step did not ask for."""
     be, torch, T = sd.be, sd.torch, sd.as_torch
     x, w, b, stride, padding = call.args[:5]
+    extra = trace.fused(call)
+    relu, pool = extra != "", extra == "relu+pool"
     hw = trace.conv_out_hw(x.shape, w.shape, stride, padding)
-    gy = sd.randn((x.shape[0], w.shape[0]) + hw)
+    needs = ALL if backward is None else trace.needs(backward, 5)
+    needs = (needs[0], needs[1], needs[2] and b is not None)
     fl = trace.conv_flops(x.shape, w.shape, hw)
     text = f"x {_shape(x)} w {_shape(w)} s{stride[0]} p{padding[0]}"
-    fwd = lambda: be.conv2d_forward(x, w, b, stride, padding)
-    bwd = lambda: be.conv2d_backward(x, w, gy, stride, padding, ALL)
+    kw = {"relu": True, "pool": True} if pool else {"relu": True} if relu else {}
+    y = be.conv2d_forward(x, w, b, stride, padding, **kw)      # what the backward is given
+    y, idx = y if pool else (y, None)
+    gy = sd.randn(y.shape)
+    back = {"relu_y": y} if relu else {}
+    if pool:
+        back["pool_idx"] = idx
+    fwd = lambda: be.conv2d_forward(x, w, b, stride, padding, **kw)
+    bwd = lambda: be.conv2d_backward(x, w, gy, stride, padding, needs, **back)
     tfwd = tbwd = None
     if torch is not None:
-        tx, tw, tgy = T(x), T(w), T(gy)
-        tb = None if b is None else T(b)
-        conv_bwd = torch.ops.aten.convolution_backward
-        tfwd = lambda: torch.nn.functional.conv2d(tx, tw, tb, stride, padding)
-        tbwd = lambda: conv_bwd(tgy, tx, tw, [w.shape[0]], list(stride), list(padding), [1, 1],
-                                False, [0, 0], 1, [True, True, b is not None])
-    return [Case("conv2d forward", f"conv{k}", text, fl, x.shape[0], fwd, tfwd),
-            Case("conv2d backward", f"conv{k}", text, 2 * fl, x.shape[0], bwd, tbwd)]
+        tfwd, tbwd = _torch_conv(torch, T, x, w, b, gy, stride, padding, relu, pool, needs)
+    name = "conv2d" + (f"+{extra}" if extra else "")
+    return [Case(f"{name} forward", f"conv{k}", text, fl, x.shape[0], fwd, tfwd),
+            Case(f"{name} backward", f"conv{k}", text, fl * (int(needs[0]) + int(needs[1])),
+                 x.shape[0], bwd, tbwd)]
+
+
+def _torch_conv(torch, T, x, w, b, gy, stride, padding, relu, pool, needs):
+    """(forward, backward) of what PyTorch's autograd runs for conv2d [-> relu [->
+    max_pool2d(2)]]: forward conv2d, relu, max_pool2d_with_indices; backward
+    max_pool2d_with_indices_backward, threshold_backward (relu's), convolution_backward
+    with output_mask = needs. gy: the gradient of the last op's output."""
+    aten = torch.ops.aten
+    tx, tw, tgy = T(x), T(w), T(gy)
+    tb = None if b is None else T(b)
+    win = ([2, 2], [2, 2], [0, 0])
+
+    def forward():
+        y = torch.nn.functional.conv2d(tx, tw, tb, stride, padding)
+        if relu:
+            y = torch.relu(y)
+        return aten.max_pool2d_with_indices(y, *win) if pool else y
+    # what autograd saves for the backward: the relu output and the pool's indices
+    ty = torch.relu(torch.nn.functional.conv2d(tx, tw, tb, stride, padding)) if relu else None
+    tidx = aten.max_pool2d_with_indices(ty, *win)[1] if pool else None
+
+    def backward():
+        g = tgy
+        if pool:
+            g = aten.max_pool2d_with_indices_backward(g, ty, *win, [1, 1], False, tidx)
+        if relu:
+            g = aten.threshold_backward(g, ty, 0)
+        return aten.convolution_backward(g, tx, tw, [w.shape[0]], list(stride), list(padding),
+                                         [1, 1], False, [0, 0], 1, list(needs))
+    return forward, backward
 
 
 def _pool_case(k, call, sd):
@@ -161,6 +205,12 @@ def cases(channels, size, batch, seed=0, device="cpu"):
     run_step = stepmod.minicnn_step(model, x, t)
     with trace.record(device) as calls:
         run_step()
+    return cases_of(calls, seed, device)
+
+
+def cases_of(calls, seed=0, device="cpu"):
+    """The op cases of the kernel calls of a training step recorded by trace.record:
+    each conv2d forward (with its backward), max-pool, linear and cross-entropy call."""
     sd = Sides(device, seed + 1)
     out, counts = [], {}
     for call in calls:
@@ -170,7 +220,7 @@ def cases(channels, size, batch, seed=0, device="cpu"):
             continue
         counts[kind] = k = counts.get(kind, 0) + 1
         if kind == "conv2d_forward":
-            out += _conv_cases(k, call, sd)
+            out += _conv_cases(k, call, trace.backward_of(call, calls), sd)
         elif kind == "max_pool2d_forward":
             out.append(_pool_case(k, call, sd))
         elif kind == "linear_forward":

@@ -50,7 +50,9 @@ def record(device="cpu"):
             setattr(module, name, fn)
 
 
-def _needs(call, position):
+def needs(call, position):
+    """The (input, weight, bias) flags a recorded backward call ran with (all True when
+    it passed none); position: the index of `needs` among its positional arguments."""
     needs = call.args[position] if len(call.args) > position else call.kwargs.get("needs")
     return (True, True, True) if needs is None else tuple(bool(n) for n in needs)
 
@@ -78,14 +80,63 @@ def flops(call):
         x, w, _, stride, padding = a[:5]
         return conv_flops(x.shape, w.shape, conv_out_hw(x.shape, w.shape, stride, padding))
     if call.name == "conv2d_backward":
-        x, w, gy = a[:3]
-        gx, gw, _ = _needs(call, 5)
-        return conv_flops(x.shape, w.shape, gy.shape[2:]) * (int(gx) + int(gw))
+        # from the conv's own output size: a fused pool's gy is the pooled, smaller one
+        x, w, _, stride, padding = a[:5]
+        gx, gw, _ = needs(call, 5)
+        return (conv_flops(x.shape, w.shape, conv_out_hw(x.shape, w.shape, stride, padding))
+                * (int(gx) + int(gw)))
     if call.name == "linear_forward":
         (N, In), (Out, _) = a[0].shape, a[1].shape
         return 2 * N * In * Out
     if call.name == "linear_backward":
         (N, In), (Out, _) = a[0].shape, a[1].shape
-        gx, gw, _ = _needs(call, 3)
+        gx, gw, _ = needs(call, 3)
         return 2 * N * In * Out * (int(gx) + int(gw))
     return 0
+
+
+def fused(call):
+    """What a recorded conv2d call runs after the convolution, in the same call:
+    "relu+pool" (ReLU, then the 2x2 stride-2 max-pool), "relu", or "" (none; also
+    for every other op). A forward says so by relu=/pool=, a backward by the
+    relu_y=/pool_idx= it was given."""
+    if call.name == "conv2d_forward":
+        relu = _arg(call, 5, "relu", False)
+        pool = _arg(call, 6, "pool", False)
+    elif call.name == "conv2d_backward":
+        relu = _arg(call, 6, "relu_y", None) is not None
+        pool = _arg(call, 7, "pool_idx", None) is not None
+    else:
+        return ""
+    return "relu+pool" if pool else "relu" if relu else ""
+
+
+def _arg(call, position, name, default):
+    if len(call.args) > position:
+        return call.args[position]
+    return call.kwargs.get(name, default)
+
+
+def label(call):
+    """The call's table name, with what it fuses: "conv2d_forward+relu+pool"."""
+    extra = fused(call)
+    return f"{call.name}+{extra}" if extra else call.name
+
+
+def backward_of(forward, calls):
+    """The conv2d_backward call in `calls` that took the gradient of the conv2d_forward
+    call `forward` (the same x and w arrays), or None (no backward was recorded)."""
+    x, w = forward.args[0], forward.args[1]
+    for call in calls:
+        if call.name == "conv2d_backward" and call.args[0] is x and call.args[1] is w:
+            return call
+    return None
+
+
+def pooled_input_shape(call):
+    """(N, F, Ho, Wo): the conv output that a conv2d_forward call with pool=True pools
+    (2x2, stride 2) before it returns; None for a call that does not pool."""
+    if call.name != "conv2d_forward" or "pool" not in fused(call):
+        return None
+    x, w, _, stride, padding = call.args[:5]
+    return (x.shape[0], w.shape[0]) + conv_out_hw(x.shape, w.shape, stride, padding)
