@@ -5,7 +5,8 @@ one place.
 
 A setting with flag None has no command-line option (fit() takes it; the saved
 train_config records it). A default of None means "decided from other settings": epochs
-(6 on synthetic data, 15 otherwise), lr (by optimizer), image_size (by the data).
+(6 on synthetic data, 20 otherwise), lr (by optimizer), image_size (by the data),
+average_last (5, or every epoch when there are fewer).
 """
 import os
 from collections import namedtuple
@@ -20,7 +21,8 @@ from minicnn.nn.models import MODELS
 Setting = namedtuple("Setting", "key flag default help check options")
 
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
-DEFAULT_EPOCHS = {"synthetic": 6, "other": 15}
+DEFAULT_EPOCHS = {"synthetic": 6, "other": 20}
+DEFAULT_AVERAGE_LAST = 5        # the epochs averaged, or every epoch when there are fewer
 OPTIMIZERS, DEVICES, BALANCES, TTAS = ("adam", "sgd"), ("cpu", "cuda", "cuda-sim"), \
     ("none", "weights", "sampler"), ("none", "flip")
 
@@ -128,12 +130,12 @@ SETTINGS = (
     Setting("augment", "--no-augment", True,
             "train without random flips, rotations, shifts and zooms", _flag_bool,
             {"action": "store_false"}),
-    Setting("average_last", "--average-last", 0,
+    Setting("average_last", "--average-last", None,
             "the network kept is the average of the weights after each of the last K epochs "
             "(batch norm statistics then measured again on train); 0 keeps the epoch with the "
-            "best validation ROC-AUC instead (default: {default})", _average_last,
-            {"type": int, "metavar": "K"}),
-    Setting("tta", "--tta", "none",
+            f"best validation ROC-AUC instead (default: {DEFAULT_AVERAGE_LAST}, or every epoch "
+            "when there are fewer)", _average_last, {"type": int, "metavar": "K"}),
+    Setting("tta", "--tta", "flip",
             "test-time augmentation: flip scores each image and its mirror image and averages "
             "the two probabilities (validation and test alike); none scores it once "
             "(default: {default})", _one_of(TTAS), {"choices": list(TTAS)}),

@@ -53,7 +53,7 @@ from minicnn.tensor import Tensor
 from . import metrics as M
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_npz_atomic
 from .runlock import RunLock
-from .settings import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULTS
+from .settings import DEFAULT_AVERAGE_LAST, DEFAULT_EPOCHS, DEFAULT_LR, DEFAULTS
 from . import settings as _settings
 
 # the files a run leaves in its --out folder: any of them means "a run is here"
@@ -85,6 +85,8 @@ def resolve_config(**given):
         cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
     if cfg["epochs"] is None:
         cfg["epochs"] = DEFAULT_EPOCHS["synthetic" if cfg["data"] == "synthetic" else "other"]
+    if cfg["average_last"] is None and isinstance(cfg["epochs"], int):
+        cfg["average_last"] = min(DEFAULT_AVERAGE_LAST, cfg["epochs"])
     if cfg["model"] == "alexnet" and cfg["image_size"] is None:
         cfg["image_size"] = 227
     _settings.check(cfg)  # every value, by its flag, once
