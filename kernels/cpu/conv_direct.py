@@ -16,11 +16,13 @@ with z = conv + b and Ho2, Wo2 = Ho // 2, Wo // 2:
                    row-major order (ties to the first, a NaN wins: pool.py's rule);
                    relu(max z) = max(relu z), so the max is taken before the ReLU
     weight gradient: gz = gyp at idx where yp > 0, else 0 (the pool's and the
-                   ReLU's backward), then gw and gb as above with gz for gy.
+                   ReLU's backward), then gw and gb as above with gz for gy,
+                   summed over the windows only (gz is 0 off them)
 The full-size z is never written. The forward pass first cuts each padded image
 into its four phases (even/odd rows by even/odd columns, Wq = Wp/2 wide): the four
 taps of every pool window are then plain runs over the phases, a flat run per
-block of window rows, and every product computed is one a window uses.
+block of window rows, and every product computed is one a window uses. The weight
+gradient reads the same runs, weighted by gyp at the tap idx names.
 
 When to use it: im2col + matrix product (conv.py) copies C*9 numbers per output
 pixel into a buffer before BLAS multiplies them. With a single input channel
@@ -88,12 +90,9 @@ def _filters(g, G, F):
 
 
 @njit(inline="always")
-def _rows_per_block(Ho, Wp, even):
-    """Rows per flat run: as many as fit in _BLOCK numbers (even ones for the pool)."""
-    R = max(1, _BLOCK // Wp)
-    if even:
-        R = max(2, R - R % 2)
-    return min(R, max(Ho, 1))
+def _rows_per_block(Ho, Wp):
+    """Rows per flat run: as many as fit in _BLOCK numbers."""
+    return min(max(1, _BLOCK // Wp), max(Ho, 1))
 
 
 # ----------------------------------------------------------------------------- forward
@@ -132,7 +131,7 @@ def _forward_share(s, S, G, xp, w, b, relu, y):
     Wp = Wo + 2
     xf = xp.reshape((N, xp.shape[1], xp.shape[2] * Wp))  # once: a reshape per run costs
     in_place = Wo >= _IN_PLACE_WO
-    R = _rows_per_block(Ho, Wp, False)
+    R = _rows_per_block(Ho, Wp)
     run = np.empty(R * Wp, dtype=y.dtype)
     zero = np.zeros(1, dtype=y.dtype)[0]
     u0, u1 = _units(s, S, N * G)
@@ -265,10 +264,9 @@ def _window_runs(q, w, b, f, u0, L, Wq, Wo, z4, mb, mc):
 @njit(cache=True)
 def _pool_rows(L, Wq, r0, Wo, mb, mc, out, arg_out):
     """out[r0 + r, v], arg_out[r0 + r, v] = relu of the first max of window (r0 + r, v) and
-    its flat index in the (Ho, Wo) plane, from z4 (the block's windows, u = r*Wq + v).
-
-    The max goes over the flat run first, one long loop that vectorises (a loop per
-    row of Wo/2 = 14 ran scalar), into mb and mc (the tap: 0, 1, Wo or Wo + 1)."""
+    its flat index in the (Ho, Wo) plane, from mb and mc (the block's maxima and their
+    taps, u = r*Wq + v, as _window_runs leaves them: the max is taken there, in the
+    long flat loop that vectorises; a loop per row of Wo/2 = 14 ran scalar)."""
     zero = np.float32(0)
     for r in range((L + Wq - 1) // Wq):
         m, t = mb[r * Wq:], mc[r * Wq:]
@@ -378,7 +376,7 @@ def _weight_share(s, S, G, xp, gy, relu_y, part):
     N, F, Ho, Wo = gy.shape
     Wp = Wo + 2
     xf = xp.reshape((N, xp.shape[1], xp.shape[2] * Wp))
-    R = _rows_per_block(Ho, Wp, False)
+    R = _rows_per_block(Ho, Wp)
     gz = np.zeros(R * Wp, dtype=gy.dtype)           # columns j >= Wo stay 0
     u0, u1 = _units(s, S, N * G)
     for u in range(u0, u1):
@@ -393,49 +391,100 @@ def _weight_share(s, S, G, xp, gy, relu_y, part):
 
 
 @njit(cache=True)
-def _rows_from_pool(gyp, yp, idx, n, f, i0, rows, Wo, Wp, gz):
-    """The block's gz: each window's four places get gyp at its idx (where yp > 0), 0 at
-    the other three; every place of a pooled row is in one window, so nothing stale
-    stays (rows and columns no window covers are never written: 0). Returns how many
-    idx lie outside their window."""
+def _window_grads(gyp, yp, idx, n, f, r0, rows, Wq, Wo, gm, kc):
+    """gm[r*Wq + v] = gyp[n, f, r0 + r, v] where yp > 0 there, else 0, and kc[r*Wq + v] the
+    window's tap that idx names (0, 1, Wo or Wo + 1): the block's gz, by window. Columns
+    v >= Wo//2 are never written (gm 0)."""
     zero = np.float32(0)
-    bad = 0
-    for r2 in range(rows // 2):
-        a2 = i0 // 2 + r2
-        gp, on, arg = gyp[n, f, a2], yp[n, f, a2], idx[n, f, a2]
-        top, bottom = gz[2 * r2 * Wp:], gz[(2 * r2 + 1) * Wp:]
-        a = 2 * a2 * Wo
-        for e in range(gp.shape[0]):
-            g, m, k = gp[e], on[e], arg[e] - (a + 2 * e)    # k: 0, 1, Wo or Wo + 1
-            g = g if m > 0 else zero
-            top[2 * e] = g if k == 0 else zero
-            top[2 * e + 1] = g if k == 1 else zero
-            bottom[2 * e] = g if k == Wo else zero
-            bottom[2 * e + 1] = g if k == Wo + 1 else zero
-            bad += (k != 0) & (k != 1) & (k != Wo) & (k != Wo + 1)
-    return bad
+    for r in range(rows):
+        gp, on, arg = gyp[n, f, r0 + r], yp[n, f, r0 + r], idx[n, f, r0 + r]
+        g_out, k_out = gm[r * Wq:], kc[r * Wq:]
+        a = np.int32(2 * (r0 + r) * Wo)
+        for v in range(gp.shape[0]):
+            g, m = gp[v], on[v]
+            k = arg[v] - (a + np.int32(2 * v))
+            g_out[v] = g if m > 0 else zero
+            k_out[v] = k
+
+
+@njit(cache=True, fastmath={"contract", "reassoc"})
+def _window_sums(gm, kc, q, u0, L, Wq, Wo, part):
+    """part[c, 3*p + s] += sum over the block's windows u < L of gm[u] * xp[c, 2r + dh + p,
+    2v + dw + s] (u0 + u = r*Wq + v), (dh, dw) the tap kc[u] names, read from the phases q
+    as in _window_runs; part[0, 9] += sum gm. Returns how many kc name no tap (an idx
+    outside its window: its gradient is dropped). In vector lanes ("reassoc"; no stores in
+    the loop, so it vectorises), in the arrays' precision; only the totals go to the
+    float64 part."""
+    zero, one = np.float32(0), np.float32(1)
+    k1, k2 = np.int32(Wo), np.int32(Wo + 1)
+    wrong = 0
+    for c in range(q.shape[0]):
+        ee, eo, oe, oo = q[c, 0], q[c, 1], q[c, 2], q[c, 3]
+        a, d, e = u0 + 1, u0 + Wq, u0 + Wq + 1
+        ee00, ee01, ee10, ee11 = ee[u0:], ee[a:], ee[d:], ee[e:]
+        eo00, eo01, eo10, eo11 = eo[u0:], eo[a:], eo[d:], eo[e:]
+        oe00, oe01, oe10, oe11 = oe[u0:], oe[a:], oe[d:], oe[e:]
+        oo00, oo01, oo10, oo11 = oo[u0:], oo[a:], oo[d:], oo[e:]
+        s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = sb = np.float32(0)  # float64 for float64
+        bad = np.float32(0)                         # (a float count: it vectorises)
+        for u in range(L):
+            g, k = gm[u], kc[u]
+            bad += zero if (k == np.int32(0)) | (k == np.int32(1)) | (k == k1) | (k == k2) else one
+            w00 = g if k == np.int32(0) else zero
+            w01 = g if k == np.int32(1) else zero
+            w10 = g if k == k1 else zero
+            w11 = g if k == k2 else zero
+            s00 += w00 * ee00[u] + w01 * eo00[u] + w10 * oe00[u] + w11 * oo00[u]
+            s01 += w00 * eo00[u] + w01 * ee01[u] + w10 * oo00[u] + w11 * oe01[u]
+            s02 += w00 * ee01[u] + w01 * eo01[u] + w10 * oe01[u] + w11 * oo01[u]
+            s10 += w00 * oe00[u] + w01 * oo00[u] + w10 * ee10[u] + w11 * eo10[u]
+            s11 += w00 * oo00[u] + w01 * oe01[u] + w10 * eo10[u] + w11 * ee11[u]
+            s12 += w00 * oe01[u] + w01 * oo01[u] + w10 * ee11[u] + w11 * eo11[u]
+            s20 += w00 * ee10[u] + w01 * eo10[u] + w10 * oe10[u] + w11 * oo10[u]
+            s21 += w00 * eo10[u] + w01 * ee11[u] + w10 * oo10[u] + w11 * oe11[u]
+            s22 += w00 * ee11[u] + w01 * eo11[u] + w10 * oe11[u] + w11 * oo11[u]
+            sb += g
+        p = part[c]
+        p[0] += s00
+        p[1] += s01
+        p[2] += s02
+        p[3] += s10
+        p[4] += s11
+        p[5] += s12
+        p[6] += s20
+        p[7] += s21
+        p[8] += s22
+        if c == 0:
+            p[9] += sb
+            wrong = int(bad)
+    return wrong
 
 
 @njit(nogil=True, cache=True)
 def _pool_weight_share(s, S, G, xp, gyp, yp, idx, part, bad):
-    """Share s of S: part[n, f] += the sums of image n against gz, the scatter of gyp
-    (where yp > 0) to the positions idx; bad[s] counts idx outside their windows."""
+    """Share s of S: part[n, f] += the sums of image n against gz, gyp put back (where
+    yp > 0) at the tap idx names in each window; bad[s] counts idx outside their window.
+    The image in phases, as the forward pass: only the windows' runs are summed."""
     N, F, Ho2, Wo2 = gyp.shape
-    Wo = xp.shape[3] - 2
-    Wp = Wo + 2
-    xf = xp.reshape((N, xp.shape[1], xp.shape[2] * Wp))
-    R = _rows_per_block(2 * Ho2, Wp, True)
-    gz = np.zeros(R * Wp, dtype=gyp.dtype)
+    C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
+    Wo, Wq = Wp - 2, (Wp + 1) // 2
+    R = max(1, min(Ho2, _BLOCK // (4 * Wq)))          # window rows per block
+    q = np.zeros((C, 4, (Hp // 2 + 1) * Wq), dtype=xp.dtype)
+    gm, kc = np.zeros(R * Wq, dtype=gyp.dtype), np.zeros(R * Wq, dtype=np.int32)
     u0, u1 = _units(s, S, N * G)
+    last = -1
     for u in range(u0, u1):
         n, g = u // G, u % G
         f0, f1 = _filters(g, G, F)
-        for i0 in range(0, 2 * Ho2, R):
-            rows = min(R, 2 * Ho2 - i0)
-            L = (rows - 1) * Wp + Wo
+        if n != last:
+            _split_phases(xp, n, Wq, q)
+            last = n
+        for r0 in range(0, Ho2, R):
+            rows = min(R, Ho2 - r0)
+            L = (rows - 1) * Wq + Wo2
             for f in range(f0, f1):
-                bad[s] += _rows_from_pool(gyp, yp, idx, n, f, i0, rows, Wo, Wp, gz)
-                _block_sums(xf, n, i0, L, Wp, gz, part[n, f])
+                _window_grads(gyp, yp, idx, n, f, r0, rows, Wq, Wo, gm, kc)
+                bad[s] += _window_sums(gm, kc, q, r0 * Wq, L, Wq, Wo, part[n, f])
 
 
 # ----------------------------------------------------------------------------- the calls
