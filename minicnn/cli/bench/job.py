@@ -70,7 +70,8 @@ def settings(data, epochs):
             "--lr", repr(cfg["lr"]), "--momentum", repr(cfg["momentum"]),
             "--weight-decay", repr(cfg["weight_decay"]), "--schedule", cfg["schedule"],
             "--balance", cfg["balance"], "--label-smoothing", repr(cfg["label_smoothing"]),
-            "--dropout", repr(cfg["dropout"]), "--seed", str(cfg["seed"])]
+            "--dropout", repr(cfg["dropout"]), "--seed", str(cfg["seed"]),
+            "--average-last", str(cfg["average_last"]), "--tta", cfg["tta"]]
     steps = augmentation("default" if cfg["augment"] else "none")
     if not steps:
         return cfg, argv + ["--no-augment"]

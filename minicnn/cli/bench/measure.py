@@ -98,8 +98,7 @@ def time_steps(cfg, device, clock=None):
                          budget_s=cfg["budget_s"], sample_s=0.0, clock=clock,
                          settle_s=_settle_s(cfg, device))
             r = report.ratio(tm["a"], tm["b"])
-            judged = size in report.STEP_TARGET_SIZES and device == "cpu"
-            bound = report.STEP_TARGET if judged else None
+            bound = report.STEP_TARGETS.get(size) if device == "cpu" else None
             rows.append({"input": f"{size}x{size}x{channels}", "size": size,
                          "channels": channels, "batch": batch, "flops": flops,
                          "reps": tm["reps"], "minicnn_s": tm["a"], "torch_s": tm["b"],

@@ -197,16 +197,40 @@ def loss_fn(logits, y, weight, label_smoothing):
     return loss
 
 
-def scores(model, x, mean, std, batch=256):
-    """Softmax probabilities (N, K) float64 of normalised images x (N, C, H, W) in eval mode."""
+def scores(model, x, mean, std, tta="none", batch=256):
+    """Softmax probabilities (N, K) float64 of normalised images x (N, C, H, W) in eval mode;
+    tta "flip": the mean of each image's and its mirror image's."""
     import torch
     model.eval()
     out = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch):
             xb = (torch.from_numpy(x[i:i + batch]) - mean) / std
-            out.append(torch.softmax(model(xb), dim=1).double().numpy())
+            p = torch.softmax(model(xb), dim=1).double()
+            if tta == "flip":
+                p = (p + torch.softmax(model(torch.flip(xb, dims=[3])), dim=1).double()) / 2
+            out.append(p.numpy())
     return np.concatenate(out) if out else np.zeros((0, 2))
+
+
+def average_of(states, model, xt, mean, std, batch):
+    """The mean of `states` (state dicts) loaded into model, with batch norm's running
+    statistics measured again as one plain average over the training images."""
+    import torch
+    avg = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
+           if v.is_floating_point() else v for k, v in states[-1].items()}
+    model.load_state_dict(avg)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(0, xt.shape[0], batch):
+            model((xt[i:i + batch] - mean) / std)
+    for m in norms:
+        m.momentum = 0.1
+    model.eval()
 
 
 def run(args):
@@ -241,7 +265,7 @@ def run(args):
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     x_val, y_val = data["val"]
     best = {"key": -math.inf, "epoch": None, "state": None}
-    history = []
+    history, kept = [], []
     for epoch in range(args.epochs):
         model.train()
         t0 = time.perf_counter()
@@ -260,7 +284,9 @@ def run(args):
             opt.step()
             loss = loss.detach()
             loss_sum += loss.item() * yb.shape[0]
-        probs = scores(model, x_val, mean, std)
+        if epoch + 1 > args.epochs - args.average_last:
+            kept.append(copy.deepcopy(model.state_dict()))
+        probs = scores(model, x_val, mean, std, args.tta)
         val_auc = auc(y_val == 1, probs[:, 1])
         val_loss = float(-np.log(np.maximum(probs[np.arange(y_val.size), y_val], 1e-300)).mean())
         if sched is not None:
@@ -272,9 +298,13 @@ def run(args):
                         "val_loss": val_loss, "seconds": time.perf_counter() - t0})
         print(f"epoch {epoch + 1}: train loss {loss_sum / n:.4f} | val AUC {val_auc:.4f} | "
               f"{history[-1]['seconds']:.1f}s", file=sys.stderr, flush=True)
-    model.load_state_dict(best["state"])
+    if kept:
+        average_of(kept, model, xt, mean, std, args.batch_size)
+        best["epoch"] = args.epochs
+    else:
+        model.load_state_dict(best["state"])
     x_test, y_test = data["test"]
-    probs = scores(model, x_test, mean, std)
+    probs = scores(model, x_test, mean, std, args.tta)
     result = {"test_accuracy": float((probs.argmax(axis=1) == y_test).mean()),
               "test_auc": auc(y_test == 1, probs[:, 1]), "best_epoch": best["epoch"],
               "epochs": history, "torch": torch.__version__,
@@ -307,6 +337,8 @@ def parser():
     a("--label-smoothing", type=float, required=True)
     a("--dropout", type=float, required=True)
     a("--seed", type=int, required=True)
+    a("--average-last", type=int, default=0, help="keep the mean of the last K epochs' weights")
+    a("--tta", default="none", choices=("none", "flip"))
     a("--no-augment", dest="augment", action="store_false")
     a("--degrees", type=float, nargs=2, default=(0.0, 0.0), metavar=("LO", "HI"))
     a("--translate", type=float, default=0.0, help="shift up to this fraction of each side")
