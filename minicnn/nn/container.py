@@ -54,7 +54,9 @@ class Sequential(Module):
         `op`: a Conv2d then a ReLU as F.conv2d_relu (the same numbers as the two in turn,
         without a pass over the feature map for the ReLU: each such pass reads and writes
         the whole map, several MB a layer), and with a MaxPool2d(2) after them as
-        F.conv2d_relu_pool (the full-size map is then never written at all). Not when a
+        F.conv2d_relu_pool (the full-size map is then never written at all; the numbers
+        agree with the three layers' to float32 rounding: the first layer's one-channel
+        kernel adds its nine taps in an order of its own). Not when a
         subclass has its own forward, when a hook watches a layer (it must see its own
         layer's output), or for padding given as a word."""
         layers = list(self._modules.values())

@@ -93,10 +93,11 @@ class ChestXrayCNN(_Classifier):
     """
 
     name = "chestxray"
+    _model = "ChestXrayCNN"
 
     def __init__(self, in_channels=1, num_classes=2, image_size=28, dropout=0.0):
         super().__init__()
-        model = "ChestXrayCNN"
+        model = self._model
         self._set_config(model, in_channels, num_classes, image_size, dropout)
         H, W = self.image_size
         if min(H, W) < 8:
@@ -104,11 +105,10 @@ class ChestXrayCNN(_Classifier):
                 f"{model}: image_size {H}x{W} is too small: three 2x2 max-poolings need at "
                 "least 8x8 pixels (each halves the size, rounding down)")
         h, w = H // 2 // 2 // 2, W // 2 // 2 // 2
-        self.features = Sequential(
-            Conv2d(in_channels, 16, 3, padding=1), ReLU(), MaxPool2d(2),
-            Conv2d(16, 32, 3, padding=1), ReLU(), MaxPool2d(2),
-            Conv2d(32, 64, 3, padding=1), ReLU(), MaxPool2d(2),
-        )
+        layers = []
+        for c_in, c_out in ((in_channels, 16), (16, 32), (32, 64)):
+            layers += self._stage(c_in, c_out)
+        self.features = Sequential(*layers)
         self.flat_features = 64 * h * w
         self.classifier = Sequential(
             Flatten(),
@@ -116,14 +116,18 @@ class ChestXrayCNN(_Classifier):
             Linear(512, num_classes),
         )
 
+    @staticmethod
+    def _stage(c_in, c_out):
+        """One stage of `features`: conv3x3 pad 1 -> ReLU -> maxpool 2."""
+        return [Conv2d(c_in, c_out, 3, padding=1), ReLU(), MaxPool2d(2)]
 
-class ChestXrayBN(_Classifier):
+
+class ChestXrayBN(ChestXrayCNN):
     """ChestXrayCNN with batch norm after each convolution (the default of `minicnn train`).
 
         features:   conv3x3 pad 1 (no bias) -> BatchNorm2d -> ReLU -> maxpool 2, three times
                     (16, 32, 64 channels): (N, C, H, W) -> (N, 64, H', W'), H' as ChestXrayCNN
-        classifier: flatten -> Linear(64*H'*W', 512) -> ReLU -> Dropout(dropout)
-                    -> Linear(512, num_classes)
+        classifier: as ChestXrayCNN's
     The convolutions carry no bias: batch norm subtracts each channel's mean right after,
     which would cancel it, and adds its own shift (beta). Batch norm keeps each layer's
     inputs near zero mean and unit variance while the weights move, so a larger learning
@@ -131,28 +135,13 @@ class ChestXrayBN(_Classifier):
     """
 
     name = "chestxray_bn"
+    _model = "ChestXrayBN"
 
-    def __init__(self, in_channels=1, num_classes=2, image_size=28, dropout=0.0):
-        super().__init__()
-        model = "ChestXrayBN"
-        self._set_config(model, in_channels, num_classes, image_size, dropout)
-        H, W = self.image_size
-        if min(H, W) < 8:
-            raise ModelConfigError(
-                f"{model}: image_size {H}x{W} is too small: three 2x2 max-poolings need at "
-                "least 8x8 pixels (each halves the size, rounding down)")
-        h, w = H // 2 // 2 // 2, W // 2 // 2 // 2
-        stages = []
-        for c_in, c_out in ((in_channels, 16), (16, 32), (32, 64)):
-            stages += [Conv2d(c_in, c_out, 3, padding=1, bias=False), BatchNorm2d(c_out),
-                       ReLU(), MaxPool2d(2)]
-        self.features = Sequential(*stages)
-        self.flat_features = 64 * h * w
-        self.classifier = Sequential(
-            Flatten(),
-            Linear(self.flat_features, 512), ReLU(), Dropout(self.dropout),
-            Linear(512, num_classes),
-        )
+    @staticmethod
+    def _stage(c_in, c_out):
+        """One stage of `features`: conv3x3 pad 1 (no bias) -> BatchNorm2d -> ReLU -> maxpool 2."""
+        return [Conv2d(c_in, c_out, 3, padding=1, bias=False), BatchNorm2d(c_out), ReLU(),
+                MaxPool2d(2)]
 
 
 class AlexNet(_Classifier):
