@@ -94,6 +94,11 @@ def main():
             if step == args.steps:
                 break
         epoch += 1
+    # batch norm's running statistics are buffers, not gradients: each rank updated its own
+    # in the last forward; DDP copies rank 0's to the others before every forward, so do
+    # that once more here and every rank ends with the network rank 0 saves
+    for buffer in model.buffers():
+        dist.broadcast(buffer, 0)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"rank{rank}.sha256"), "w") as f:
         f.write(weights_sha256(model) + "\n")

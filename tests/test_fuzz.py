@@ -807,7 +807,8 @@ def test_sigterm_before_training_starts_exits_143_cleanly(tmp_path):
 
 def test_sigkill_mid_write_leaves_nothing_that_the_next_start_does_not_sweep(tmp_path):
     out = tmp_path / "run"
-    a = Trainer("hang-write", out, "--epochs", "2")
+    # --average-last 0: epoch 1 writes best.npz and last.npz, so the third write is epoch 2's
+    a = Trainer("hang-write", out, "--epochs", "2", "--average-last", "0")
     a.wait_for("WRITING")
     a.proc.kill()
     a.finish()
