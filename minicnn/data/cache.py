@@ -19,6 +19,7 @@ import json
 import os
 
 import numpy as np
+from tqdm import tqdm
 
 from ..atomic import atomic_write
 from ..errors import UserError
@@ -94,7 +95,6 @@ class DecodedImages:
                 f"{len(self.files)} already decoded")
         iterator = todo
         if progress:
-            from tqdm import tqdm
             iterator = tqdm(todo, desc=f"decoding to {self.image_size}px", unit="img",
                             leave=False)
         for n, i in enumerate(iterator):

@@ -27,6 +27,7 @@ import difflib
 import os
 
 import numpy as np
+from tqdm import tqdm
 
 from ..errors import UserError
 from .. import validate
@@ -199,7 +200,6 @@ class ImageFolderSplit(ArrayDataset):
         decoded, errors = [], []
         iterator = files
         if progress:
-            from tqdm import tqdm
             iterator = tqdm(files, desc=f"reading {folder}", unit="img", leave=False)
         for path in iterator:
             try:

@@ -27,8 +27,10 @@ DICOM needs the optional pydicom package: pip install "minicnn-xray[dicom]".
 """
 import os
 import stat
+import warnings
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import UserError
 
@@ -86,7 +88,6 @@ def check_regular_file(path):
 
 def max_pixels():
     """The most pixels an image may have (Pillow's decompression-bomb limit, ~89 million)."""
-    from PIL import Image
     return Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
@@ -112,8 +113,6 @@ def to_channels(image, channels):
 # --- Pillow: PNG, JPEG, BMP, TIFF, ... ---------------------------------------------------
 
 def _read_pillow(path):
-    import warnings
-    from PIL import Image, ImageOps, UnidentifiedImageError
     limit = max_pixels()
     try:
         with warnings.catch_warnings():  # Pillow's own check is replaced by ours, just below
@@ -180,7 +179,7 @@ def read_frames(path, channels=1):
 
 def _read_dicom(path, frames="refuse"):
     try:
-        import pydicom
+        import pydicom  # lazy: optional dependency
     except ImportError:
         raise UserError(f"{path}: reading DICOM files needs the pydicom package; install it "
                         'with: pip install "minicnn-xray[dicom]"') from None
@@ -203,9 +202,9 @@ def _read_dicom(path, frames="refuse"):
 def _lut_functions():
     """pydicom's apply_modality_lut and apply_voi_lut (pydicom.pixels from 3.0; before,
     pydicom.pixel_data_handlers.util)."""
-    try:
+    try:  # lazy: optional dependency
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    except ImportError:
+    except ImportError:  # lazy: optional dependency (pydicom before 3.0)
         from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
     return apply_modality_lut, apply_voi_lut
 

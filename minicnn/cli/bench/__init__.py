@@ -24,6 +24,8 @@ cpu and cuda (the two modes), job and torch_job (a whole training run).
 """
 import datetime
 
+from minicnn.errors import UserError
+
 PARTS = ("ops", "steps", "profile", "startup", "memory")
 DEFAULTS = {"sizes": "28,64,128,224rgb", "batch": "32,64", "reps": 10, "op_size": "64",
             "memory_size": "224rgb", "startup_size": "28", "budget": 60.0}
@@ -66,7 +68,6 @@ def add_arguments(parser):
 
 def _inputs(text, option):
     """'28,64,224rgb' -> [(1, 28), (1, 64), (3, 224)]: (channels, size) pairs."""
-    from minicnn.errors import UserError
     out = []
     for item in str(text).split(","):
         item = item.strip().lower()
@@ -80,7 +81,6 @@ def _inputs(text, option):
 
 
 def _ints(text, option):
-    from minicnn.errors import UserError
     try:
         values = [int(v) for v in str(text).split(",")]
     except ValueError:
@@ -92,7 +92,6 @@ def _ints(text, option):
 
 def config(args):
     """The settings of one run, from the options (and --quick's smaller defaults)."""
-    from minicnn.errors import UserError
     base = QUICK if args.quick else DEFAULTS
     pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -119,24 +118,26 @@ def _say(text):
 
 def run(args):
     if getattr(args, "job", None):
+        # lazy: each mode loads its own modules, here and below; this package is on the
+        # import path of the start-up child (startup.py times `from minicnn.cli.bench.child
+        # import startup` in a fresh process), which should load minicnn and bench.step only
         from . import job
         return job.run(args)
     if getattr(args, "data", None) or getattr(args, "job_epochs", None) is not None:
-        from minicnn.errors import UserError
         raise UserError("bench: --data and --job-epochs belong to --job (e.g. "
                         "--job pneumoniamnist --data FILE)")
     if getattr(args, "ladder", None):
-        from . import ladder
+        from . import ladder  # lazy: as job above (and it loads numba, 0.2 s)
         return ladder.run(args)
-    from . import machine, report
+    from . import machine, report  # lazy: as job above
     cfg = config(args)
     started = datetime.datetime.now().isoformat(timespec="seconds")
     if args.device == "cuda":
-        from . import cuda
+        from . import cuda  # lazy: as job above
         sections = cuda.run(cfg, _say)
         facts = machine.describe()
     else:
-        from . import cpu
+        from . import cpu  # lazy: as job above
         facts = machine.describe()
         _say(machine.header(facts, cfg))
         peak = None

@@ -8,12 +8,15 @@ but the one engine being measured.
 """
 import gc
 import json
+import resource
+import sys
 import time
+
+from . import step as stepmod
 
 
 def startup(t0, channels, size, batch):
     """Seconds from t0 (taken before `import minicnn`) to the end of the first training step."""
-    from . import step as stepmod
     model = stepmod.make_model(channels, size)
     x, t = stepmod.make_batch(batch, channels, size)
     stepmod.minicnn_step(model, x, t)()
@@ -42,15 +45,12 @@ def _reset_peak():
 
 
 def _maxrss_kib():
-    import resource
-    import sys
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss // 1024 if sys.platform == "darwin" else rss  # macOS counts bytes
 
 
 def _steps(engine, channels, size, batch):
     """(a function running one training step, what must stay alive) for one engine."""
-    from . import step as stepmod
     model = stepmod.make_model(channels, size)
     x, t = stepmod.make_batch(batch, channels, size)
     if engine == "minicnn":

@@ -205,7 +205,7 @@ def check_kernels(device, channels, size, batch):
 
 def time_gemm(be, sizes, cfg, clock):
     """linear_forward (x @ w^T by the sgemm kernel) against cupy.matmul (cuBLAS)."""
-    import cupy
+    import cupy  # lazy: optional dependency (the CUDA backend)
     rows = []
     rng = np.random.default_rng(0)
     for n in sizes:
@@ -230,7 +230,7 @@ def _header(cupy):
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     try:
-        import torch
+        import torch  # lazy: optional dependency
         tv = f"PyTorch {torch.__version__}, " + ("CUDA available" if torch.cuda.is_available()
                                                   else "no CUDA in this build: no PyTorch column")
     except ImportError:
@@ -243,7 +243,7 @@ def _header(cupy):
 
 def run(cfg, say):
     be = gpu_backend()
-    import cupy
+    import cupy  # lazy: optional dependency; gpu_backend() says clearly when it is missing
     say(_header(cupy))
     channels, size = cfg["op_input"]
     batch = max(cfg["batches"])

@@ -24,7 +24,12 @@ import sys
 import tempfile
 import time
 
+from minicnn.cli.commands import download
+from minicnn.data.transforms import RandomAffine, RandomHorizontalFlip, augmentation
 from minicnn.errors import UserError
+from minicnn.xray.train import resolve_config
+
+from . import machine, report
 
 JOBS = ("pneumoniamnist",)
 DEFAULT_EPOCHS = 15
@@ -36,7 +41,6 @@ TAIL_LINES = 15
 
 def default_data(job):
     """Where `minicnn download JOB` puts the file when run with its defaults."""
-    from minicnn.cli.commands import download
     parser = argparse.ArgumentParser()
     download.add_arguments(parser)
     return os.path.join(parser.get_default("dir"), download.DATASETS[job]["file"])
@@ -56,8 +60,6 @@ def data_path(args):
 def settings(data, epochs):
     """minicnn's defaults for `minicnn train --data DATA --epochs EPOCHS`, and the
     augmentation they imply, as the arguments of torch_job."""
-    from minicnn.data.transforms import RandomAffine, RandomHorizontalFlip, augmentation
-    from minicnn.xray.train import resolve_config
     cfg = resolve_config(data=data, epochs=epochs)
     if cfg["model"] not in ("chestxray", "chestxray_bn"):
         raise UserError(f"bench --job: minicnn's default model {cfg['model']!r} has no "
@@ -169,7 +171,6 @@ def text(res):
 
 def run(args):
     """`minicnn bench --job JOB`: both runs, the report; the exit code."""
-    from . import machine, report
     if args.job not in JOBS:
         raise UserError(f"bench --job: unknown job {args.job!r}; choose {', '.join(JOBS)}")
     epochs = DEFAULT_EPOCHS if args.job_epochs is None else args.job_epochs
@@ -178,7 +179,8 @@ def run(args):
     data = data_path(args)
     cfg, torch_argv = settings(data, epochs)
     try:
-        import torch  # noqa: F401  (the other side must exist before minicnn's run starts)
+        # lazy: optional dependency; the other side must exist before minicnn's run starts
+        import torch  # noqa: F401
     except ImportError:
         raise UserError("bench --job: the PyTorch side needs torch (pip install torch)") from None
     facts = machine.describe()

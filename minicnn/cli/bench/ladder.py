@@ -27,9 +27,13 @@ import time
 
 import numpy as np
 
+import minicnn
+from minicnn.errors import UserError
+from minicnn.kernels import reference as R
 from minicnn.kernels.cpu import ladder
+from minicnn.nn.models import ChestXrayCNN
 from minicnn.testing import rel_error
-from . import trace
+from . import report, trace
 from .timing import compare
 
 DEFAULTS = {"size": 64, "batch": 64, "reps": 5, "budget": 2.0, "peak_n": 2048,
@@ -100,9 +104,6 @@ def layers(op, size, batch, channels=1, seed=0):
     too: for max_pool2d, such a call counts as a pool layer at its conv output's shape
     (N, F, Ho, Wo), 2x2 stride 2, beside any max_pool2d call of its own; for conv2d,
     as the conv it starts with."""
-    import minicnn
-    from minicnn.nn.models import ChestXrayCNN
-
     rng = np.random.default_rng(seed)
     model = ChestXrayCNN(in_channels=channels, image_size=size)
     x = minicnn.tensor(rng.standard_normal((batch, channels, size, size), dtype=np.float32))
@@ -180,7 +181,6 @@ def _calls(op, rung, a):
 
 def _reference(op, a):
     """The reference's (forward outputs, backward outputs) in float64."""
-    from minicnn.kernels import reference as R
     d = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v) for k, v in a.items()}
     if op == "conv2d":
         return ((R.conv2d_forward(d["x"], d["w"], d["b"], d["stride"], d["padding"]),),
@@ -344,8 +344,6 @@ def table(result):
 
 def run(args, say=print):
     """`minicnn bench --ladder OP`: exit status 1 when a rung fails its check."""
-    from minicnn.errors import UserError
-    from . import report
     if args.device != "cpu":
         raise UserError(f"bench --ladder: the kernel ladder is the CPU's (kernels/cpu/ladder); "
                         f"drop --device {args.device}")

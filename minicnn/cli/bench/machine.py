@@ -6,6 +6,10 @@ them so that a reader can tell what was compared.
 import ctypes
 import os
 import platform
+import time
+
+import numba
+import numpy as np
 
 
 def _threads(n):
@@ -40,10 +44,9 @@ def _openblas_runtime():
 
 
 def _numpy_blas():
-    import numpy
     name = "unknown"
     try:
-        config = numpy.show_config(mode="dicts")
+        config = np.show_config(mode="dicts")
         blas = config["Build Dependencies"]["blas"]
         name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     except Exception:  # numpy < 1.26 has no mode="dicts"
@@ -56,9 +59,10 @@ def _numpy_blas():
 
 def _numba_threads():
     # asking numba for its thread count starts its threads: let minicnn's CPU
-    # kernels choose how idle threads wait before that (see kernels/cpu/__init__.py)
+    # kernels choose how idle threads wait before that (see kernels/cpu/__init__.py).
+    # lazy: that choice depends on whether PyTorch's OpenMP is loaded yet (describe()
+    # imports torch first); imported earlier, it would set OMP_WAIT_POLICY for PyTorch too
     from minicnn.kernels import cpu  # noqa: F401
-    import numba
     layer = "not started yet"
     try:
         layer = numba.threading_layer()
@@ -69,7 +73,7 @@ def _numba_threads():
 
 def _torch_threads():
     try:
-        import torch
+        import torch  # lazy: optional dependency
     except ImportError:
         return None
     return (f"{_threads(torch.get_num_threads())} intra-op, "
@@ -94,10 +98,8 @@ def _cpu_model():
 
 def describe():
     """A dict of facts about this machine and both engines' thread settings."""
-    import numba
-    import numpy
     try:
-        import torch
+        import torch  # lazy: optional dependency
         torch_version = torch.__version__
     except ImportError:
         torch_version = None
@@ -107,7 +109,7 @@ def describe():
         "cores": os.cpu_count(),
         "load_average_1m": round(load[0], 2) if load else None,
         "python": platform.python_version(),
-        "numpy": numpy.__version__,
+        "numpy": np.__version__,
         "numpy_blas": _numpy_blas(),
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "not set"),
         "numba": numba.__version__,
@@ -153,8 +155,6 @@ def matmul_peak(n=2048, most=4, budget_s=0.5):
     numpy uses (the first one also wakes them), stopping once `budget_s` seconds are spent
     and at least two were run: 2 n^3 FLOPs over the fastest product's time.
     """
-    import time
-    import numpy as np
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
     out = np.empty((n, n), np.float32)

@@ -53,7 +53,7 @@ class Sides:
 def torch_for(device):
     """(torch, array -> torch tensor sharing its memory), or (None, None)."""
     try:
-        import torch
+        import torch  # lazy: optional dependency
     except ImportError:
         return None, None
     if device == "cpu":

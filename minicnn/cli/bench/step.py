@@ -49,7 +49,7 @@ def minicnn_step(model, x, t):
 
 def _torch_layer(layer):
     """The torch.nn layer with the same type and settings as a minicnn layer."""
-    import torch.nn as tnn
+    import torch.nn as tnn  # lazy: optional dependency
     kind = type(layer).__name__
     if kind == "Conv2d":
         return tnn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
@@ -71,6 +71,7 @@ def _torch_layer(layer):
 
 def torch_twin(model):
     """A torch.nn.Module computing what `model` (features then classifier) computes."""
+    # lazy: optional dependency (minicnn's side runs without it)
     import torch
     import torch.nn as tnn
 
@@ -96,7 +97,7 @@ def _torch_device(twin):
 
 def check_twin(model, twin, x):
     """Raise if the twin's logits on x differ from minicnn's (float32 tolerance)."""
-    import torch
+    import torch  # lazy: optional dependency
     with minicnn.no_grad():
         ours = model(minicnn.tensor(x, device=model.device)).numpy()
     with torch.no_grad():
@@ -112,7 +113,7 @@ def check_twin(model, twin, x):
 
 def torch_step(twin, x, t):
     """A function of no arguments that runs one PyTorch training step on (x, t)."""
-    import torch
+    import torch  # lazy: optional dependency
     opt = torch.optim.SGD(twin.parameters(), lr=LR, momentum=MOMENTUM)
     device = _torch_device(twin)
     xt, tt = torch.from_numpy(x).to(device), torch.from_numpy(t).to(device)

@@ -102,7 +102,7 @@ def network(name, in_channels=1, num_classes=2, image_size=(28, 28), dropout=0.0
     """minicnn's model `name` ("chestxray" | "chestxray_bn") in torch.nn: .features then
     .classifier, the same layers in the same places as minicnn.nn.models builds them.
     x (N, in_channels, H, W) -> logits (N, num_classes)."""
-    import torch.nn as tnn
+    import torch.nn as tnn  # lazy: optional dependency, as in run()
 
     if name not in ("chestxray", "chestxray_bn"):
         raise SystemExit(f"torch_job: --model {name!r} has no PyTorch version here; "
@@ -137,7 +137,7 @@ def affine_theta(angle, tx, ty, scale, flip, h, w):
     pixels (B,), zooms (B,) about the centre, then a left-right mirror where flip (B,) is
     true: output pixel p reads input pixel  c + A^-1 (p - c - t),  A = scale * rotation
     (minicnn's RandomAffine), written in grid_sample's [-1, 1] coordinates."""
-    import torch
+    import torch  # lazy: optional dependency, as in run()
     rad = angle * (math.pi / 180.0)
     cos, sin = torch.cos(rad) / scale, torch.sin(rad) / scale
     # pixel offsets from the centre -> normalised: x_n = 2 x / w, y_n = 2 y / h
@@ -154,7 +154,7 @@ def affine_theta(angle, tx, ty, scale, flip, h, w):
 def augment(x, theta, fill, interpolation):
     """x (B, C, H, W) resampled through theta (B, 2, 3); fill "edge" repeats the border,
     a number brings that value in from outside."""
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # lazy: optional dependency, as in run()
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     if fill == "edge":
         return F.grid_sample(x, grid, mode=interpolation, padding_mode="border",
@@ -167,7 +167,7 @@ def augment(x, theta, fill, interpolation):
 def draw(gen, n, h, w, args):
     """(angle, tx, ty, scale, flip) tensors (n,) drawn as RandomAffine.draw and
     RandomHorizontalFlip do, from the torch Generator gen."""
-    import torch
+    import torch  # lazy: optional dependency, as in run()
 
     def uniform(lo, hi):
         return lo + (hi - lo) * torch.rand(n, generator=gen, dtype=torch.float64)
@@ -189,7 +189,7 @@ def draw(gen, n, h, w, args):
 
 def loss_fn(logits, y, weight, label_smoothing):
     """minicnn.xray.train.classification_loss: (1 - eps) CE_weight + eps * mean -log p."""
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # lazy: optional dependency, as in run()
     loss = F.cross_entropy(logits, y, weight=weight)
     if label_smoothing > 0:
         uniform = -F.log_softmax(logits, dim=1).mean(dim=1).mean()
@@ -200,7 +200,7 @@ def loss_fn(logits, y, weight, label_smoothing):
 def scores(model, x, mean, std, tta="none", batch=256):
     """Softmax probabilities (N, K) float64 of normalised images x (N, C, H, W) in eval mode;
     tta "flip": the mean of each image's and its mirror image's."""
-    import torch
+    import torch  # lazy: optional dependency, as in run()
     model.eval()
     out = []
     with torch.no_grad():
@@ -216,7 +216,7 @@ def scores(model, x, mean, std, tta="none", batch=256):
 def average_of(states, model, xt, mean, std, batch):
     """The mean of `states` (state dicts) loaded into model, with batch norm's running
     statistics measured again as one plain average over the training images."""
-    import torch
+    import torch  # lazy: optional dependency, as in run()
     avg = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
            if v.is_floating_point() else v for k, v in states[-1].items()}
     model.load_state_dict(avg)
@@ -234,6 +234,8 @@ def average_of(states, model, xt, mean, std, batch):
 
 
 def run(args):
+    # lazy: torch is optional (the tests use the numpy helpers above without it), and
+    # the timed process loads it here, at the start of the run
     import torch
     t_start = time.perf_counter()
     data = load(args.data)
