@@ -60,8 +60,22 @@ def test_job_runs_both_sides_and_reports_times_and_ratio(tmp_path, capsys):
     assert rep["minicnn"]["model"] == DEFAULTS["model"]
 
 
+def test_one_run_measures_the_steps_and_then_the_whole_job(tmp_path, capsys):
+    pytest.importorskip("torch")
+    data = _tiny_npz(tmp_path / "tiny.npz")
+    report = tmp_path / "both.json"
+    code = bench.run(_args(["--quick", "--parts", "steps", "--job", "pneumoniamnist", "--data",
+                            str(data), "--job-epochs", "1", "--json", str(report)]))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rep = json.loads(report.read_text())
+    assert rep["steps"] and rep["job"]["epochs"] == 1 and "ops" not in rep
+    assert "Training step" in out and "ratio PyTorch wall / minicnn wall" in out
+    assert any(t["what"].startswith("training job pneumoniamnist") for t in rep["targets"])
+
+
 def test_torch_job_is_given_minicnns_defaults():
-    from minicnn.data.transforms import augmentation
+    from minicnn.data.batch_augment import augmentation_batch
     from minicnn.xray.train import DEFAULT_LR, DEFAULTS
     cfg, argv = job.settings("x.npz", 3)
     ns = torch_job.parser().parse_args(argv)
@@ -70,10 +84,11 @@ def test_torch_job_is_given_minicnns_defaults():
     assert ns.lr == (DEFAULTS["lr"] or DEFAULT_LR[DEFAULTS["optimizer"]])
     assert ns.weight_decay == DEFAULTS["weight_decay"]
     assert ns.label_smoothing == DEFAULTS["label_smoothing"] and ns.seed == DEFAULTS["seed"]
-    affine, flip = augmentation("default")
+    (affine,) = augmentation_batch("default")       # what the trainer applies
     assert tuple(ns.degrees) == tuple(affine.degrees) and tuple(ns.scale) == tuple(affine.scale)
-    assert ns.translate == affine.translate and ns.flip == flip.p
+    assert ns.translate == affine.translate and ns.flip == affine.flip_p
     assert ns.fill == str(affine.fill) and ns.interpolation == affine.interpolation
+    assert ns.average_last == cfg["average_last"] and ns.tta == DEFAULTS["tta"]
 
 
 @pytest.mark.parametrize("name", ["chestxray", "chestxray_bn"])

@@ -48,8 +48,10 @@ def add_arguments(parser):
                         f"stopping early (default {DEFAULTS['budget']:g}; at least 3 reps)")
     parser.add_argument("--op-size", help="input of the per-op cases and of the profile "
                         f"(default {DEFAULTS['op_size']}, batch = the largest --batch)")
-    parser.add_argument("--parts", default=",".join(PARTS),
-                        help=f"what to measure, any of {','.join(PARTS)} (default all)")
+    parser.add_argument("--parts",
+                        help=f"what to measure, any of {','.join(PARTS)} (default all; with "
+                             "--job none unless given, e.g. --parts steps --job pneumoniamnist "
+                             "measures the training steps and then the whole job in one run)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     parser.add_argument("--ladder", metavar="OP", choices=("conv2d", "max_pool2d", "linear"),
                         help="time every rung of the CPU kernel ladder for OP (conv2d, "
@@ -94,7 +96,7 @@ def config(args):
     """The settings of one run, from the options (and --quick's smaller defaults)."""
     base = QUICK if args.quick else DEFAULTS
     pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    parts = [p.strip() for p in (args.parts or ",".join(PARTS)).split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise UserError(f"bench: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
@@ -117,13 +119,14 @@ def _say(text):
 
 
 def run(args):
-    if getattr(args, "job", None):
+    if getattr(args, "job", None) and args.parts is None:
         # lazy: each mode loads its own modules, here and below; this package is on the
         # import path of the start-up child (startup.py times `from minicnn.cli.bench.child
         # import startup` in a fresh process), which should load minicnn and bench.step only
         from . import job
         return job.run(args)
-    if getattr(args, "data", None) or getattr(args, "job_epochs", None) is not None:
+    if not getattr(args, "job", None) and (getattr(args, "data", None) or
+                                           getattr(args, "job_epochs", None) is not None):
         raise UserError("bench: --data and --job-epochs belong to --job (e.g. "
                         "--job pneumoniamnist --data FILE)")
     if getattr(args, "ladder", None):
@@ -148,6 +151,10 @@ def run(args):
         sections = cpu.run(cfg, _say)
         if peak is not None:
             sections["peak"] = peak
+        if getattr(args, "job", None):  # the whole job after the parts, in the same report
+            from . import job  # lazy: as above
+            _say("")
+            sections["job"] = job.measure(args)
         facts = machine.describe()  # again: numba's threading layer is known once kernels ran
     out = {"schema": "minicnn-bench/1", "device": args.device, "started": started,
            "config": {k: v for k, v in cfg.items()}, "machine": facts, **sections}

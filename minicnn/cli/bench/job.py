@@ -7,9 +7,9 @@ Two processes, one after the other, each timed from its start to its exit:
   minicnn  `minicnn train --data FILE --epochs N --no-figures --out <a new folder>`, at
            minicnn's own defaults (the command a user runs)
   PyTorch  `python -m minicnn.cli.bench.torch_job ...`: the same recipe in PyTorch, given
-           every setting from minicnn.xray.train's DEFAULTS and DEFAULT_LR and from
-           minicnn.data.transforms.augmentation, so the two stay the same job when those
-           defaults change
+           every setting from minicnn.xray.settings (resolve_config) and from
+           minicnn.data.batch_augment.augmentation_batch (what the trainer applies), so the
+           two stay the same job when those defaults change
 Both include their start-up, reading the data, every epoch with its validation, and the
 test score. The ratio is PyTorch's wall time over minicnn's (above 1: minicnn faster);
 the test accuracy and ROC-AUC of both are printed beside it, for information (minicnn's
@@ -25,7 +25,7 @@ import tempfile
 import time
 
 from minicnn.cli.commands import download
-from minicnn.data.transforms import RandomAffine, RandomHorizontalFlip, augmentation
+from minicnn.data.batch_augment import BatchRandomAffine, augmentation_batch
 from minicnn.errors import UserError
 from minicnn.xray.train import resolve_config
 
@@ -74,24 +74,23 @@ def settings(data, epochs):
             "--balance", cfg["balance"], "--label-smoothing", repr(cfg["label_smoothing"]),
             "--dropout", repr(cfg["dropout"]), "--seed", str(cfg["seed"]),
             "--average-last", str(cfg["average_last"]), "--tta", cfg["tta"]]
-    steps = augmentation("default" if cfg["augment"] else "none")
+    # what the trainer applies (minicnn.xray.train: augmentation_batch, on whole batches)
+    steps = augmentation_batch("default" if cfg["augment"] else "none")
     if not steps:
         return cfg, argv + ["--no-augment"]
     for step in steps:
-        if isinstance(step, RandomAffine):
-            argv += ["--degrees", repr(step.degrees[0]), repr(step.degrees[1]),
-                     "--fill", str(step.fill), "--interpolation", step.interpolation]
-            if isinstance(step.translate, tuple):
-                argv += ["--translate-pixels"] + [repr(t) for t in step.translate]
-            elif step.translate is not None:
-                argv += ["--translate", repr(step.translate)]
-            if step.scale is not None:
-                argv += ["--scale", repr(step.scale[0]), repr(step.scale[1])]
-        elif isinstance(step, RandomHorizontalFlip):
-            argv += ["--flip", repr(step.p)]
-        else:
+        if not isinstance(step, BatchRandomAffine):
             raise UserError(f"bench --job: minicnn's augmentation step {step!r} has no "
                             "PyTorch version in minicnn.cli.bench.torch_job")
+        argv += ["--degrees", repr(step.degrees[0]), repr(step.degrees[1]),
+                 "--fill", str(step.fill), "--interpolation", step.interpolation,
+                 "--flip", repr(step.flip_p)]
+        if isinstance(step.translate, tuple):
+            argv += ["--translate-pixels"] + [repr(t) for t in step.translate]
+        elif step.translate is not None:
+            argv += ["--translate", repr(step.translate)]
+        if step.scale is not None:
+            argv += ["--scale", repr(step.scale[0]), repr(step.scale[1])]
     return cfg, argv
 
 
@@ -169,8 +168,9 @@ def text(res):
     ])
 
 
-def run(args):
-    """`minicnn bench --job JOB`: both runs, the report; the exit code."""
+def measure(args):
+    """Both runs of `--job JOB`, their lines printed as they finish: the result dict
+    (the two runs, the ratio, its target and status)."""
     if args.job not in JOBS:
         raise UserError(f"bench --job: unknown job {args.job!r}; choose {', '.join(JOBS)}")
     epochs = DEFAULT_EPOCHS if args.job_epochs is None else args.job_epochs
@@ -189,7 +189,8 @@ def run(args):
           f"each in its own process, one after the other, timed from start to exit\n"
           f"data: {data}; {epochs} epoch{'' if epochs == 1 else 's'}; model {cfg['model']}, batch {cfg['batch_size']}, "
           f"{cfg['optimizer']} lr {cfg['lr']:g}, {cfg['schedule']} schedule, augmentation "
-          f"{'on' if cfg['augment'] else 'off'}\n"
+          f"{'on' if cfg['augment'] else 'off'}, weights averaged over the last "
+          f"{cfg['average_last']} epochs, test-time augmentation {cfg['tta']}\n"
           f"machine: {facts['cpu']}, {facts['cores']} cores, load average "
           f"{facts['load_average_1m']}; both engines at their default threads", flush=True)
     print("running minicnn ...", file=sys.stderr, flush=True)
@@ -201,9 +202,13 @@ def run(args):
     res = {"job": args.job, "data": data, "epochs": epochs, "minicnn": ours, "torch": theirs,
            "ratio": ratio, "target": TARGET, "status": report.verdict(ratio, TARGET)}
     print(text(res))
-    res["targets"] = [{"what": f"training job {args.job} ({epochs} epochs), PyTorch wall / "
-                               "minicnn wall", "value": ratio, "target": f">= {TARGET:g}x",
-                       "status": res["status"]}]
+    return res
+
+
+def run(args):
+    """`minicnn bench --job JOB` alone: both runs, the report; the exit code."""
+    res = measure(args)
+    res["targets"] = report.targets({"job": res})
     facts = machine.describe()
     print(report.targets_text(res["targets"], facts))
     if args.json:

@@ -153,6 +153,11 @@ def targets(report):
         if r["target"] is not None:
             out.append({"what": f"training step {r['input']} batch {r['batch']}",
                         "value": r["ratio"], "target": f">= {r['target']:g}x", "status": r["status"]})
+    if "job" in report:
+        j = report["job"]
+        out.append({"what": f"training job {j['job']} ({j['epochs']} epochs), PyTorch wall / "
+                            "minicnn wall", "value": j["ratio"], "target": f">= {j['target']:g}x",
+                    "status": j["status"]})
     if "memory" in report:
         m = report["memory"]
         out.append({"what": f"peak memory {m['input']} batch {m['batch']}", "value": m["ratio"],
