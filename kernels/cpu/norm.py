@@ -13,13 +13,28 @@ Backward, with gb[c] = sum gy and gw[c] = sum gy * xhat over n and l:
     eval:      gx = gy * weight[c] * invstd_c
 
 Index map: the statistics and the two gradient sums: one prange task per channel c,
-which walks n, then l (a fixed order: the same bits on every run); the elementwise
-passes: one task per (n, c) row of L values. Sums accumulate in float64.
+which walks n, and within each (n, c) row of L values keeps vector lanes of partial
+sums (the order is fixed once compiled: the same bits on every run); the elementwise
+passes: one task per (n, c) row. Sums accumulate in float64.
 Cost: training reads x three times (mean, variance, normalise), backward reads gy
 and x twice; memory-bound.
 """
 import numpy as np
 from numba import njit, prange
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _row_sum(row, m):
+    """(sum of row, sum of (row - m)^2) in float64; "reassoc" lets the compiler keep
+    several partial sums in vector lanes (a fixed order once compiled: the same bits on
+    every run), instead of one add waiting for the last."""
+    s = 0.0
+    q = 0.0
+    for l in range(row.shape[0]):
+        v = np.float64(row[l])
+        s += v
+        q += (v - m) * (v - m)
+    return s, q
 
 
 @njit(cache=True, parallel=True)
@@ -29,14 +44,11 @@ def bn_stats(x, mean, var):
     for c in prange(C):
         s = 0.0
         for n in range(N):
-            for l in range(L):
-                s += x[n, c, l]
+            s += _row_sum(x[n, c], 0.0)[0]
         m = s / (N * L)
         q = 0.0
         for n in range(N):
-            for l in range(L):
-                d = x[n, c, l] - m
-                q += d * d
+            q += _row_sum(x[n, c], m)[1]
         mean[c] = m
         var[c] = q / (N * L)
 
@@ -51,13 +63,28 @@ def bn_update_running(running_mean, running_var, mean, var, momentum, unbiased):
 
 @njit(cache=True, parallel=True)
 def bn_apply(x, mean, invstd, w, b, y):
-    """y = (x - mean[c]) * invstd[c] * w[c] + b[c].   x, y (N,C,L); the rest (C,)"""
+    """y = (x - mean[c]) * invstd[c] * w[c] + b[c].   x, y (N,C,L); the rest (C,)
+    Written as y = x * scale + shift per channel: one multiply-add a value."""
     N, C, L = x.shape
     for t in prange(N * C):
         n, c = t // C, t % C
         scale = invstd[c] * w[c]
+        shift = b[c] - mean[c] * scale
+        row, out = x[n, c], y[n, c]
         for l in range(L):
-            y[n, c, l] = (x[n, c, l] - mean[c]) * scale + b[c]
+            out[l] = row[l] * scale + shift
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _row_grad_sums(g, row, m, inv):
+    """(sum of g, sum of g * (row - m) * inv) in float64, vectorised as _row_sum."""
+    sg = 0.0
+    sgx = 0.0
+    for l in range(g.shape[0]):
+        gl = np.float64(g[l])
+        sg += gl
+        sgx += gl * ((np.float64(row[l]) - m) * inv)
+    return sg, sgx
 
 
 @njit(cache=True, parallel=True)
@@ -68,28 +95,30 @@ def bn_grad_sums(gy, x, mean, invstd, gw, gb):
         sg = 0.0
         sgx = 0.0
         for n in range(N):
-            for l in range(L):
-                g = gy[n, c, l]
-                sg += g
-                sgx += g * ((x[n, c, l] - mean[c]) * invstd[c])
+            a, b = _row_grad_sums(gy[n, c], x[n, c], np.float64(mean[c]), np.float64(invstd[c]))
+            sg += a
+            sgx += b
         gb[c] = sg
         gw[c] = sgx
 
 
 @njit(cache=True, parallel=True)
 def bn_grad_input(gy, x, mean, invstd, w, gw, gb, training, gx):
-    """gx of the batch norm (see the module docstring).   gy, x, gx (N,C,L)"""
+    """gx of the batch norm (see the module docstring).   gy, x, gx (N,C,L)
+    Training, expanded per channel (xhat = (x - mean) * invstd) into
+    gx = A * gy + B * x + D with A = w*invstd, B = -A*invstd*gw/M, D = -A*gb/M - B*mean,
+    the coefficients in float64, then one pass of multiply-adds in x's precision."""
     N, C, L = x.shape
     M = N * L
     for t in prange(N * C):
         n, c = t // C, t % C
-        scale = w[c] * invstd[c]
+        a = np.float64(w[c]) * np.float64(invstd[c])
+        bx = -a * np.float64(invstd[c]) * gw[c] / M if training else 0.0
+        d = (-a * gb[c] / M - bx * np.float64(mean[c])) if training else 0.0
+        A, B, D = gy.dtype.type(a), gy.dtype.type(bx), gy.dtype.type(d)
+        g, row, out = gy[n, c], x[n, c], gx[n, c]
         for l in range(L):
-            if training:
-                xhat = (x[n, c, l] - mean[c]) * invstd[c]
-                gx[n, c, l] = scale / M * (M * gy[n, c, l] - gb[c] - xhat * gw[c])
-            else:
-                gx[n, c, l] = gy[n, c, l] * scale
+            out[l] = A * g[l] + B * row[l] + D
 
 
 def _or_fill(a, c, value, dtype):
