@@ -400,6 +400,28 @@ def batch_norm_backward(gy, x, weight, mean, invstd, training, needs=(True, True
             gb.astype(x.dtype) if needs[2] else None)
 
 
+def batch_norm_relu_pool_forward(x, weight, bias, running_mean, running_var, training,
+                                 momentum, eps):
+    """max_pool2d(relu(batch_norm(x)), 2): the three in turn.
+    x (N,C,H,W) -> (y (N,C,H//2,W//2), idx like y, mean (C,), invstd (C,))"""
+    N, C, H, W = x.shape
+    v, mean, invstd = batch_norm_forward(x.reshape(N, C, H * W), weight, bias, running_mean,
+                                         running_var, training, momentum, eps)
+    y, idx = max_pool2d_forward(relu_forward(v.reshape(x.shape)), (2, 2), (2, 2), (0, 0))
+    return y, idx, mean, invstd
+
+
+def batch_norm_relu_pool_backward(gy, x, y, idx, weight, mean, invstd, training,
+                                  needs=(True, True, True)):
+    """Gradients of batch_norm_relu_pool_forward: gy goes back through the pool (to idx),
+    the ReLU (where y > 0) and the batch norm.   gy, y, idx (N,C,H//2,W//2), x (N,C,H,W)"""
+    N, C, H, W = x.shape
+    g = max_pool2d_backward(relu_backward(gy, y), idx, x.shape)
+    gx, gw, gb = batch_norm_backward(g.reshape(N, C, H * W), x.reshape(N, C, H * W), weight,
+                                     mean, invstd, training, needs)
+    return (None if gx is None else gx.reshape(x.shape)), gw, gb
+
+
 # ----------------------------------------------------------------------------- dropout (lesson 05)
 # The mask comes from Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy
 # as 1, 2, 3", SC 2011), a counter-based generator: the random words for element k

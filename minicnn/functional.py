@@ -834,6 +834,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     weight, bias (C,) Tensors or None -> same shape as input
     """
     op = "batch_norm"
+    rm, rv = _batch_norm_args(input, running_mean, running_var, weight, bias, training,
+                              momentum, op)
+    same_device(op, input, weight, bias)
+    return BatchNormFn.apply(input, weight, bias, running_mean=rm, running_var=rv,
+                             training=bool(training), momentum=float(momentum), eps=float(eps))
+
+
+def _batch_norm_args(input, running_mean, running_var, weight, bias, training, momentum, op):
+    """Check batch_norm's arguments; returns the running statistics as device arrays."""
     _as_tensor(input, op)
     if input.ndim < 2:
         raise ValueError(f"{op}: input must be (N, C), (N, C, L) or (N, C, H, W), got "
@@ -863,9 +872,52 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if training and input.numel() // max(C, 1) <= 1:
         raise ValueError(f"{op}: need more than one value per channel when training, "
                          f"got input shape {input.shape}")
+    return rm, rv
+
+
+class BatchNormReluPoolFn(Function):
+    """max_pool2d(relu(batch_norm(x)), 2) as one op: the kernels pool as they normalise,
+    and scatter the pooled gradient as they read it back, so the full-size normalised map
+    is never written (kernels/cpu/norm_pool.py). Backward needs only x, the pooled output
+    (where it is positive the ReLU passed the gradient on) and its indices."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        y, idx, mean, invstd = backends.get(ctx.device).batch_norm_relu_pool_forward(
+            x, weight, bias, running_mean, running_var, training, momentum, eps)
+        ctx.save_for_backward(x, y, weight, mean, invstd)
+        ctx.bn = (idx, training, bias is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, y, weight, mean, invstd = ctx.saved_tensors
+        idx, training, has_bias = ctx.bn
+        need = ctx.needs_input_grad
+        needs = (need[0], weight is not None and need[1], has_bias and need[2])
+        return backends.get(ctx.device).batch_norm_relu_pool_backward(
+            gy, x, y, idx, weight, mean, invstd, training, needs)
+
+
+def batch_norm_relu_pool(input, running_mean, running_var, weight=None, bias=None,
+                         training=False, momentum=0.1, eps=1e-5):
+    """max_pool2d(relu(batch_norm(input, ...)), 2), computed as one op (same shapes and
+    values as the three; nn.Sequential uses it for a BatchNorm2d, a ReLU and a MaxPool2d(2)).
+    input (N, C, H, W), H and W at least 2 -> (N, C, H // 2, W // 2); the rest as batch_norm."""
+    op = "batch_norm"
+    _as_tensor(input, op)
+    if input.ndim != 4:
+        raise ValueError(f"{op}: the fused batch norm, ReLU and pool takes (N, C, H, W), got "
+                         f"{input.shape}")
+    if min(input.shape[2:]) < 2:
+        raise ValueError(f"max_pool2d: window 2x2 is larger than the input {input.shape[2]}x"
+                         f"{input.shape[3]} (input shape {input.shape})")
+    rm, rv = _batch_norm_args(input, running_mean, running_var, weight, bias, training,
+                              momentum, op)
     same_device(op, input, weight, bias)
-    return BatchNormFn.apply(input, weight, bias, running_mean=rm, running_var=rv,
-                             training=bool(training), momentum=float(momentum), eps=float(eps))
+    return BatchNormReluPoolFn.apply(input, weight, bias, running_mean=rm, running_var=rv,
+                                     training=bool(training), momentum=float(momentum),
+                                     eps=float(eps))
 
 
 # --- adaptive pooling (lesson 03) ---------------------------------------------
@@ -987,7 +1039,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return BCEWithLogitsFn.apply(input, target, weight=w, pos_weight=pw, reduction=reduction)
 
 
-__all__ = ["conv2d", "conv2d_relu", "conv2d_relu_pool", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
+__all__ = ["conv2d", "conv2d_relu", "conv2d_relu_pool", "batch_norm_relu_pool", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
            "sigmoid", "linear", "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss",
            "binary_cross_entropy_with_logits", "dropout", "flatten", "batch_norm", "pad2d",
            "pool_output_size", "is_grad_enabled"]

@@ -92,6 +92,32 @@ class LayerKernels:
                         invstd, w, gw, gb, gx, *_i32(c, l, x.size, n * l, bool(training)))
         return gx, (gw if needs[1] else None), (gb if needs[2] else None)
 
+    def batch_norm_relu_pool_forward(self, x, weight, bias, running_mean, running_var,
+                                     training, momentum, eps):
+        """x (N,C,H,W) -> (y, idx (N,C,H//2,W//2), mean, invstd): this backend's batch norm,
+        ReLU and pool kernels in turn (the table's entries called through the class, so a
+        trace sees one op)"""
+        n, c, h, w = x.shape
+        cls = type(self)
+        v, mean, invstd = cls.batch_norm_forward(self, x.reshape(n, c, h * w), weight, bias,
+                                                 running_mean, running_var, training,
+                                                 momentum, eps)
+        v = cls.relu_forward(self, v.reshape(x.shape))
+        y, idx = cls.max_pool2d_forward(self, v, (2, 2), (2, 2), (0, 0))
+        return y, idx, mean, invstd
+
+    def batch_norm_relu_pool_backward(self, gy, x, y, idx, weight, mean, invstd, training,
+                                      needs=(True, True, True)):
+        """gy, y, idx (N,C,H//2,W//2), x (N,C,H,W) -> (gx, gw, gb): pool, ReLU and batch
+        norm backward in turn"""
+        n, c, h, w = x.shape
+        cls = type(self)
+        g = cls.max_pool2d_backward(self, cls.relu_backward(self, gy, y), idx, x.shape)
+        gx, gw, gb = cls.batch_norm_backward(self, g.reshape(n, c, h * w),
+                                             x.reshape(n, c, h * w), weight, mean, invstd,
+                                             training, needs)
+        return (None if gx is None else gx.reshape(x.shape)), gw, gb
+
     # -- dropout (dropout.cu)
 
     def dropout_forward(self, x, p, seed, offset=0):

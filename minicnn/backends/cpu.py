@@ -39,6 +39,10 @@ from minicnn.kernels.cpu.loss import (  # noqa: F401
     softmax_forward,
 )
 from minicnn.kernels.cpu.norm import batch_norm_backward, batch_norm_forward  # noqa: F401
+from minicnn.kernels.cpu.norm_pool import (  # noqa: F401
+    batch_norm_relu_pool_backward,
+    batch_norm_relu_pool_forward,
+)
 from minicnn.kernels.cpu.optim import adam_step, sgd_step  # noqa: F401
 from minicnn.kernels.cpu.pool import avg_pool2d_backward, avg_pool2d_forward  # noqa: F401
 

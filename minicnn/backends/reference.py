@@ -14,6 +14,8 @@ from minicnn.kernels.reference import (  # noqa: F401  (the table)
     avg_pool2d_forward,
     batch_norm_backward,
     batch_norm_forward,
+    batch_norm_relu_pool_backward,
+    batch_norm_relu_pool_forward,
     bce_with_logits_backward,
     bce_with_logits_forward,
     conv2d_backward,

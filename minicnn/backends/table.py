@@ -104,6 +104,18 @@ class Backend(Protocol):
         """-> (gx, gw, gb). gy, x (N,C,L); gw, gb (C,); None where needs (input, weight,
         bias) says False; training=False: the statistics count as constants."""
 
+    def batch_norm_relu_pool_forward(self, x, weight, bias, running_mean, running_var,
+                                     training, momentum, eps):
+        """-> (y, idx, mean, invstd). x (N,C,H,W): batch_norm_forward, then ReLU, then the
+        2x2 stride-2 max-pool, as one call; y, idx (N,C,H//2,W//2) as max_pool2d_forward's
+        (idx the flat h*W + w of the window's first maximum); mean, invstd and the running
+        statistics as batch_norm_forward's."""
+
+    def batch_norm_relu_pool_backward(self, gy, x, y, idx, weight, mean, invstd, training,
+                                      needs=(True, True, True)):
+        """-> (gx, gw, gb). gy, y, idx (N,C,H//2,W//2) of the forward; batch norm's output
+        gradient is gy at idx where y > 0 and 0 elsewhere, then as batch_norm_backward."""
+
     def dropout_forward(self, x, p, seed, offset=0):
         """-> (y, mask). Any shape; mask uint8 (1 = kept) drawn on the device by
         Philox4x32-10 from (seed, offset), the same on every device; y = x * mask / (1 - p)."""

@@ -5,6 +5,7 @@ from .. import functional as F
 from .activation import ReLU
 from .conv import Conv2d
 from .module import Module
+from .norm import BatchNorm2d
 from .pool import MaxPool2d
 
 
@@ -56,12 +57,18 @@ class Sequential(Module):
         the whole map, several MB a layer), and with a MaxPool2d(2) after them as
         F.conv2d_relu_pool (the full-size map is then never written at all; the numbers
         agree with the three layers' to float32 rounding: the first layer's one-channel
-        kernel adds its nine taps in an order of its own). Not when a
+        kernel adds its nine taps in an order of its own); a BatchNorm2d, a ReLU and a
+        MaxPool2d(2) as F.batch_norm_relu_pool, likewise. Not when a
         subclass has its own forward, when a hook watches a layer (it must see its own
         layer's output), or for padding given as a word."""
         layers = list(self._modules.values())
         runs, i = [], 0
         while i < len(layers) - 1:
+            if _norm_fuses(layers[i], layers[i + 1]) and i + 2 < len(layers) \
+                    and _pool_fuses(layers[i + 2]):
+                runs.append((i, 3, "F.batch_norm_relu_pool"))
+                i += 3
+                continue
             if _fuses(layers[i], layers[i + 1]):
                 if i + 2 < len(layers) and _pool_fuses(layers[i + 2]):
                     runs.append((i, 3, "F.conv2d_relu_pool"))
@@ -85,8 +92,11 @@ class Sequential(Module):
             layer = layers[i]
             if i in runs:
                 k, op = runs[i]
-                fn = F.conv2d_relu_pool if k == 3 else F.conv2d_relu
-                x = fn(x, layer.weight, layer.bias, layer.stride, layer.padding)
+                if op == "F.batch_norm_relu_pool":
+                    x = layer.relu_pool(x)
+                else:
+                    fn = F.conv2d_relu_pool if k == 3 else F.conv2d_relu
+                    x = fn(x, layer.weight, layer.bias, layer.stride, layer.padding)
                 i += k
             else:
                 x = layer(x)
@@ -111,6 +121,13 @@ def _fuses(a, b):
     return (isinstance(a, Conv2d) and type(a).forward is Conv2d.forward
             and isinstance(b, ReLU) and type(b).forward is ReLU.forward
             and isinstance(a.padding, tuple) and not (a.has_hooks or b.has_hooks))
+
+
+def _norm_fuses(a, b):
+    return (isinstance(a, BatchNorm2d) and type(a).forward is BatchNorm2d.forward
+            and type(a).relu_pool is BatchNorm2d.relu_pool
+            and isinstance(b, ReLU) and type(b).forward is ReLU.forward
+            and not (a.has_hooks or b.has_hooks))
 
 
 def _pool_fuses(p):

@@ -52,6 +52,12 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, x):
+        use_batch, momentum = self._step(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=use_batch, momentum=momentum, eps=self.eps)
+
+    def _step(self, x):
+        """Check x; count the batch; -> (normalise by the batch's statistics?, momentum)."""
         name = type(self).__name__
         if x.ndim not in self._ranks or x.shape[1] != self.num_features:
             raise ValueError(f"{name}: expected input {self._shape_text.format(self.num_features)}"
@@ -62,9 +68,7 @@ class _BatchNorm(Module):
             if self.momentum is None:  # a plain average of every batch seen so far
                 momentum = 1.0 / float(self.num_batches_tracked)
         # without running statistics the batch's are used in eval mode too (PyTorch)
-        use_batch = self.training or self.running_mean is None
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=use_batch, momentum=momentum, eps=self.eps)
+        return self.training or self.running_mean is None, momentum
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -79,3 +83,12 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """Batch norm of (N, C, H, W) feature maps, per channel C."""
     _ranks, _shape_text = (4,), "(N, {0}, H, W)"
+
+    def relu_pool(self, x):
+        """max_pool2d(relu(self(x)), 2) as one op, F.batch_norm_relu_pool (nn.Sequential
+        calls it for this layer, a ReLU and a MaxPool2d(2)): the same statistics, running
+        updates and numbers as the three layers in turn."""
+        use_batch, momentum = self._step(x)
+        return F.batch_norm_relu_pool(x, self.running_mean, self.running_var, self.weight,
+                                      self.bias, training=use_batch, momentum=momentum,
+                                      eps=self.eps)
