@@ -121,14 +121,14 @@ def bn_grad_input(gy, x, mean, invstd, w, gw, gb, training, gx):
             out[l] = A * g[l] + B * row[l] + D
 
 
-def _or_fill(a, c, value, dtype):
-    return np.full(c, value, dtype=dtype) if a is None else np.ascontiguousarray(a)
+def or_fill(a, c, value, dtype):
+    """a as a contiguous (C,) array of dtype, or c copies of value where a is None."""
+    return np.full(c, value, dtype=dtype) if a is None else np.ascontiguousarray(a, dtype=dtype)
 
 
-def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
-    """x (N,C,L) -> (y (N,C,L), mean (C,), invstd (C,)); running stats updated in place
-    when training (see minicnn/backends/table.py)."""
-    x = np.ascontiguousarray(x)
+def batch_statistics(x, running_mean, running_var, training, momentum, eps):
+    """(mean (C,), invstd (C,)) in x's dtype that normalise x (N,C,L): the batch's when
+    training (the running ones, when given, updated in place), else the running ones."""
     N, C, L = x.shape
     if training:
         mean, var = np.empty(C), np.empty(C)
@@ -138,10 +138,17 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training, mom
             bn_update_running(running_mean, running_var, mean, var, float(momentum), M / (M - 1))
     else:
         mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
-    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    mean = mean.astype(x.dtype)
+    return mean.astype(x.dtype), (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """x (N,C,L) -> (y (N,C,L), mean (C,), invstd (C,)); running stats updated in place
+    when training (see minicnn/backends/table.py)."""
+    x = np.ascontiguousarray(x)
+    C = x.shape[1]
+    mean, invstd = batch_statistics(x, running_mean, running_var, training, momentum, eps)
     y = np.empty_like(x)
-    bn_apply(x, mean, invstd, _or_fill(weight, C, 1, x.dtype), _or_fill(bias, C, 0, x.dtype), y)
+    bn_apply(x, mean, invstd, or_fill(weight, C, 1, x.dtype), or_fill(bias, C, 0, x.dtype), y)
     return y, mean, invstd
 
 
@@ -154,7 +161,7 @@ def batch_norm_backward(gy, x, weight, mean, invstd, training, needs=(True, True
     gx = None
     if needs[0]:
         gx = np.empty_like(x)
-        bn_grad_input(gy, x, mean, invstd, _or_fill(weight, C, 1, x.dtype), gw, gb,
+        bn_grad_input(gy, x, mean, invstd, or_fill(weight, C, 1, x.dtype), gw, gb,
                       bool(training), gx)
     return (gx, gw.astype(x.dtype) if needs[1] else None,
             gb.astype(x.dtype) if needs[2] else None)

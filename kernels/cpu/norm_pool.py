@@ -31,7 +31,7 @@ and writes gx once: memory-bound, the full-size v, its ReLU and g never exist.
 import numpy as np
 from numba import njit, prange
 
-from .norm import bn_stats, bn_update_running
+from .norm import batch_statistics, or_fill
 from .pool import _first_max
 
 
@@ -118,10 +118,6 @@ def _check_x(x):
     return x.shape
 
 
-def _or_fill(a, c, value, dtype):
-    return np.full(c, value, dtype=dtype) if a is None else np.ascontiguousarray(a, dtype=dtype)
-
-
 def batch_norm_relu_pool_forward(x, weight, bias, running_mean, running_var, training,
                                  momentum, eps):
     """x (N,C,H,W) -> (yp (N,C,H//2,W//2), idx (N,C,H//2,W//2) int32 (int64 for planes of
@@ -130,20 +126,11 @@ def batch_norm_relu_pool_forward(x, weight, bias, running_mean, running_var, tra
     x = np.ascontiguousarray(x)
     N, C, H, W = _check_x(x)
     L = H * W
-    flat = x.reshape(N, C, L)
-    if training:
-        mean, var = np.empty(C), np.empty(C)
-        bn_stats(flat, mean, var)
-        if running_mean is not None:
-            M = N * L
-            bn_update_running(running_mean, running_var, mean, var, float(momentum), M / (M - 1))
-    else:
-        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
-    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    mean = mean.astype(x.dtype)
+    mean, invstd = batch_statistics(x.reshape(N, C, L), running_mean, running_var, training,
+                                    momentum, eps)
     # the same per-channel constants, in x's dtype, as norm.bn_apply
-    scale = invstd * _or_fill(weight, C, 1, x.dtype)
-    shift = _or_fill(bias, C, 0, x.dtype) - mean * scale
+    scale = invstd * or_fill(weight, C, 1, x.dtype)
+    shift = or_fill(bias, C, 0, x.dtype) - mean * scale
     Hq, Wq = H // 2, W // 2
     yp = np.empty((N, C, Hq, Wq), dtype=x.dtype)
     idx = np.empty((N, C, Hq, Wq), dtype=np.int32 if L < 2**31 else np.int64)
@@ -176,7 +163,7 @@ def batch_norm_relu_pool_backward(gy, x, y, idx, weight, mean, invstd, training,
         gx = np.empty_like(x)
         bn_relu_pool_grad_input(gy.reshape(N * C, S), y.reshape(N * C, S),
                                 idx.reshape(N * C, S), x.reshape(N * C, L), mean, invstd,
-                                _or_fill(weight, C, 1, x.dtype), gw, gb, bool(training),
+                                or_fill(weight, C, 1, x.dtype), gw, gb, bool(training),
                                 gx.reshape(N * C, L))
     return (gx, gw.astype(x.dtype) if needs[1] else None,
             gb.astype(x.dtype) if needs[2] else None)
