@@ -66,3 +66,40 @@ def test_a_map_too_small_to_pool_is_refused_by_name():
     x = minicnn.tensor(np.ones((2, 1, 1, 3), np.float32))
     with pytest.raises(ValueError, match="max_pool2d: window 2x2 is larger"):
         F.batch_norm_relu_pool(x, None, None, training=True)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_a_graph_of_both_fused_stages_matches_pytorch(backend, training):
+    """conv -> [batch norm, ReLU, pool] -> [conv, ReLU, pool] -> linear -> cross-entropy, both
+    fused runs inside one graph, against the same network in PyTorch (interop.to_torch): the
+    loss, the input's and every parameter's gradient, and the running statistics."""
+    torch = pytest.importorskip("torch", reason="compared with PyTorch")
+    from minicnn.interop import to_torch
+    minicnn.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, bias=False), *_layers(4),
+                        nn.Conv2d(4, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(3 * 2 * 2, 3))
+    assert [op for _, _, op in net.fusions()] == ["F.batch_norm_relu_pool", "F.conv2d_relu_pool"]
+    net[1].running_mean[...] = 0.1
+    net[1].running_var[...] = 2.0
+    net.train(training)
+    theirs = to_torch(net).train(training)
+    net.to(backend)
+    value = np.random.default_rng(7).standard_normal((5, 2, 9, 9)).astype(np.float32)
+    target = np.array([0, 2, 1, 1, 0])
+    x = minicnn.tensor(value, device=backend, requires_grad=True)
+    loss = F.cross_entropy(net(x), minicnn.tensor(target, device=backend))
+    loss.backward()
+    tx = torch.from_numpy(value).requires_grad_()
+    tloss = torch.nn.functional.cross_entropy(theirs(tx), torch.from_numpy(target))
+    tloss.backward()
+    np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-5)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-6)
+    grads = {name: p.grad.numpy() for name, p in net.named_parameters()}
+    for name, p in theirs.named_parameters():
+        assert grads[name].shape == tuple(p.shape), name
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+    for name in ("running_mean", "running_var"):
+        np.testing.assert_allclose(np.asarray(minicnn.tensor(getattr(net[1], name)).numpy()),
+                                   getattr(theirs[1], name).numpy(), rtol=1e-5, err_msg=name)

@@ -95,3 +95,15 @@ def test_flip_scores_the_mean_of_an_image_and_its_mirror():
     np.testing.assert_allclose(both, (plain + mirror) / 2, rtol=1e-6)
     np.testing.assert_allclose(np.exp(logp), both, rtol=1e-6)
     assert not np.allclose(plain, mirror), "a test image that is its own mirror proves nothing"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--average-last", "-1"], ["--average-last", "-1"]),
+    (["--epochs", "2", "--average-last", "3"], ["--average-last", "at most --epochs, 2"]),
+])
+def test_the_command_line_refuses_a_bad_new_flag_in_one_line(tmp_path, argv, words):
+    from cli_run import TINY_CLI, run_cli
+    code, _, err = run_cli("train", "--out", tmp_path / "run", *TINY_CLI, *argv)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err, (w, err)
