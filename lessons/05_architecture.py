@@ -4,8 +4,10 @@
 # **What this lesson teaches**
 # - how a CNN is put together from the layers of lessons 01–03: `minicnn.nn`'s
 #   `Conv2d`, `ReLU`, `MaxPool2d`, `Flatten`, `Linear`, in a `Sequential`;
-# - the two networks of `minicnn.nn.models`: `ChestXrayCNN` (the project's pneumonia
-#   classifier, 28 × 28 grey images) and `AlexNet` (227 × 227 colour images, 2012);
+# - the networks of `minicnn.nn.models`: `ChestXrayCNN` (the project's pneumonia
+#   classifier, 28 × 28 grey images; `ChestXrayBN`, the default of `minicnn train`, is
+#   the same with a batch norm after each convolution, end of this lesson) and `AlexNet`
+#   (227 × 227 colour images, 2012);
 # - the shape of the data after every layer, from the formula
 #   `Ho = (H + 2p − k) // s + 1`, checked by running the network;
 # - where the parameters are (mostly the fully connected layers) and where the work
@@ -150,26 +152,31 @@ fig.tight_layout()
 save(fig, OUT, "params_and_flops.png")
 
 # %% [markdown]
-# ## One thing `Sequential` does for speed: Conv2d + ReLU as one op
+# ## One thing `Sequential` does for speed: Conv2d + ReLU (+ MaxPool2d) as one op
 #
 # A ReLU after a convolution reads the whole feature map and writes it again, for
-# nothing but `max(y, 0)`. When a `Sequential` meets a `Conv2d` followed by a `ReLU`,
-# it runs the two as one op, `F.conv2d_relu`: the convolution's kernel applies the
-# ReLU as it writes `y`, and in backward zeroes the gradient where `y` is 0 as it
-# reads it. The numbers are the same as running the layers one by one:
+# nothing but `max(y, 0)`; a 2x2 max-pool after it reads the map once more. When a
+# `Sequential` meets a `Conv2d` followed by a `ReLU` it runs the two as one op,
+# `F.conv2d_relu`, and with a `MaxPool2d(2)` after them the three, `F.conv2d_relu_pool`:
+# the convolution's kernel applies the ReLU and keeps each 2x2 window's maximum as it
+# writes its output, so the full-size map is never written; backward sends each
+# gradient to the position the window picked as it reads it. `fusions()` lists what
+# runs fused, and `print(chest.features)` marks it. The numbers agree with running
+# the layers one by one:
 
 # %%
 from minicnn import functional as F
 
+print(chest.features.fusions())
 x = minicnn.randn(8, 1, 28, 28)
-fused_calls, conv2d_relu = [], F.conv2d_relu
-F.conv2d_relu = lambda x, w, *rest, **kw: fused_calls.append(tuple(w.shape)) or \
-    conv2d_relu(x, w, *rest, **kw)                       # count the fused calls, then do them
+fused_calls, conv2d_relu_pool = [], F.conv2d_relu_pool
+F.conv2d_relu_pool = lambda x, w, *rest, **kw: fused_calls.append(tuple(w.shape)) or \
+    conv2d_relu_pool(x, w, *rest, **kw)                  # count the fused calls, then do them
 try:
     fused = chest.features(x).numpy()
 finally:
-    F.conv2d_relu = conv2d_relu
-print(f"Sequential ran F.conv2d_relu {len(fused_calls)} times, weights {fused_calls}")
+    F.conv2d_relu_pool = conv2d_relu_pool
+print(f"Sequential ran F.conv2d_relu_pool {len(fused_calls)} times, weights {fused_calls}")
 y = x
 for layer in chest.features:                     # the same layers, one call each
     y = layer(y)
@@ -282,3 +289,18 @@ with minicnn.no_grad():
 print(f"eval mode: image 0 alone vs in a batch of 8 differs by {np.abs(alone - in_batch).max():.1e}")
 print(f"train mode: image 0 in a batch of 2 vs of 8 differs by "
       f"{np.abs(train_alone - train_batch).max():.2f} (the batch's own statistics)")
+
+# %% [markdown]
+# ## The default network: ChestXrayBN
+#
+# `minicnn train` trains `ChestXrayBN`: ChestXrayCNN with a `BatchNorm2d` after each
+# convolution (whose bias it drops: the batch norm subtracts each channel's mean and
+# adds its own shift). There the batch norm, the ReLU and the max-pool run as one op,
+# `F.batch_norm_relu_pool`:
+
+# %%
+from minicnn.nn.models import ChestXrayBN
+
+bn_net = ChestXrayBN(in_channels=1, num_classes=2, image_size=28)
+print(bn_net.features)
+print(f"{bn_net.num_parameters():,d} parameters (ChestXrayCNN: {chest.num_parameters():,d})")

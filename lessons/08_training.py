@@ -50,11 +50,14 @@ epochs = args.epochs or (2 if args.quick else 6)
 # `ChestXrayCNN` (lesson 05): three conv–ReLU–maxpool stages and two linear layers.
 # `minicnn.xray.train.Run` builds all of it from one set of settings — the data, the
 # model, Adam with a cosine schedule, a class-weighted loss, the loader — exactly
-# as `minicnn train` does; this lesson then drives it by hand.
+# as `minicnn train` does; this lesson then drives it by hand. (`minicnn train` itself
+# defaults to `chestxray_bn`, the same network with batch norm, and keeps the average of
+# the last epochs' weights: `Run.fit`, which this lesson's loop stands in for.)
 
 # %%
 sizes = {"train": 96, "val": 48, "test": 48} if args.quick else None
-run = Run(resolve_config(data=args.data, image_size=28, epochs=epochs, batch_size=32,
+run = Run(resolve_config(data=args.data, model="chestxray", image_size=28, epochs=epochs,
+                         batch_size=32,
                          optimizer="adam", lr=2e-3, schedule="cosine", balance="weights",
                          synthetic_sizes=sizes, device=args.device, out=f"{OUT}/run"),
           progress=False)
