@@ -145,6 +145,13 @@ def test_predict_evaluate_and_checkpoint_checks(tmp_path):
         r = json.loads(line)
         above = {f for f, t in zip(ck.classes, ck.thresholds) if r["probabilities"][f] >= t}
         assert {f["finding"] for f in r["findings"]} == above
+    # with --gradcam: one figure per image, of the finding printed most probable
+    code, stdout, _ = run_cli("predict", "--checkpoint", out / "best.npz", "--gradcam",
+                              tmp_path / "cams", *files)
+    assert code == 0
+    for f in files:
+        assert (tmp_path / "cams" / f"{f.stem}_gradcam.png").exists()
+        assert f"Grad-CAM: {tmp_path / 'cams' / (f.stem + '_gradcam.png')}" in stdout
     # the thresholds are checked on load like every other field
     arrays = dict(np.load(out / "best.npz"))
     for bad in (np.array([0.5, 1.5, 0.2]), np.array([0.5, 0.5]), np.array([0.5, np.nan, 0.1])):

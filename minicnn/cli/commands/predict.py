@@ -73,7 +73,7 @@ def run(args):
     pos = ck.positive_class
     name = ck.classes[pos]
     images, paths, failures = _read_all(args.images, ck, args.frames)
-    results, scored = [], []
+    results, scored, probs = [], [], None
     if images:
         batch = np.stack(images)
         probs, _ = predict(model, normalise(batch, ck.norm_mean, ck.norm_std), device=args.device,
@@ -89,6 +89,7 @@ def run(args):
             results.append({"image": path, f"p_{name.lower()}": float(p[pos]),
                             "prediction": label, "threshold": ck.threshold})
             scored.append(k)
+        probs = probs[scored]
     if not args.json and results:
         width = max(len(r["image"]) for r in results)
         print(f"{'image':<{width}}  P({name})  prediction (threshold {ck.threshold:.3f}, "
@@ -99,12 +100,13 @@ def run(args):
     elif results:
         for r in results:
             print(json.dumps(r))
-    return _finish(args, ck, model, _gradcam, images, paths, scored, results, failures)
+    return _finish(args, ck, model, _gradcam, images, paths, scored, probs,
+                   results, failures)
 
 
 def _run_multilabel(args, ck, model):
     images, paths, failures = _read_all(args.images, ck, args.frames)
-    results, scored = [], []
+    results, scored, probs = [], [], None
     if images:
         probs, _ = predict_multilabel(model, np.stack(images), ck.norm_mean, ck.norm_std,
                                       device=args.device, tta=ck.tta)
@@ -118,6 +120,7 @@ def _run_multilabel(args, ck, model):
                 {"finding": f, "probability": q, "threshold": t} for f, q, t in found],
                 "probabilities": dict(zip(ck.classes, map(float, p)))})
             scored.append(k)
+        probs = probs[scored]
     for r in results:
         if args.json:
             print(json.dumps(r))
@@ -125,18 +128,19 @@ def _run_multilabel(args, ck, model):
         listed = ", ".join(f"{f['finding']} {f['probability']:.3f} (threshold "
                            f"{f['threshold']:.3f})" for f in r["findings"])
         print(f"{r['image']}: {listed or 'no finding above its threshold'}")
-    return _finish(args, ck, model, _gradcam_multilabel, images, paths, scored, results,
-                   failures)
+    return _finish(args, ck, model, _gradcam_multilabel, images, paths, scored,
+                   probs, results, failures)
 
 
-def _finish(args, ck, model, gradcam, images, paths, scored, results, failures):
+def _finish(args, ck, model, gradcam, images, paths, scored, probs, results, failures):
     """What both kinds of prediction end with: the heat maps of the scored images (their
-    folder locked while written), the disclaimer, and one error naming every file not used."""
+    folder locked while written), the disclaimer, and one error naming every file not used.
+    probs: the scored images' probabilities, as printed (the figures say the same)."""
     if args.gradcam and scored:
         try:
             with RunLock(args.gradcam, "--gradcam"):
                 failures += gradcam(args, ck, model, np.stack([images[k] for k in scored]),
-                                    [paths[k] for k in scored])
+                                    [paths[k] for k in scored], probs)
         except UserError as err:  # the scores above stand; say why the heat maps do not
             failures.append(str(err))
     if results and not args.json:
@@ -148,22 +152,24 @@ def _finish(args, ck, model, gradcam, images, paths, scored, results, failures):
     return 0
 
 
-def _gradcam_multilabel(args, ck, model, batch, paths):
+def _gradcam_multilabel(args, ck, model, batch, paths, probs):
     """One figure per image: Grad-CAM of its most probable finding."""
-    x = normalise(batch, ck.norm_mean, ck.norm_std)
-    probs, _ = predict_multilabel(model, batch, ck.norm_mean, ck.norm_std, device=args.device,
-                                    tta=ck.tta)
     top = probs.argmax(axis=1)
-    cams, _ = grad_cam(model, x, top, device=args.device, multilabel=True)
+    cams, _ = grad_cam(model, normalise(batch, ck.norm_mean, ck.norm_std), top,
+                       device=args.device, multilabel=True)
+    return _write_figures(args, paths, lambda k, target: viz.finding_gradcam_grid(
+        batch[k:k + 1], cams[k:k + 1], [ck.classes[top[k]]], [probs[k, top[k]]], target,
+        title=f"{os.path.basename(paths[k])}: Grad-CAM for {ck.classes[top[k]]}"))
+
+
+def _write_figures(args, paths, draw):
+    """draw(k, target) for each image k into --gradcam as <stem>_gradcam.png; -> one line
+    per figure that could not be written (the others still are)."""
     failures = []
     for k, path in enumerate(paths):
-        stem = _stem(path)
-        target = os.path.join(args.gradcam, f"{stem}_gradcam.png")
+        target = os.path.join(args.gradcam, f"{_stem(path)}_gradcam.png")
         try:
-            viz.finding_gradcam_grid(batch[k:k + 1], cams[k:k + 1], [ck.classes[top[k]]],
-                                     [probs[k, top[k]]], target,
-                                     title=f"{os.path.basename(path)}: Grad-CAM for "
-                                     f"{ck.classes[top[k]]}")
+            draw(k, target)
         except OSError as err:
             failures.append(f"{target}: could not write the Grad-CAM figure "
                             f"({err.strerror or err})")
@@ -180,25 +186,17 @@ def _stem(name):
     return os.path.splitext(os.path.basename(name))[0]
 
 
-def _gradcam(args, ck, model, batch, paths):
-    cams, probs = grad_cam(model, normalise(batch, ck.norm_mean, ck.norm_std), ck.positive_class,
-                           device=args.device)
-    failures = []
-    for k, path in enumerate(paths):
-        stem = _stem(path)
-        target = os.path.join(args.gradcam, f"{stem}_gradcam.png")
+def _gradcam(args, ck, model, batch, paths, probs):
+    """One figure per image: Grad-CAM of the positive class, titled with the prediction."""
+    cams, _ = grad_cam(model, normalise(batch, ck.norm_mean, ck.norm_std), ck.positive_class,
+                       device=args.device)
+
+    def label(k):
         if len(ck.classes) == 2:
             positive = probs[k, ck.positive_class] >= ck.threshold
-            label = ck.positive_class if positive else 1 - ck.positive_class
-        else:
-            label = int(probs[k].argmax())
-        try:
-            viz.gradcam_grid(batch[k:k + 1], cams[k:k + 1], [label],
-                             probs[k:k + 1, ck.positive_class], ck.classes, ck.positive_class,
-                             target, title=f"{os.path.basename(path)}: predicted {ck.classes[label]}")
-        except OSError as err:
-            failures.append(f"{target}: could not write the Grad-CAM figure "
-                            f"({err.strerror or err})")
-            continue
-        print(f"Grad-CAM: {target}")
-    return failures
+            return ck.positive_class if positive else 1 - ck.positive_class
+        return int(probs[k].argmax())
+    return _write_figures(args, paths, lambda k, target: viz.gradcam_grid(
+        batch[k:k + 1], cams[k:k + 1], [label(k)], probs[k:k + 1, ck.positive_class],
+        ck.classes, ck.positive_class, target,
+        title=f"{os.path.basename(paths[k])}: predicted {ck.classes[label(k)]}"))
