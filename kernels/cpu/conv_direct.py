@@ -310,6 +310,23 @@ def _pool_forward_share(s, S, G, xp, w, b, yp, idx):
 
 # ----------------------------------------------------------------------------- weight gradient
 
+@njit(inline="always")
+def _add_sums(p, c, s00, s01, s02, s10, s11, s12, s20, s21, s22, sb):
+    """p[3*p + q] += s_pq, the nine taps' sums of one channel (and p[9] += sb, the bias's,
+    once: with channel 0): the float64 totals of a block's vector-lane sums."""
+    p[0] += s00
+    p[1] += s01
+    p[2] += s02
+    p[3] += s10
+    p[4] += s11
+    p[5] += s12
+    p[6] += s20
+    p[7] += s21
+    p[8] += s22
+    if c == 0:
+        p[9] += sb
+
+
 @njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
 def _sums(g, x, L, Wp, c, part):
     """part[c, 3*p + q] += sum_t g[t] * x[t + p*Wp + q] for t < L (and part[c, 9] += sum g
@@ -329,18 +346,7 @@ def _sums(g, x, L, Wp, c, part):
         s21 += gt * r2[t + 1]
         s22 += gt * r2[t + 2]
         sb += gt
-    p = part[c]
-    p[0] += s00
-    p[1] += s01
-    p[2] += s02
-    p[3] += s10
-    p[4] += s11
-    p[5] += s12
-    p[6] += s20
-    p[7] += s21
-    p[8] += s22
-    if c == 0:
-        p[9] += sb
+    _add_sums(part[c], c, s00, s01, s02, s10, s11, s12, s20, s21, s22, sb)
 
 
 @njit(inline="always")
@@ -444,18 +450,8 @@ def _window_sums(gm, kc, q, u0, L, Wq, Wo, part):
             s21 += w00 * eo10[u] + w01 * ee11[u] + w10 * oo10[u] + w11 * oe11[u]
             s22 += w00 * ee11[u] + w01 * eo11[u] + w10 * oe11[u] + w11 * oo11[u]
             sb += g
-        p = part[c]
-        p[0] += s00
-        p[1] += s01
-        p[2] += s02
-        p[3] += s10
-        p[4] += s11
-        p[5] += s12
-        p[6] += s20
-        p[7] += s21
-        p[8] += s22
+        _add_sums(part[c], c, s00, s01, s02, s10, s11, s12, s20, s21, s22, sb)
         if c == 0:
-            p[9] += sb
             wrong = int(bad)
     return wrong
 
