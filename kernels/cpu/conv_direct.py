@@ -59,6 +59,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from .pool import first_max
 from .workers import run_shares
 
 # numbers per flat run: 8 KiB of float32, with its input rows well inside a
@@ -181,13 +182,6 @@ def _split_phases(xp, n, Wq, q):
 
 
 @njit(inline="always")
-def _first_max(v, a, best, arg):
-    """pool.py's rule: v wins if strictly larger (the first maximum stays) or NaN."""
-    take = (v > best) | (v != v)
-    return (v if take else best), (a if take else arg)
-
-
-@njit(inline="always")
 def _four(V, K, u):
     """The four taps' sums of window u (no bias): V the 16 runs (see _window_runs), K the
     nine weights of one channel."""
@@ -213,9 +207,9 @@ def _four(V, K, u):
 def _window_max(s00, s01, s10, s11, Wo):
     """(first max, its tap 0, 1, Wo or Wo + 1) of a window's taps in row-major order."""
     best, arg = s00, np.int32(0)
-    best, arg = _first_max(s01, np.int32(1), best, arg)
-    best, arg = _first_max(s10, np.int32(Wo), best, arg)
-    return _first_max(s11, np.int32(Wo + 1), best, arg)
+    best, arg = first_max(s01, np.int32(1), best, arg)
+    best, arg = first_max(s10, np.int32(Wo), best, arg)
+    return first_max(s11, np.int32(Wo + 1), best, arg)
 
 
 @njit(cache=True, fastmath={"contract"})

@@ -19,12 +19,7 @@ conv_taps.py run the shares); each window is read once, each GY entry written on
 """
 from numba import njit
 
-
-@njit(inline="always")
-def _first_max(v, a, best, arg):
-    """(best, arg) after value v at index a: v wins if larger, or NaN (PyTorch's rule)."""
-    take = (v > best) | (v != v)
-    return (v if take else best), (a if take else arg)
+from .pool import first_max  # the first-maximum rule of every max-pool here
 
 
 @njit(cache=True)
@@ -45,9 +40,9 @@ def rows_to_pooled(Y, n0, Ho, L, Wo, b, yp, idx):
                 a = 2 * i * Wo                      # index of the window row's first pixel
                 for j in range(Wq):
                     best, arg = top[2 * j] + bf, a + 2 * j
-                    best, arg = _first_max(top[2 * j + 1] + bf, a + 2 * j + 1, best, arg)
-                    best, arg = _first_max(bottom[2 * j] + bf, a + Wo + 2 * j, best, arg)
-                    best, arg = _first_max(bottom[2 * j + 1] + bf, a + Wo + 2 * j + 1, best, arg)
+                    best, arg = first_max(top[2 * j + 1] + bf, a + 2 * j + 1, best, arg)
+                    best, arg = first_max(bottom[2 * j] + bf, a + Wo + 2 * j, best, arg)
+                    best, arg = first_max(bottom[2 * j + 1] + bf, a + Wo + 2 * j + 1, best, arg)
                     out[j] = 0 if best < 0 else best
                     arg_out[j] = arg
 

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 
 from .norm import batch_statistics, or_fill
-from .pool import _first_max
+from .pool import first_max
 
 
 @njit(cache=True, parallel=True)
@@ -51,9 +51,9 @@ def bn_relu_pool_fwd(x, scale, shift, H, W, Hq, Wq, yp, idx):
             out, arg_out = yp[t, i * Wq: (i + 1) * Wq], idx[t, i * Wq: (i + 1) * Wq]
             for j in range(Wq):                      # taps in row-major order
                 best, arg = top[2 * j] * s + d, a + 2 * j
-                best, arg = _first_max(top[2 * j + 1] * s + d, a + 2 * j + 1, best, arg)
-                best, arg = _first_max(bottom[2 * j] * s + d, a + W + 2 * j, best, arg)
-                best, arg = _first_max(bottom[2 * j + 1] * s + d, a + W + 2 * j + 1, best, arg)
+                best, arg = first_max(top[2 * j + 1] * s + d, a + 2 * j + 1, best, arg)
+                best, arg = first_max(bottom[2 * j] * s + d, a + W + 2 * j, best, arg)
+                best, arg = first_max(bottom[2 * j + 1] * s + d, a + W + 2 * j + 1, best, arg)
                 out[j] = 0 if best < 0 else best     # keeps NaN, as the ReLU
                 arg_out[j] = arg
 

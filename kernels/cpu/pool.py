@@ -44,13 +44,13 @@ def max_pool_fwd(x, H, W, KH, KW, sh, sw, ph, pw, Ho, Wo, y, idx):
                 arg = hs * W + ws
                 for h in range(hs, he):
                     for w in range(ws, we):
-                        best, arg = _first_max(plane[h * W + w], h * W + w, best, arg)
+                        best, arg = first_max(plane[h * W + w], h * W + w, best, arg)
                 out[i * Wo + j] = best
                 arg_out[i * Wo + j] = arg
 
 
 @njit(inline="always")
-def _first_max(v, a, best, arg):
+def first_max(v, a, best, arg):
     """(best, arg) after looking at value v at index a: v wins if strictly larger
     (so the first maximum stays) or NaN, as in PyTorch."""
     take = (v > best) | (v != v)
@@ -72,9 +72,9 @@ def max_pool_fwd_2x2(x, H, W, Ho, Wo, y, idx):
             out, arg_out = y[t, i * Wo: (i + 1) * Wo], idx[t, i * Wo: (i + 1) * Wo]
             for j in range(Wo):                      # taps in row-major order
                 best, arg = top[2 * j], a + 2 * j
-                best, arg = _first_max(top[2 * j + 1], a + 2 * j + 1, best, arg)
-                best, arg = _first_max(bottom[2 * j], a + W + 2 * j, best, arg)
-                best, arg = _first_max(bottom[2 * j + 1], a + W + 2 * j + 1, best, arg)
+                best, arg = first_max(top[2 * j + 1], a + 2 * j + 1, best, arg)
+                best, arg = first_max(bottom[2 * j], a + W + 2 * j, best, arg)
+                best, arg = first_max(bottom[2 * j + 1], a + W + 2 * j + 1, best, arg)
                 out[j] = best
                 arg_out[j] = arg
 
