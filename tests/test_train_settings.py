@@ -107,3 +107,19 @@ def test_the_command_line_refuses_a_bad_new_flag_in_one_line(tmp_path, argv, wor
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     for w in words:
         assert w in err, (w, err)
+
+
+def test_a_resume_with_more_epochs_averages_the_new_last_epochs(tmp_path):
+    """--resume may raise --epochs: the window of averaged epochs moves with it, and the
+    kept network is the mean of the new last epochs, not of old and new mixed."""
+    kept, hook = _snapshots()
+    fit(out=str(tmp_path), epochs=3, average_last=2, **TINY)
+    result = fit(out=str(tmp_path), epochs=5, average_last=2, resume=True, on_batch_end=hook,
+                 **TINY)
+    assert result.metrics["averaged_epochs"] == [4, 5]
+    ck = load_checkpoint(tmp_path / "best.npz")
+    for name, value in ck.weights.items():
+        if "running" in name or "num_batches" in name:
+            continue
+        want = ((kept[4][name].astype(np.float64) + kept[5][name]) / 2).astype(value.dtype)
+        np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7, err_msg=name)

@@ -319,6 +319,7 @@ class Run:
         self.last_path = os.path.join(self.out, "last.npz")
         self.best_path = os.path.join(self.out, "best.npz")
         self.average_path = os.path.join(self.out, "average.npz")
+        self._average = None                        # the running sum (see _add_to_average)
         channels = 3 if cfg["model"] == "alexnet" else 1
         self.splits = open_splits(cfg["data"], cfg["image_size"], channels, seed=cfg["seed"],
                                   synthetic_sizes=cfg["synthetic_sizes"], progress=progress,
@@ -530,26 +531,38 @@ class Run:
                 self.log(_epoch_line(record, improved, self.out))
                 if stop.requested and epoch + 1 < cfg["epochs"]:
                     raise TrainingInterrupted(self.last_path, epoch + 1, 0, stop.signum)
-        if cfg["average_last"] and self.best.get("averaged") is None:
+        trained = self.start_epoch < cfg["epochs"]  # (a resume of a finished run trains none)
+        if cfg["average_last"] and (trained or self.best.get("averaged") is None):
             self._keep_average()
         return self.finish()
 
     # the average of the last epochs' weights ---------------------------------------------------
+    def _window(self):
+        """(first, last) epoch whose weights the kept network averages."""
+        return self.cfg["epochs"] - self.cfg["average_last"] + 1, self.cfg["epochs"]
+
     def _add_to_average(self, epoch):
-        """Add the weights after `epoch` to the running sum in average.npz (written
-        atomically, so an interrupted run resumes with the epochs it had added)."""
-        total = self._average_sum()
+        """Add the weights after `epoch` to the running sum, kept in memory and written to
+        average.npz (atomically, so an interrupted run resumes with the epochs it had
+        added). A sum that does not end at the epoch before, or starts before the window
+        (a resume with more --epochs moves the window), is started afresh."""
+        if self._average is None:                   # first use in this process: a resume's
+            self._average = self._read_average()
+        total = self._average
         if total.get("last_epoch", 0) >= epoch:      # already added before a resume
             return
+        if total and (total["last_epoch"] != epoch - 1 or total["first_epoch"] < self._window()[0]):
+            total = {}
         state = self.model.state_dict()
         summed = {k: (total[k] if k in total else 0) + v.astype(np.float64)
                   for k, v in state.items() if np.issubdtype(v.dtype, np.floating)}
-        summed["count"] = np.array(total.get("count", 0) + 1)
-        summed["first_epoch"] = np.array(total.get("first_epoch", epoch))
-        summed["last_epoch"] = np.array(epoch)
-        write_npz_atomic(self.average_path, summed)
+        summed["count"] = total.get("count", 0) + 1
+        summed["first_epoch"] = total.get("first_epoch", epoch)
+        summed["last_epoch"] = epoch
+        write_npz_atomic(self.average_path, {k: np.asarray(v) for k, v in summed.items()})
+        self._average = summed
 
-    def _average_sum(self):
+    def _read_average(self):
         if not os.path.exists(self.average_path):
             return {}
         with np.load(self.average_path, allow_pickle=False) as f:
@@ -560,7 +573,7 @@ class Run:
         with batch norm's running statistics measured again on the training images (the
         averaged weights make features whose mean and variance no epoch's statistics
         describe); its threshold chosen on validation like any epoch's."""
-        total = self._average_sum()
+        total = self._average if self._average is not None else self._read_average()
         n, first, last = int(total["count"]), int(total["first_epoch"]), int(total["last_epoch"])
         state = self.model.state_dict()
         for k, v in state.items():
