@@ -64,20 +64,18 @@ class Sequential(Module):
         layers = list(self._modules.values())
         runs, i = [], 0
         while i < len(layers) - 1:
-            if _norm_fuses(layers[i], layers[i + 1]) and i + 2 < len(layers) \
-                    and _pool_fuses(layers[i + 2]):
-                runs.append((i, 3, "F.batch_norm_relu_pool"))
-                i += 3
+            a, b = layers[i], layers[i + 1]
+            pooled = i + 2 < len(layers) and _pool_fuses(layers[i + 2])
+            run = None                              # (layers in the run, its op)
+            if _norm_fuses(a, b) and pooled:
+                run = (3, "F.batch_norm_relu_pool")
+            elif _fuses(a, b):
+                run = (3, "F.conv2d_relu_pool") if pooled else (2, "F.conv2d_relu")
+            if run is None:
+                i += 1
                 continue
-            if _fuses(layers[i], layers[i + 1]):
-                if i + 2 < len(layers) and _pool_fuses(layers[i + 2]):
-                    runs.append((i, 3, "F.conv2d_relu_pool"))
-                    i += 3
-                    continue
-                runs.append((i, 2, "F.conv2d_relu"))
-                i += 2
-                continue
-            i += 1
+            runs.append((i,) + run)
+            i += run[0]
         return runs
 
     def fused(self):
@@ -92,11 +90,7 @@ class Sequential(Module):
             layer = layers[i]
             if i in runs:
                 k, op = runs[i]
-                if op == "F.batch_norm_relu_pool":
-                    x = layer.relu_pool(x)
-                else:
-                    fn = F.conv2d_relu_pool if k == 3 else F.conv2d_relu
-                    x = fn(x, layer.weight, layer.bias, layer.stride, layer.padding)
+                x = _FUSED[op](layer, x)            # the run's first layer holds the weights
                 i += k
             else:
                 x = layer(x)
@@ -115,6 +109,16 @@ class Sequential(Module):
                     lines[n] = line + f"   <- runs with {others} as one op, {op}"
                     break
         return "\n".join(lines)
+
+
+# each fused op, called with the first layer of its run
+_FUSED = {
+    "F.conv2d_relu": lambda conv, x: F.conv2d_relu(x, conv.weight, conv.bias, conv.stride,
+                                                    conv.padding),
+    "F.conv2d_relu_pool": lambda conv, x: F.conv2d_relu_pool(x, conv.weight, conv.bias,
+                                                              conv.stride, conv.padding),
+    "F.batch_norm_relu_pool": lambda norm, x: norm.relu_pool(x),
+}
 
 
 def _fuses(a, b):
