@@ -221,6 +221,7 @@ def average_of(states, model, xt, mean, std, batch):
            if v.is_floating_point() else v for k, v in states[-1].items()}
     model.load_state_dict(avg)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
@@ -228,8 +229,8 @@ def average_of(states, model, xt, mean, std, batch):
     with torch.no_grad():
         for i in range(0, xt.shape[0], batch):
             model((xt[i:i + batch] - mean) / std)
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
     model.eval()
 
 
