@@ -11,6 +11,8 @@ average_last (5, or every epoch when there are fewer).
 import os
 from collections import namedtuple
 
+import numpy as np
+
 from minicnn import validate
 from minicnn.errors import UserError
 from minicnn.nn.models import MODELS
@@ -54,7 +56,7 @@ def _out(flag, v, cfg):
 
 
 def _flag_bool(flag, v, cfg):
-    if not isinstance(v, bool):
+    if not isinstance(v, (bool, np.bool_)):
         raise UserError(f"{flag} must be True or False, got {v!r}")
 
 
