@@ -160,16 +160,18 @@ def flag(key):
 
 def add_arguments(parser):
     """One option per setting with a flag; every default None, so that what the user gave
-    can be told from what resolve_config fills in."""
+    can be told from what resolve_config fills in (--out: `minicnn train` names the folder
+    after the data)."""
     for s in SETTINGS:
-        if s.flag is None or s.key == "out":
+        if s.flag is None:
             continue
         text = s.help.replace("{default}", str(s.default))
         parser.add_argument(s.flag, dest=s.key, default=None, help=text, **s.options)
 
 
 def given(args):
-    """{key: value} of the settings the parsed command line set (None where not given)."""
+    """{key: value} of the settings the parsed command line set (None where not given);
+    --out apart, since resuming compares these with the saved run's and --out names it."""
     return {s.key: getattr(args, s.key, None) for s in SETTINGS
             if s.flag is not None and s.key != "out"}
 

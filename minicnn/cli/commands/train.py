@@ -28,7 +28,6 @@ def add_arguments(parser):
     a = parser.add_argument
     a("--synthetic-size", type=int, metavar="N", help="with synthetic data: N training images, "
       "N/4 each for val and test (default: 1600)")
-    a("--out", help="output folder (default: runs/<name of the data>)")
     a("--resume", action="store_true", help="continue the run saved in --out (last.npz)")
     a("--overwrite", action="store_true", help="start afresh in an --out folder that holds a run")
     a("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
