@@ -272,6 +272,16 @@ def _pool_rows(L, Wq, r0, Wo, mb, mc, out, arg_out):
             ao[v] = a + 2 * v + t[v]
 
 
+@njit(inline="always")
+def _phase_plan(xp, Ho2):
+    """What a fused share works with: (Wo, Wq, R window rows per block, q the buffer for
+    one image's four phases (C, 4, (Hp//2 + 1) * Wq), zeroed)."""
+    C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
+    Wo, Wq = Wp - 2, (Wp + 1) // 2
+    R = max(1, min(Ho2, _BLOCK // (4 * Wq)))
+    return Wo, Wq, R, np.zeros((C, 4, (Hp // 2 + 1) * Wq), dtype=xp.dtype)
+
+
 @njit(nogil=True, cache=True)
 def _pool_forward_share(s, S, G, xp, w, b, yp, idx):
     """Share s of S of yp (N,F,Ho2,Wo2) = maxpool2x2(relu(conv + b)) and its idx.
@@ -281,10 +291,7 @@ def _pool_forward_share(s, S, G, xp, w, b, yp, idx):
     window rows, are plain runs over the phases (_window_runs), which vectorise, and
     no conv output is computed that no window uses."""
     N, F, Ho2, Wo2 = yp.shape
-    C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
-    Wo, Wq = Wp - 2, (Wp + 1) // 2
-    R = max(1, min(Ho2, _BLOCK // (4 * Wq)))          # window rows per block
-    q = np.zeros((C, 4, (Hp // 2 + 1) * Wq), dtype=xp.dtype)
+    Wo, Wq, R, q = _phase_plan(xp, Ho2)
     z4 = np.empty((4, R * Wq), dtype=yp.dtype)
     mb, mc = np.empty(R * Wq, dtype=yp.dtype), np.empty(R * Wq, dtype=np.int32)
     u0, u1 = _units(s, S, N * G)
@@ -456,10 +463,7 @@ def _pool_weight_share(s, S, G, xp, gyp, yp, idx, part, bad):
     yp > 0) at the tap idx names in each window; bad[s] counts idx outside their window.
     The image in phases, as the forward pass: only the windows' runs are summed."""
     N, F, Ho2, Wo2 = gyp.shape
-    C, Hp, Wp = xp.shape[1], xp.shape[2], xp.shape[3]
-    Wo, Wq = Wp - 2, (Wp + 1) // 2
-    R = max(1, min(Ho2, _BLOCK // (4 * Wq)))          # window rows per block
-    q = np.zeros((C, 4, (Hp // 2 + 1) * Wq), dtype=xp.dtype)
+    Wo, Wq, R, q = _phase_plan(xp, Ho2)
     gm, kc = np.zeros(R * Wq, dtype=gyp.dtype), np.zeros(R * Wq, dtype=np.int32)
     u0, u1 = _units(s, S, N * G)
     last = -1
