@@ -12,8 +12,8 @@
 #
 # Everything runs on minicnn alone: its layers, autograd, optimiser and kernels.
 # The first run compiles minicnn's numba kernels (10–20 s, once).
-# The same recipe, with checkpoints, resuming and a threshold chosen on validation,
-# is `minicnn train` (`minicnn.xray.train.fit`).
+# The same recipe, with checkpoints, resuming and a decision threshold (0.5, or chosen
+# on validation with `--threshold val`), is `minicnn train` (`minicnn.xray.train.fit`).
 #
 # Run it: `python lessons/08_training.py [--quick] [--out FOLDER] [--data pneumoniamnist.npz]
 # [--epochs N] [--device cpu|cuda-sim|cuda]`.

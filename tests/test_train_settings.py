@@ -33,6 +33,11 @@ def test_every_option_is_read_from_the_table_with_its_default(capsys):
     ("tta", "rotate", ["--tta", "'rotate'", "none, flip"]),
     ("model", "resnet", ["--model", "'resnet'", "chestxray"]),
     ("weight_decay", -0.1, ["--weight-decay", "-0.1"]),
+    ("threshold", 1.0, ["--threshold", "between 0 and 1", "1.0"]),
+    ("threshold", 0, ["--threshold", "between 0 and 1", "got 0"]),
+    ("threshold", float("nan"), ["--threshold", "nan"]),
+    ("threshold", "youden", ["--threshold", "'val'", "'youden'"]),
+    ("threshold", True, ["--threshold", "True"]),
 ])
 def test_a_bad_setting_is_refused_by_its_flag(tmp_path, key, value, words):
     with pytest.raises(UserError) as err:
@@ -100,6 +105,7 @@ def test_flip_scores_the_mean_of_an_image_and_its_mirror():
 @pytest.mark.parametrize("argv, words", [
     (["--average-last", "-1"], ["--average-last", "-1"]),
     (["--epochs", "2", "--average-last", "3"], ["--average-last", "at most --epochs, 2"]),
+    (["--threshold", "1.5"], ["--threshold", "between 0 and 1", "1.5"]),
 ])
 def test_the_command_line_refuses_a_bad_new_flag_in_one_line(tmp_path, argv, words):
     from cli_run import TINY_CLI, run_cli
@@ -107,6 +113,15 @@ def test_the_command_line_refuses_a_bad_new_flag_in_one_line(tmp_path, argv, wor
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     for w in words:
         assert w in err, (w, err)
+
+
+def test_a_threshold_that_is_not_a_number_is_refused_by_the_parser(tmp_path, capsys):
+    from cli_run import TINY_CLI
+    with pytest.raises(SystemExit) as done:
+        cli.main(["train", "--out", str(tmp_path / "run"), *TINY_CLI, "--threshold", "youden"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and not (tmp_path / "run").exists()
+    assert "--threshold" in err and "'val'" in err and "'youden'" in err, err
 
 
 def test_a_resume_with_more_epochs_averages_the_new_last_epochs(tmp_path):
@@ -123,3 +138,56 @@ def test_a_resume_with_more_epochs_averages_the_new_last_epochs(tmp_path):
             continue
         want = ((kept[4][name].astype(np.float64) + kept[5][name]) / 2).astype(value.dtype)
         np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_the_threshold_is_fixed_or_chosen_on_val_as_asked(tmp_path):
+    """--threshold T scores val and test at T (0.5 when not given, the arg-max of two
+    classes); --threshold val takes Youden's J on the validation probabilities."""
+    from minicnn.xray import metrics as M
+    runs = {t: fit(out=str(tmp_path / str(t)), epochs=1, average_last=0, threshold=t, **TINY)
+            for t in (None, 0.3, "val")}
+    for t, want in ((None, 0.5), (0.3, 0.3)):
+        m = runs[t].metrics
+        assert m["threshold_rule"] == "fixed"
+        assert m["val"]["threshold"] == m["test"]["threshold"] == want
+        assert load_checkpoint(tmp_path / str(t) / "best.npz").threshold == want
+    r = runs["val"]
+    y = (r.splits.val.labels == r.positive).astype(int)
+    chosen = M.youden_threshold(y, r.val_probs[:, r.positive])
+    assert r.metrics["threshold_rule"] == "val"
+    assert r.metrics["val"]["threshold"] == r.metrics["test"]["threshold"] == chosen
+    # the same network each time: only the operating point moved
+    np.testing.assert_array_equal(runs[None].test_probs, r.test_probs)
+    yt = (r.splits.test.labels == r.positive).astype(int)
+    for t in (None, 0.3, "val"):
+        m = runs[t].metrics["test"]
+        p = runs[t].test_probs[:, r.positive]
+        assert m["accuracy"] == ((p >= m["threshold"]) == yt).mean()
+
+
+def test_a_threshold_for_three_classes_is_refused(tmp_path):
+    from PIL import Image
+    for split in ("train", "val", "test"):
+        for k, name in enumerate(("NORMAL", "BACTERIA", "VIRUS")):
+            (tmp_path / "xr" / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((12, 12), 40 + 80 * k + i, np.uint8)).save(
+                    tmp_path / "xr" / split / name / f"{i}.png")
+    with pytest.raises(UserError) as err:
+        fit(data=str(tmp_path / "xr"), out=str(tmp_path / "run"), epochs=1, threshold=0.4,
+            image_size=8, batch_size=4, progress=False, log=lambda *a: None)
+    for w in ("--threshold 0.4", "3 classes", "BACTERIA", "most probable"):
+        assert w in str(err.value), (w, str(err.value))
+
+
+def test_a_fixed_threshold_applies_to_every_finding(tmp_path):
+    from minicnn.data.chestxray14_layout import write_chestmnist_like
+    path = write_chestmnist_like(tmp_path / "chestmnist.npz",
+                                 {"train": 64, "val": 32, "test": 32}, size=16, seed=2)
+    result = fit(data=str(path), image_size=16, epochs=1, batch_size=16, augment=False,
+                 threshold=0.3, out=str(tmp_path / "run"), progress=False, log=lambda *a: None)
+    m = result.metrics
+    assert m["threshold_rule"] == "fixed"
+    for split in ("val", "test"):
+        assert {row["threshold"] for row in m[split]["per_label"].values()} == {0.3}
+    assert load_checkpoint(tmp_path / "run" / "best.npz").thresholds.tolist() == [0.3] * 14

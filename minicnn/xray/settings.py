@@ -6,8 +6,10 @@ one place.
 A setting with flag None has no command-line option (fit() takes it; the saved
 train_config records it). A default of None means "decided from other settings": epochs
 (6 on synthetic data, 20 otherwise), lr (by optimizer), image_size (by the data),
-average_last (5, or every epoch when there are fewer).
+average_last (5, or every epoch when there are fewer), threshold (0.5 for one-label data,
+"val" for each finding of multi-label data).
 """
+import argparse
 import os
 from collections import namedtuple
 
@@ -71,6 +73,28 @@ def _labels(flag, v, cfg):
                         "picks findings of multi-label data (a ChestX-ray14 folder, ChestMNIST)")
 
 
+def _threshold_rule(v):
+    return ("'val' (chosen on the validation split by Youden's J) or a probability strictly "
+            f"between 0 and 1, e.g. 0.5; got {v!r}")
+
+
+def threshold(text):
+    """--threshold's parser: "val", or the number the text spells (its range: _threshold)."""
+    if text == "val":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {_threshold_rule(text)}") from None
+
+
+def _threshold(flag, v, cfg):
+    if v is None or v == "val":
+        return
+    if isinstance(v, str) or not (validate.is_number(v) and 0 < float(v) < 1):
+        raise UserError(f"{flag} must be {_threshold_rule(v)}")
+
+
 def _average_last(flag, v, cfg):
     validate.integer(flag, v, 0, cfg["epochs"],
                      hint=f" (0: off; at most --epochs, {cfg['epochs']})")
@@ -125,7 +149,7 @@ SETTINGS = (
     Setting("dropout", None, 0.0, "", _num(lo=0, hi=1, hi_open=True), {}),
     Setting("device", "--device", "cpu", "default: {default}", _one_of(DEVICES),
             {"choices": list(DEVICES)}),
-    Setting("balance", "--balance", "none",
+    Setting("balance", "--balance", "weights",
             "class imbalance: weighted loss (multi-label: a pos_weight per finding, negatives "
             "/ positives), balanced batches, or none (default: {default})", _one_of(BALANCES),
             {"choices": list(BALANCES)}),
@@ -141,6 +165,12 @@ SETTINGS = (
             "test-time augmentation: flip scores each image and its mirror image and averages "
             "the two probabilities (validation and test alike); none scores it once "
             "(default: {default})", _one_of(TTAS), {"choices": list(TTAS)}),
+    Setting("threshold", "--threshold", None,
+            "an image is called positive when its probability of the positive class (each "
+            "finding's, multi-label) is at least T; 'val' chooses T on the validation split, "
+            "where sensitivity + specificity is highest (Youden's J) (default: 0.5, the "
+            "arg-max, for one-label data; 'val', per finding, for multi-label data)",
+            _threshold, {"type": threshold, "metavar": "T"}),
     Setting("seed", "--seed", 0, "seed of every random choice (default: {default})",
             _int(0, validate.MAX_SEED), {"type": int}),
     Setting("synthetic_sizes", None, None, "",

@@ -7,12 +7,13 @@ fit(config) does, in order:
      weighted, or balanced batches, if asked) -> backward -> optimiser step; then
      score the validation split; keep the epoch with the best validation ROC-AUC
      (best.npz) and the latest state (last.npz, for resuming)
-  4. on the best network: choose the decision threshold on validation (Youden's J),
-     then score the test split once, at that threshold, and write metrics.json
+  4. on the best network: score validation, then the test split once, at the decision
+     threshold (--threshold: 0.5, or chosen on validation by Youden's J), and write
+     metrics.json
 
 Multi-label data (ChestX-ray14, ChestMNIST) trains one sigmoid output per finding with
 binary cross-entropy with logits (`--balance weights`: pos_weight = negatives / positives
-of each finding on train); each finding gets its own threshold on validation, and the
+of each finding on train); each finding gets its own threshold on validation (by default), and the
 network kept is the one with the best mean validation AUC. A single finding
 (`--labels Pneumonia`) is a two-class task and takes the one-label path above.
 
@@ -329,6 +330,7 @@ class Run:
         self.multilabel = bool(getattr(train, "multilabel", False))
         self.classes = list(train.classes)
         self.positive = 0 if self.multilabel else positive_index(self.classes)
+        self.threshold = self._threshold(cfg["threshold"])
         if self.multilabel and cfg["balance"] == "sampler":
             raise UserError("--balance sampler draws balanced batches of one-label classes; "
                             "multi-label data (several findings per image) takes "
@@ -369,6 +371,21 @@ class Run:
         self.best = {"score": -np.inf, "epoch": None, "threshold": 0.5,
                      "thresholds": [0.5] * len(self.classes) if self.multilabel else None}
         self.start_epoch, self.start_batch, self.partial = 0, 0, None
+
+    def _threshold(self, given):
+        """What evaluate() takes as `threshold` on val: None (Youden's J on val), a probability,
+        or for multi-label data K of them (--threshold's default: 0.5 for one label, "val"
+        per finding)."""
+        if given is None:
+            given = "val" if self.multilabel else 0.5
+        if not self.multilabel and len(self.classes) != 2 and self.cfg["threshold"] is not None:
+            raise UserError(f"--threshold {given}: a threshold decides between two classes (or "
+                            f"for each finding of multi-label data); this data has "
+                            f"{len(self.classes)} classes ({', '.join(self.classes)}), each "
+                            "image goes to its most probable one")
+        if given == "val":
+            return None
+        return [float(given)] * len(self.classes) if self.multilabel else float(given)
 
     # checkpoints ---------------------------------------------------------------------------
     def _save(self, path, epoch, batch, threshold=0.5, partial=None, thresholds=None):
@@ -509,7 +526,8 @@ class Run:
                 record.update(self.train_epoch(epoch, stop, on_batch_end))
                 t = time.perf_counter()
                 val, probs = evaluate(self.model, splits.val, self.mean, self.std, self.positive,
-                                      device=cfg["device"], tta=cfg["tta"])
+                                      device=cfg["device"], tta=cfg["tta"],
+                                      threshold=self.threshold)
                 record.update({"val_loss": val["loss"], "val_auc": val["auc"],
                                "val_acc": val["accuracy"] if self.multilabel else
                                _accuracy_at_argmax(probs, splits.val.labels)})
@@ -582,7 +600,8 @@ class Run:
         self.model.load_state_dict(state)
         self._measure_batch_norm()
         val, _ = evaluate(self.model, self.splits.val, self.mean, self.std, self.positive,
-                          device=self.cfg["device"], tta=self.cfg["tta"])
+                          device=self.cfg["device"], tta=self.cfg["tta"],
+                          threshold=self.threshold)
         self.best = {"score": float(val["auc"]), "epoch": last, "averaged": [first, last],
                      "threshold": float(val.get("threshold", 0.5)),
                      "thresholds": _thresholds(val, self.classes)}
@@ -617,7 +636,8 @@ class Run:
         ck = load_checkpoint(self.best_path)
         model = ck.build_model(self.cfg["device"])
         val, val_probs = evaluate(model, self.splits.val, ck.norm_mean, ck.norm_std,
-                                  self.positive, device=self.cfg["device"], tta=self.cfg["tta"])
+                                  self.positive, device=self.cfg["device"], tta=self.cfg["tta"],
+                                  threshold=self.threshold)
         if self.multilabel:
             threshold = _thresholds(val, self.classes)
             if list(ck.thresholds) != threshold:  # only if the device computes them differently
@@ -643,6 +663,8 @@ class Run:
         result = {
             "test": _public(test), "val": _public(val), "epochs": self.history,
             "best_epoch": ck.epoch, "averaged_epochs": self.best.get("averaged"),
+            # "val": Youden's J on validation; "fixed": --threshold (0.5 by default, one label)
+            "threshold_rule": "val" if self.threshold is None else "fixed",
             "checkpoint": self.best_path,
             "data": self.splits.info, "config": self.cfg,
             "model": {"name": ck.model_name, "config": ck.model_config,

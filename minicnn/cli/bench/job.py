@@ -13,7 +13,7 @@ Two processes, one after the other, each timed from its start to its exit:
 Both include their start-up, reading the data, every epoch with its validation, and the
 test score. The ratio is PyTorch's wall time over minicnn's (above 1: minicnn faster);
 the test accuracy and ROC-AUC of both are printed beside it, for information (minicnn's
-accuracy is at its threshold chosen on validation, PyTorch's at the arg-max).
+accuracy is at its decision threshold, printed beside it, PyTorch's at the arg-max).
 """
 import argparse
 import json
@@ -118,7 +118,8 @@ def _child(what, argv, timeout):
 
 
 def run_minicnn(data, epochs, timeout):
-    """{"wall_s", "test_accuracy", "test_auc", "best_epoch", "command"} of minicnn's run."""
+    """{"wall_s", "test_accuracy", "test_auc", "best_epoch", "threshold", ...} of minicnn's
+    run."""
     out = tempfile.mkdtemp(prefix="minicnn-bench-job-")
     argv = [sys.executable, "-c", *MINICNN, "train", "--data", data, "--epochs", str(epochs),
             "--no-figures", "--out", os.path.join(out, "run")]
@@ -130,7 +131,8 @@ def run_minicnn(data, epochs, timeout):
         shutil.rmtree(out, ignore_errors=True)
     return {"wall_s": wall, "test_accuracy": metrics["test"]["accuracy"],
             "test_auc": metrics["test"]["auc"], "best_epoch": metrics["best_epoch"],
-            "model": metrics["model"]["name"],
+            "model": metrics["model"]["name"], "threshold": metrics["test"].get("threshold"),
+            "threshold_rule": metrics.get("threshold_rule", "val"),
             "command": "minicnn " + " ".join(argv[3:-1] + ["<new folder>"])}
 
 
@@ -153,13 +155,19 @@ def _fmt(v, digits=3):
     return "n/a" if v is None or v != v else f"{v:.{digits}f}"
 
 
+def _rule(m):
+    """How minicnn's decision threshold was set, e.g. "threshold 0.500, fixed"."""
+    how = "chosen on val" if m.get("threshold_rule") == "val" else "fixed"
+    return f"threshold {_fmt(m.get('threshold'))}, {how}"
+
+
 def text(res):
     """The report's lines."""
     m, t = res["minicnn"], res["torch"]
     status = res["status"]
     return "\n".join([
-        f"minicnn: {m['wall_s']:.1f} s   test ACC {_fmt(m['test_accuracy'])} (threshold chosen "
-        f"on val)  AUC {_fmt(m['test_auc'])}  best epoch {m['best_epoch']}",
+        f"minicnn: {m['wall_s']:.1f} s   test ACC {_fmt(m['test_accuracy'])} "
+        f"({_rule(m)})  AUC {_fmt(m['test_auc'])}  best epoch {m['best_epoch']}",
         f"PyTorch: {t['wall_s']:.1f} s   test ACC {_fmt(t['test_accuracy'])} (arg-max)  "
         f"AUC {_fmt(t['test_auc'])}  best epoch {t['best_epoch']}  "
         f"({t.get('torch_threads', '?')} threads)",

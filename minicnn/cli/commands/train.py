@@ -189,6 +189,17 @@ def finding_table(test, val=None):
     return "\n".join(lines)
 
 
+def _rule(metrics, what, fixed=None):
+    """How the threshold was set: "<what> chosen on validation (Youden's J)", or
+    "<fixed or what> (--threshold T)" / "(the default --threshold)"."""
+    if metrics.get("threshold_rule") == "val":
+        return f"{what} chosen on validation (Youden's J)"
+    given = metrics["config"].get("threshold")
+    if fixed is not None:
+        what = f"{fixed} {float(given):g}"
+    return f"{what} ({'the default --threshold' if given is None else f'--threshold {given}'})"
+
+
 def _report(result, out, figures):
     m = result.metrics
     synthetic = m["data"].get("synthetic")
@@ -197,8 +208,7 @@ def _report(result, out, figures):
     print()
     if "per_label" in test and "sensitivity" not in test:
         print(f"Best epoch {m['best_epoch']} (highest mean validation ROC-AUC "
-              f"{_fmt(val['mean_auc'], 4)}); a threshold per finding chosen on validation "
-              "(Youden's J).")
+              f"{_fmt(val['mean_auc'], 4)}); {_rule(m, 'a threshold per finding', 'each finding at threshold')}.")
         print(f"Test set, {test['n']} images{' — ' + SYNTHETIC_NOTE if synthetic else ''}:")
         print(finding_table(test, val))
     elif "sensitivity" in test:
@@ -207,8 +217,7 @@ def _report(result, out, figures):
             first, last = m["averaged_epochs"]
             kept = (f"Weights averaged over epochs {first}-{last} (validation ROC-AUC "
                     f"{_fmt(val['auc'], 4)})")
-        print(f"{kept}; decision threshold {test['threshold']:.3f} chosen on validation "
-              "(Youden's J).")
+        print(f"{kept}; {_rule(m, 'decision threshold ' + format(test['threshold'], '.3f'))}.")
         print(f"Test set, {test['n']} images{' — ' + SYNTHETIC_NOTE if synthetic else ''}:")
         print(f"  accuracy    {_fmt(test['accuracy'])}     ROC-AUC     {_fmt(test['auc'])}")
         print(f"  sensitivity {_fmt(test['sensitivity'])}     specificity {_fmt(test['specificity'])}"
