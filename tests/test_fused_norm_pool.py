@@ -8,6 +8,8 @@ from minicnn import functional as F
 from minicnn import nn
 from minicnn.nn import models
 
+from fused_run import forward_backward
+
 
 def _layers(channels, affine=True):
     return [nn.BatchNorm2d(channels, affine=affine), nn.ReLU(), nn.MaxPool2d(2)]
@@ -34,13 +36,7 @@ def test_fused_layers_equal_the_layers_in_turn_on_every_device(backend, size, tr
         net[0].running_var[...] = net[0].running_var * 0 + 1.5
         net.train(training)
         x = minicnn.tensor(value, device=backend, requires_grad=True)
-        if run == "fused":
-            y = net(x)
-        else:
-            y = x
-            for layer in net:
-                y = layer(y)
-        (y * y.detach() + y).sum().backward()   # a gradient that differs per position
+        y = forward_backward(net, x, fused=run == "fused")
         got = [y.numpy(), x.grad.numpy(), np.asarray(minicnn.tensor(net[0].running_mean).numpy()),
                np.asarray(minicnn.tensor(net[0].running_var).numpy())]
         if affine:

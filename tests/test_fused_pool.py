@@ -9,6 +9,8 @@ from minicnn import nn
 from minicnn.kernels.cpu import conv, pool
 from minicnn.nn import models
 
+from fused_run import forward_backward
+
 # (N, C, F, H, W, kernel, stride, padding): odd and even outputs, 1 to 32 channels, 1x1 to 5x5
 SHAPES = [(3, 1, 4, 7, 7, 3, 1, 1), (2, 3, 5, 9, 8, 3, 1, 1), (2, 16, 8, 14, 14, 3, 1, 1),
           (3, 2, 4, 11, 13, 3, 2, 1), (2, 4, 3, 10, 10, 5, 1, 2), (2, 32, 16, 7, 7, 3, 1, 1),
@@ -65,13 +67,7 @@ def test_fused_layers_equal_the_layers_in_turn_on_every_device(backend, size):
     results = []
     for run in ("fused", "in turn"):
         x = minicnn.tensor(value, device=backend, requires_grad=True)
-        if run == "fused":
-            y = fused(x)
-        else:
-            y = x
-            for layer in fused:
-                y = layer(y)
-        (y * y.detach() + y).sum().backward()   # a gradient that differs per position
+        y = forward_backward(fused, x, fused=run == "fused")
         results.append((y.numpy(), x.grad.numpy(), fused[0].weight.grad.numpy(),
                         fused[0].bias.grad.numpy()))
         fused.zero_grad()
