@@ -5,7 +5,7 @@ one place.
 
 A setting with flag None has no command-line option (fit() takes it; the saved
 train_config records it). A default of None means "decided from other settings": epochs
-(6 on synthetic data, 20 otherwise), lr (by optimizer), image_size (by the data),
+(6 on synthetic data, 40 otherwise), lr (by optimizer), image_size (by the data),
 average_last (5, or every epoch when there are fewer), threshold (0.5 for one-label data,
 "val" for each finding of multi-label data).
 """
@@ -25,7 +25,7 @@ from minicnn.nn.models import MODELS
 Setting = namedtuple("Setting", "key flag default help check options")
 
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.01}
-DEFAULT_EPOCHS = {"synthetic": 6, "other": 20}
+DEFAULT_EPOCHS = {"synthetic": 6, "other": 40}
 DEFAULT_AVERAGE_LAST = 5        # the epochs averaged, or every epoch when there are fewer
 OPTIMIZERS, DEVICES, BALANCES, TTAS = ("adam", "sgd"), ("cpu", "cuda", "cuda-sim"), \
     ("none", "weights", "sampler"), ("none", "flip")
