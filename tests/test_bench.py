@@ -164,6 +164,25 @@ def test_matmul_peak_is_best_of_a_few_products_within_its_budget():
     assert machine.matmul_peak(n=64, most=3, budget_s=60.0)["products"] == 3
 
 
+def test_a_blas_pinned_below_the_cpus_vector_width_is_named():
+    from minicnn.cli.bench import machine
+    avx512, avx2 = {"avx2", "avx512f"}, {"avx2"}
+    note = machine.blas_held_back("Haswell", "Haswell", avx512)
+    assert "OPENBLAS_CORETYPE=Haswell" in note and "AVX-512" in note and "env -u" in note
+    assert machine.blas_held_back("haswell", "Zen", avx512) is not None
+    assert machine.blas_held_back(None, "Haswell", avx512) is None        # OpenBLAS chose it
+    assert machine.blas_held_back("SkylakeX", "SkylakeX", avx512) is None  # uses AVX-512
+    assert machine.blas_held_back("Haswell", "Haswell", avx2) is None      # all the CPU has
+    assert machine.blas_held_back("Haswell", None, avx512) is None         # not OpenBLAS
+    facts = {"blas_held_back": note, "numba_threads": "2 threads", "numpy_blas": "openblas",
+             "torch_threads": "2 threads", "cores": 2, "load_average_1m": 0.1}
+    below = [{"status": "BELOW", "what": "training step", "value": 0.9, "target": ">= 1x"}]
+    assert f"note: {note}" in report.targets_text(below, facts)
+    passed = [dict(below[0], status="PASS", value=1.3)]
+    assert "note:" not in report.targets_text(passed, facts)   # nothing to explain
+    assert "note:" not in report.targets_text(below, dict(facts, blas_held_back=None))
+
+
 def test_bad_options_are_user_errors():
     with pytest.raises(UserError, match="at least 8"):
         _run(["--quick", "--sizes", "4"])

@@ -43,6 +43,22 @@ def _openblas_runtime():
     return None
 
 
+# OpenBLAS core types whose kernels use AVX-512; every other x86 one stops at AVX2 or below
+AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+def blas_held_back(coretype, core, flags):
+    """A sentence when OPENBLAS_CORETYPE holds numpy's BLAS below the CPU's vector width,
+    else None. coretype: the variable's value (None: not set); core: the core type the loaded
+    OpenBLAS runs (None: unknown); flags: the CPU's feature flags (/proc/cpuinfo)."""
+    if not coretype or core is None or "avx512f" not in flags or core.lower() in AVX512_CORES:
+        return None
+    return (f"OPENBLAS_CORETYPE={coretype} in the environment holds numpy's BLAS (minicnn's "
+            f"matrix products) to its {core} kernels, without the AVX-512 this CPU has; "
+            "PyTorch's kernels are not held back. Unset it "
+            "(env -u OPENBLAS_CORETYPE minicnn bench) to let OpenBLAS choose")
+
+
 def _numpy_blas():
     name = "unknown"
     try:
@@ -51,10 +67,10 @@ def _numpy_blas():
         name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     except Exception:  # numpy < 1.26 has no mode="dicts"
         pass
-    runtime = _openblas_runtime()
+    runtime = _openblas_runtime() or {}
     if runtime:
         name += f" ({_threads(runtime['threads'])}, core {runtime.get('core', '?')})"
-    return name
+    return name, runtime.get("core")
 
 
 def _numba_threads():
@@ -85,15 +101,20 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
                     "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")
 
 
-def _cpu_model():
+def _cpuinfo(field):
+    """The first `field` of /proc/cpuinfo (e.g. "model name", "flags"), or None."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model():
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def describe():
@@ -104,14 +125,17 @@ def describe():
     except ImportError:
         torch_version = None
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    blas, core = _numpy_blas()
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "load_average_1m": round(load[0], 2) if load else None,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "numpy_blas": _numpy_blas(),
+        "numpy_blas": blas,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE", "not set"),
+        "blas_held_back": blas_held_back(os.environ.get("OPENBLAS_CORETYPE"), core,
+                                         set((_cpuinfo("flags") or "").split())),
         "numba": numba.__version__,
         "numba_threads": _numba_threads(),
         "torch": torch_version,
@@ -135,6 +159,7 @@ def header(facts, cfg):
         f"OPENBLAS_CORETYPE {facts['OPENBLAS_CORETYPE']}; numba {facts['numba']} "
         f"({facts['numba_threads']})",
         torch,
+    ] + ([f"note: {facts['blas_held_back']}"] if facts.get("blas_held_back") else []) + [
         "threads: " + (", ".join(f"{k}={v}" for k, v in facts["thread_settings"].items())
                        + " set in the environment" if facts["thread_settings"]
                        else "both engines at their own defaults for this machine"),

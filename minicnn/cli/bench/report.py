@@ -180,6 +180,8 @@ def targets_text(items, facts):
     for t in below:
         value = "-" if t["value"] is None else f"{t['value']:.2f}"
         lines.append(f"  BELOW  {t['what']}: {value} (target {t['target']})")
+    if below and facts.get("blas_held_back"):
+        lines.append(f"  note: {facts['blas_held_back']}")
     lines.append(f"threads at the end: numba {facts['numba_threads']}; numpy BLAS "
                  f"{facts['numpy_blas']}; PyTorch {facts['torch_threads'] or 'not installed'}")
     load = facts.get("load_average_1m")
