@@ -110,6 +110,9 @@ def main():
                         threshold=ck.threshold, min_input_size=ck.min_input_size,
                         train_config=ck.train_config, data_info=ck.data_info)
         print(f"saved {path}: evaluate it with  minicnn evaluate --checkpoint {path}")
+    # every rank waits for rank 0's save: a rank that tears its connections down while
+    # another still holds them can abort at exit (gloo)
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -21,6 +21,8 @@ def _as_numpy(a):
 def assert_close(actual, expected, atol=1e-6, rtol=1e-5, name="value"):
     """Fail unless |actual - expected| <= atol + rtol * |expected| everywhere.
 
+    atol is a number, or an array broadcast against expected (a tolerance per element).
+
     Shapes must match exactly. NaN matches NaN and an infinity matches the same
     infinity. On failure the message names the worst element (the one that uses the
     most of its tolerance), both values there, and how many elements failed.
@@ -44,7 +46,8 @@ def assert_close(actual, expected, atol=1e-6, rtol=1e-5, name="value"):
             ratio = np.where(bad, err / tol, 0.0)
         worst = np.unravel_index(int(np.argmax(ratio)), a.shape) if a.ndim else ()
         raise AssertionError(
-            f"{name}: {int(bad.sum())} of {a.size} elements differ beyond atol={atol:g} + "
+            f"{name}: {int(bad.sum())} of {a.size} elements differ beyond atol="
+            f"{f'{atol:g}' if np.ndim(atol) == 0 else '(per element)'} + "
             f"rtol={rtol:g}*|expected|; worst at index {tuple(int(i) for i in worst)}: "
             f"actual {float(a64[worst])!r}, expected {float(e64[worst])!r}, |diff| {err[worst]:.3e} "
             f"(tolerance there {tol[worst]:.3e})")

@@ -106,19 +106,21 @@ def bn_grad_sums(gy, x, mean, invstd, gw, gb):
 def bn_grad_input(gy, x, mean, invstd, w, gw, gb, training, gx):
     """gx of the batch norm (see the module docstring).   gy, x, gx (N,C,L)
     Training, expanded per channel (xhat = (x - mean) * invstd) into
-    gx = A * gy + B * x + D with A = w*invstd, B = -A*invstd*gw/M, D = -A*gb/M - B*mean,
-    the coefficients in float64, then one pass of multiply-adds in x's precision."""
+    gx = A * gy + B * (x - mean) + D with A = w*invstd, B = -A*invstd*gw/M, D = -A*gb/M,
+    the coefficients in float64, then one pass in x's precision. x - mean comes first:
+    B * x and B * mean are large when the mean is far from 0 and the spread small, and
+    their difference, rounded in float32, would lose the digits the gradient needs."""
     N, C, L = x.shape
     M = N * L
     for t in prange(N * C):
         n, c = t // C, t % C
         a = np.float64(w[c]) * np.float64(invstd[c])
         bx = -a * np.float64(invstd[c]) * gw[c] / M if training else 0.0
-        d = (-a * gb[c] / M - bx * np.float64(mean[c])) if training else 0.0
-        A, B, D = gy.dtype.type(a), gy.dtype.type(bx), gy.dtype.type(d)
+        d = -a * gb[c] / M if training else 0.0
+        A, B, D, mu = gy.dtype.type(a), gy.dtype.type(bx), gy.dtype.type(d), mean[c]
         g, row, out = gy[n, c], x[n, c], gx[n, c]
         for l in range(L):
-            out[l] = A * g[l] + B * row[l] + D
+            out[l] = A * g[l] + B * (row[l] - mu) + D
 
 
 def or_fill(a, c, value, dtype):

@@ -15,8 +15,8 @@ Backward, the gradient of v is g = gy at idx where yp > 0 and 0 everywhere else 
 and columns no window covers included), so with M = N*L
     gb_c = sum of gy over the windows with yp > 0
     gw_c = sum of gy * xhat(x[idx]) over those windows,   xhat = (x - mean_c) * invstd_c
-    gx   = B_c * x + D_c everywhere, plus A_c * gy at each such idx, where
-           A = w*invstd, B = -A*invstd*gw/M, D = -A*gb/M - B*mean (training; eval B = D = 0)
+    gx   = B_c * (x - mean_c) + D_c everywhere, plus A_c * gy at each such idx, where
+           A = w*invstd, B = -A*invstd*gw/M, D = -A*gb/M (training; eval B = D = 0)
 the expansion of norm.py's gx = A/M * (M*g - gb - xhat*gw), coefficients in float64.
 
 Index maps: the forward statistics are norm.bn_stats (one task per channel); the fused
@@ -91,7 +91,8 @@ def bn_relu_pool_grad_sums(gy, y, idx, x, mean, invstd, gw, gb):
 
 @njit(cache=True, parallel=True)
 def bn_relu_pool_grad_input(gy, y, idx, x, mean, invstd, w, gw, gb, training, gx):
-    """gx = B*x + D everywhere, A*gy + B*x + D at each idx with y > 0 (module docstring).
+    """gx = B*(x - mean) + D everywhere, A*gy + B*(x - mean) + D at each idx with y > 0
+    (module docstring; x - mean first, as in norm.bn_grad_input)
     gy, y, idx (P, Hq*Wq); x, gx (P, H*W), P = N*C; mean, invstd, w (C,); gw, gb float64."""
     P, L = x.shape
     C = w.shape[0]
@@ -100,16 +101,16 @@ def bn_relu_pool_grad_input(gy, y, idx, x, mean, invstd, w, gw, gb, training, gx
         c = t % C
         a = np.float64(w[c]) * np.float64(invstd[c])
         bx = -a * np.float64(invstd[c]) * gw[c] / M if training else 0.0
-        d = (-a * gb[c] / M - bx * np.float64(mean[c])) if training else 0.0
-        A, B, D = x.dtype.type(a), x.dtype.type(bx), x.dtype.type(d)
+        d = -a * gb[c] / M if training else 0.0
+        A, B, D, mu = x.dtype.type(a), x.dtype.type(bx), x.dtype.type(d), mean[c]
         row, out = x[t], gx[t]
         for l in range(L):
-            out[l] = B * row[l] + D
+            out[l] = B * (row[l] - mu) + D
         g, on, at = gy[t], y[t], idx[t]
         for s in range(g.shape[0]):
             if on[s] > 0:                            # windows do not overlap: one write each
                 k = at[s]
-                out[k] = A * g[s] + B * row[k] + D   # norm.bn_grad_input's order
+                out[k] = A * g[s] + B * (row[k] - mu) + D   # norm.bn_grad_input's order
 
 
 def _check_x(x):
