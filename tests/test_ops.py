@@ -102,9 +102,9 @@ def check_op(name, device, log, fn, inputs, torch_fn=None, needs_grad=None, seed
             assert a.grad is not None, f"{who}: input {k} got no gradient"
             assert a.grad.dtype == np.float32, f"{who}: grad of input {k} is {a.grad.dtype}"
             want_grad = b.grad.numpy() if b.grad is not None else np.zeros(a.shape)
-            log.record(name, backend_name or device, a.grad.numpy(), want_grad, atol, rtol)
-            assert_close(a.grad.numpy(), want_grad, f"{who}: gradient of input {k}",
-                         atol + slack[k], rtol)
+            tol = atol + slack[k]
+            log.record(name, backend_name or device, a.grad.numpy(), want_grad, tol, rtol)
+            assert_close(a.grad.numpy(), want_grad, f"{who}: gradient of input {k}", tol, rtol)
             assert a.grad.device == device, f"{who}: gradient of input {k} on {a.grad.device}"
             if cpu is not None:   # each side off the exact answer by up to the slack
                 assert_close(a.grad.numpy(), cpu[1][k], f"{who}: gradient of input {k} "
@@ -412,6 +412,9 @@ def bn_cases(draw):
     return shape, draw(st.booleans()), draw(st.booleans()), draw(seeds)
 
 
+K_SLACK = 8   # float32 roundings allowed per term that cancels (bn_grad_slack)
+
+
 def bn_grad_slack(x, w, gy, eps):
     """Extra tolerance of batch norm's input and weight gradients in training.
 
@@ -430,12 +433,10 @@ def bn_grad_slack(x, w, gy, eps):
     invstd = 1 / np.sqrt(x3.var(axis=(0, 2), keepdims=True) + eps)
     a = (np.abs(x3) + np.abs(mean)) * invstd
     scale = (1.0 if w is None else np.abs(w).reshape(1, c, 1)) * invstd
-    terms = g3 + g3.mean(axis=(0, 2), keepdims=True) + a * (g3 * a).mean(axis=(0, 2), keepdims=True)
+    terms = g3 + g3.mean(axis=(0, 2), keepdims=True) \
+        + a * (g3 * a).mean(axis=(0, 2), keepdims=True)
     u = K_SLACK * 2.0 ** -24
     return (u * scale * terms).reshape(x.shape), u * (g3 * a).sum(axis=(0, 2))
-
-
-K_SLACK = 8
 
 
 def test_batch_norm(backend, check):
